@@ -1,0 +1,29 @@
+"""The checked-in stubs are what the protos generate today."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import t5electra.clients.v1
+from t5electra.clients import codegen
+
+PROTO_ROOT = Path(__file__).resolve().parents[1] / "protos"
+INSTALLED_STUBS = Path(t5electra.clients.v1.__file__).parent
+
+
+def test_checked_in_stubs_are_current(tmp_path: Path) -> None:
+    fresh = codegen.generate(PROTO_ROOT, tmp_path)
+    assert fresh, "no stubs generated"
+    stale = [p.name for p in fresh if p.read_text() != (INSTALLED_STUBS / p.name).read_text()]
+    assert not stale, f"stale stubs {stale}: run `python -m t5electra.clients.codegen`"
+    generated = {p.name for p in fresh}
+    checked_in = {p.name for p in INSTALLED_STUBS.glob("*_pb2*.py*")}
+    assert checked_in == generated
+
+
+def test_stubs_import_as_a_subpackage() -> None:
+    from t5electra.clients.v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
+
+    assert generation_pb2.GenerateRequest.__module__ == "t5electra.clients.v1.generation_pb2"
+    assert hasattr(generation_pb2_grpc, "TextGenerationStub")
+    assert hasattr(detection_pb2_grpc, "add_ReplacementDetectionServicer_to_server")
