@@ -1,0 +1,1 @@
+"""The t5electra server: settings, engines, command line and embedded checkpoints."""

@@ -1,0 +1,136 @@
+"""The request and result types that travel between the wire, the
+deployments and the engines.
+
+They are plain dataclasses, so they pickle cheaply across Ray handles and can
+be built in tests without protobuf. ``deployments/wire.py`` is the one place
+that converts them to and from protos.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class FinishReason(enum.IntEnum):
+    """Why a sequence ended; values equal the proto enum's numbers."""
+
+    LENGTH = 1
+    EOS_TOKEN = 2
+    STOP_SEQUENCE = 3
+
+
+@dataclass(frozen=True)
+class GenerationParameters:
+    """Decoding parameters with their defaults filled in.
+
+    ``seed`` stays ``None`` when the caller did not choose one; the engine
+    draws one then, so that even unseeded sampling uses a per-request
+    generator and is not disturbed by its batch neighbours.
+    """
+
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    num_return_sequences: int = 1
+    seed: int | None = None
+    stop_sequences: tuple[str, ...] = ()
+
+    @property
+    def is_beam_search(self) -> bool:
+        return self.num_beams > 1
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    text: str
+    parameters: GenerationParameters = field(default_factory=GenerationParameters)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class GeneratedSequence:
+    text: str
+    finish_reason: FinishReason
+    generated_tokens: int
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """Where a request's time went inside a model replica.
+
+    ``queue_ms`` is from arrival at the replica to the start of its batch;
+    ``inference_ms`` from that start to the request's last token.
+    """
+
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    sequences: tuple[GeneratedSequence, ...]
+    input_tokens: int
+    model: str
+    timing: BatchTiming = field(default_factory=BatchTiming)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(s.generated_tokens for s in self.sequences)
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """New text of a streamed sequence. The last piece of a stream carries
+    the finish reason and the token counts; the others leave them unset."""
+
+    text: str
+    generated_tokens: int
+    finish_reason: FinishReason | None = None
+    input_tokens: int = 0
+    model: str = ""
+    timing: BatchTiming | None = None
+
+    @property
+    def is_last(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass(frozen=True)
+class DetectionRequest:
+    text: str
+    threshold: float = 0.5
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    token: str
+    start: int
+    end: int
+    score: float
+    replaced: bool
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    tokens: tuple[TokenScore, ...]
+    replaced_spans: tuple[Span, ...]
+    replaced_fraction: float
+    model: str
+    input_tokens: int = 0
+    timing: BatchTiming = field(default_factory=BatchTiming)

@@ -1,0 +1,36 @@
+"""The vocabulary of failures a request can meet.
+
+Engines and deployments raise these; the ingress maps each to one gRPC status
+code in a single place (``deployments/status.py``). Anything else that escapes
+is a bug and becomes INTERNAL.
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base of the errors a caller is meant to see, message included."""
+
+
+class InvalidInput(ServingError):
+    """A request field is out of range or malformed (INVALID_ARGUMENT).
+
+    ``field`` names the offending field as it is spelled on the wire, so that
+    callers can point at it without parsing the message.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+    def __reduce__(self):
+        # Ray pickles exceptions across processes; keep both arguments.
+        return (type(self), (self.field, str(self).split(": ", 1)[1]))
+
+
+class ModelNotReady(ServingError):
+    """The model is still loading or has no live replica (UNAVAILABLE)."""
+
+
+class Overloaded(ServingError):
+    """Queues are full; retry later (RESOURCE_EXHAUSTED)."""

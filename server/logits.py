@@ -1,0 +1,86 @@
+"""Per-row logits processing for a batch whose rows have different decoding
+parameters.
+
+transformers' logits processors take one value per batch; a serving batch
+mixes requests, so each parameter here is a tensor with a value per row. The
+arithmetic and the order (repetition penalty, min new tokens, temperature,
+top-k, top-p) follow transformers' sampling path operation for operation, so
+that a seeded request samples the same tokens as ``model.generate`` would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RowParameters:
+    """Decoding parameters as tensors with one entry per row, on the model's device."""
+
+    do_sample: torch.Tensor  # bool
+    temperature: torch.Tensor  # float32
+    top_k: torch.Tensor  # int64, 0 = off
+    top_p_floor: torch.Tensor  # float32, 1 - top_p, as transformers compares it
+    top_p_on: torch.Tensor  # bool
+    repetition_penalty: torch.Tensor  # float32
+    min_new_tokens: torch.Tensor  # int64
+
+    def select(self, rows: torch.Tensor) -> RowParameters:
+        return RowParameters(**{name: value[rows] for name, value in vars(self).items()})
+
+
+def penalise_repetitions(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """CTRL-style penalty on every token id in ``seen`` (rows × length)."""
+    picked = torch.gather(scores, 1, seen)
+    factor = penalty[:, None]
+    picked = torch.where(picked < 0, picked * factor, picked / factor)
+    return scores.scatter(1, seen, picked)
+
+
+def forbid_eos(scores: torch.Tensor, eos_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """End-of-sequence is impossible on ``rows`` (bool per row)."""
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    mask[:, eos_ids] = True
+    return scores.masked_fill(mask & rows[:, None], -float("inf"))
+
+
+def top_k_filter(scores: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    vocab = scores.size(-1)
+    k = torch.where(top_k > 0, top_k.clamp(max=vocab), vocab)
+    kth = torch.sort(scores, dim=-1, descending=True).values.gather(1, (k - 1)[:, None])
+    return scores.masked_fill(scores < kth, -float("inf"))
+
+
+def top_p_filter(scores: torch.Tensor, floor: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative <= floor[:, None]
+    remove[:, -1] = False
+    remove &= on[:, None]
+    remove = remove.scatter(1, sorted_indices, remove)
+    return scores.masked_fill(remove, -float("inf"))
+
+
+def process(
+    scores: torch.Tensor,
+    params: RowParameters,
+    *,
+    seen: torch.Tensor,
+    generated: torch.Tensor,
+    eos_ids: torch.Tensor,
+) -> torch.Tensor:
+    """Scores after every processor that applies to each row: greedy rows get
+    the repetition penalty and min-new-tokens, sampling rows the warpers too."""
+    if bool((params.repetition_penalty != 1.0).any()):
+        scores = penalise_repetitions(scores, seen, params.repetition_penalty)
+    scores = forbid_eos(scores, eos_ids, generated < params.min_new_tokens)
+    if not bool(params.do_sample.any()):
+        return scores
+    warped = scores / torch.where(params.do_sample, params.temperature, 1.0)[:, None]
+    if bool((params.top_k > 0).any()):
+        warped = top_k_filter(warped, torch.where(params.do_sample, params.top_k, 0))
+    if bool(params.top_p_on.any()):
+        warped = top_p_filter(warped, params.top_p_floor, params.top_p_on & params.do_sample)
+    return torch.where(params.do_sample[:, None], warped, scores)

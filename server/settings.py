@@ -1,0 +1,184 @@
+"""Every knob of the server in one typed object.
+
+Values come from, in rising precedence: the defaults below (right for a
+2-core laptop), the ``args`` of a Serve config YAML, environment variables
+``T5ELECTRA_*`` (nested fields joined by ``__``, e.g.
+``T5ELECTRA_T5__MAX_BATCH_SIZE=32``), and command-line flags.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CHECKPOINTS = files("t5electra.server") / "checkpoints"
+TINY_T5 = str(CHECKPOINTS / "tiny-t5")
+TINY_ELECTRA = str(CHECKPOINTS / "tiny-electra")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(_Strict):
+    """Bounds on what one request may ask for; violations are INVALID_ARGUMENT."""
+
+    max_input_chars: int = Field(20_000, ge=1, description="characters of request text")
+    max_generation_input_tokens: int = Field(512, ge=1, description="prompt tokens for Generate")
+    max_detection_input_tokens: int = Field(4096, ge=1, description="tokens for DetectReplacements, over all windows")
+    max_new_tokens: int = Field(512, ge=1)
+    max_num_beams: int = Field(8, ge=1)
+    max_num_return_sequences: int = Field(8, ge=1)
+    max_stop_sequences: int = Field(8, ge=0)
+    max_stop_sequence_chars: int = Field(64, ge=1)
+
+
+class Autoscaling(_Strict):
+    """Ray Serve's ``autoscaling_config`` for one deployment."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(8.0, gt=0)
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) < min_replicas ({self.min_replicas})")
+        return self
+
+    def to_serve(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class ModelDeployment(_Strict):
+    """One model deployment: which checkpoint, how it batches, scales and runs."""
+
+    model: str = Field(description="hub id or local path of a save_pretrained directory")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: cuda when the replica was given a GPU, else cpu"
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: float32; float16/bfloat16 only on cuda"
+    )
+    max_batch_size: int = Field(16, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    max_concurrent_batches: int = Field(1, ge=1)
+    max_queued_requests: int = Field(
+        64, ge=-1, description="requests waiting for a replica before RESOURCE_EXHAUSTED; -1 unbounded"
+    )
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    num_cpus: float = Field(0.5, ge=0)
+    num_gpus: float = Field(0, ge=0)
+
+    @property
+    def max_ongoing_requests(self) -> int:
+        """Ray's default of 5 would cap batches at 5; a replica must accept a
+        full batch for every concurrent batch, plus one batch forming."""
+        return self.max_batch_size * (self.max_concurrent_batches + 1)
+
+    def ray_actor_options(self) -> dict[str, Any]:
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+
+
+class T5Deployment(ModelDeployment):
+    model: str = Field(TINY_T5, description="hub id or path of a seq2seq (T5-family) checkpoint")
+
+
+class ElectraDeployment(ModelDeployment):
+    model: str = Field(TINY_ELECTRA, description="hub id or path of an ELECTRA discriminator")
+    max_batch_size: int = Field(32, ge=1)
+
+
+class Ingress(_Strict):
+    """The light deployment in front of the models: validation and routing."""
+
+    num_cpus: float = Field(0.1, ge=0)
+    max_ongoing_requests: int = Field(256, ge=1)
+    max_queued_requests: int = Field(512, ge=-1)
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(1, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole server's configuration; ``args`` of the Serve application."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="T5ELECTRA_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    port: int = Field(9000, ge=1, le=65535, description="port of Ray Serve's gRPC proxy")
+    http_port: int = Field(8000, ge=1, le=65535, description="port of Ray Serve's HTTP proxy, bound to 127.0.0.1")
+    metrics_port: int = Field(
+        8080, ge=1, le=65535, description="Prometheus endpoint of a Ray started by `t5electra serve`"
+    )
+    app_name: str = Field("t5electra", description="Serve application name")
+    route_prefix: str = Field("/t5electra", description="Serve route prefix; gRPC needs one")
+    t5: T5Deployment = Field(default_factory=T5Deployment)
+    electra: ElectraDeployment = Field(default_factory=ElectraDeployment)
+    ingress: Ingress = Field(default_factory=Ingress)
+    limits: Limits = Field(default_factory=Limits)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlArgs(settings_cls))
+
+    @classmethod
+    def load(cls, config: Path | None = None, *, yaml_args: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+        """Defaults < the application args of ``config`` (a Serve config YAML)
+        or ``yaml_args`` < environment < ``overrides`` (None values ignored)."""
+        args = dict(yaml_args or {})
+        if config is not None:
+            args = {**args_from_serve_config(yaml.safe_load(Path(config).read_text()) or {}), **args}
+        _YamlArgs.args = args
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _YamlArgs.args = {}
+
+
+class _YamlArgs(PydanticBaseSettingsSource):
+    """The ``args`` of the first application of a Serve config YAML, and its
+    ``grpc_options.port``, as the lowest-precedence source of settings.
+
+    pydantic-settings instantiates sources itself, so :meth:`Settings.load`
+    hands the parsed args over through a class attribute for one call."""
+
+    args: ClassVar[dict[str, Any]] = {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError("read through __call__")
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.args)
+
+
+def args_from_serve_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Settings fields found in a parsed Serve config: the first
+    application's ``args``, plus its name, route prefix and the ports."""
+    application = (config.get("applications") or [{}])[0]
+    args = dict(application.get("args") or {})
+    found = {
+        "app_name": application.get("name"),
+        "route_prefix": application.get("route_prefix"),
+        "port": (config.get("grpc_options") or {}).get("port"),
+        "http_port": (config.get("http_options") or {}).get("port"),
+    }
+    for key, value in found.items():
+        if value is not None:
+            args.setdefault(key, value)
+    return args

@@ -1,0 +1,48 @@
+"""The embedded checkpoints do their tasks, measured through the engines on
+data no training run saw (held out by a stable hash)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from t5electra.server.detector import ReplacementDetector
+from t5electra.server.domain import DetectionRequest, GenerationRequest
+from t5electra.server.generator import T5Generator
+from t5electra.server.settings import TINY_ELECTRA, TINY_T5
+from t5electra.server.training import corpus, electra, t5, t5_tasks
+
+EVALUATION_SEED = 20261130
+
+
+def test_tiny_t5_exact_match_on_held_out_prompts(generator: T5Generator) -> None:
+    examples = t5_tasks.held_out_examples(400, EVALUATION_SEED)
+
+    def answer(prompts: list[str]) -> list[str]:
+        prepared = [generator.prepare(GenerationRequest(p)) for p in prompts]
+        return [r.sequences[0].text for r in generator.generate(prepared)]
+
+    scores = t5.exact_match(answer, examples)
+    print("tiny-t5 held-out exact match:", json.dumps(scores))
+    assert scores["overall"] >= 0.95, scores
+
+
+def test_tiny_electra_token_f1_on_held_out_sentences(detector: ReplacementDetector) -> None:
+    examples = electra.held_out(len(corpus.split()[1]), EVALUATION_SEED)
+
+    def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
+        detections = detector.detect([detector.prepare(DetectionRequest(t)) for t in texts])
+        return [[(t.start, t.end, t.replaced) for t in d.tokens] for d in detections]
+
+    scores = electra.f1(predict, examples)
+    print("tiny-electra held-out token scores:", json.dumps(scores))
+    assert scores["f1"] >= 0.85, scores
+
+
+def test_checkpoints_are_small_save_pretrained_directories() -> None:
+    total = 0
+    for checkpoint in (Path(TINY_T5), Path(TINY_ELECTRA)):
+        names = {p.name for p in checkpoint.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "training.json"} <= names
+        total += sum(p.stat().st_size for p in checkpoint.iterdir())
+    assert total < 30 * 1024 * 1024
