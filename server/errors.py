@@ -30,7 +30,3 @@ class InvalidInput(ServingError):
 
 class ModelNotReady(ServingError):
     """The model is still loading or has no live replica (UNAVAILABLE)."""
-
-
-class Overloaded(ServingError):
-    """Queues are full; retry later (RESOURCE_EXHAUSTED)."""

@@ -1,0 +1,27 @@
+"""Python clients of the t5electra gRPC API.
+
+>>> from t5electra.clients import Client
+>>> with Client("localhost:9000") as client:
+...     print(client.generate("translate English to German: the cat sleeps").text)
+"""
+
+from .aio import AsyncClient, AsyncGenerationStream
+from .client import Client, GenerationStream
+from .options import NO_RETRY, RetryPolicy
+from .results import Detection, Generation, Sequence, Span, StreamEnd, T5ElectraError, TokenScore
+
+__all__ = [
+    "NO_RETRY",
+    "AsyncClient",
+    "AsyncGenerationStream",
+    "Client",
+    "Detection",
+    "Generation",
+    "GenerationStream",
+    "RetryPolicy",
+    "Sequence",
+    "Span",
+    "StreamEnd",
+    "T5ElectraError",
+    "TokenScore",
+]

@@ -1,0 +1,165 @@
+"""asyncio client, the same API as :class:`~t5electra.clients.client.Client`
+with ``await`` and ``async for``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .options import CHANNEL_OPTIONS, RETRYABLE, ClientConfig, RetryPolicy, detect_request, generate_request
+from .results import Detection, Generation, StreamEnd, T5ElectraError, _metadata
+from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """One ``grpc.aio`` channel; create it inside the event loop that uses it."""
+
+    def __init__(
+        self,
+        address: str = "localhost:9000",
+        *,
+        timeout: float | None = 30.0,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        token: str | None = None,
+        application: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
+        credentials = self.config.credentials()
+        self.channel = (
+            grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            if credentials
+            else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        )
+        self.generation = generation_pb2_grpc.TextGenerationStub(self.channel)
+        self.detection = detection_pb2_grpc.ReplacementDetectionStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    async def generate(
+        self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
+    ) -> Generation:
+        request = generate_request(text, params)
+        response, trailing = await self._unary(self.generation.Generate, request, timeout, request_id)
+        return Generation.from_proto(response, trailing)
+
+    def generate_stream(
+        self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
+    ) -> AsyncGenerationStream:
+        return AsyncGenerationStream(self, generate_request(text, params), timeout, request_id)
+
+    async def detect_replacements(
+        self,
+        text: str,
+        *,
+        threshold: float | None = None,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> Detection:
+        request = detect_request(text, threshold)
+        response, trailing = await self._unary(self.detection.DetectReplacements, request, timeout, request_id)
+        return Detection.from_proto(response, trailing)
+
+    async def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
+        try:
+            response = await self.health_stub.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self.config.metadata(None)
+            )
+        except grpc.RpcError as error:
+            raise T5ElectraError.from_rpc_error(error) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _unary(
+        self, method: Any, request: Any, timeout: float | None, request_id: str | None
+    ) -> tuple[Any, dict[str, str]]:
+        async def call(remaining: float | None) -> tuple[Any, dict[str, str]]:
+            rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id))
+            response = await rpc
+            return response, _metadata(await rpc.trailing_metadata())
+
+        return await self._with_retries(call, timeout)
+
+    async def _with_retries(self, call: Callable[[float | None], Awaitable[T]], timeout: float | None) -> T:
+        budget = timeout if timeout is not None else self.config.timeout
+        deadline = None if budget is None else time.monotonic() + budget
+        policy = self.config.retry
+        for attempt in range(policy.max_attempts):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await call(remaining)
+            except grpc.RpcError as error:
+                failure = T5ElectraError.from_rpc_error(error)
+                if failure.code not in RETRYABLE or attempt + 1 == policy.max_attempts:
+                    raise failure from None
+                pause = policy.backoff(attempt, failure.metadata.get("retry-after-ms"))
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise failure from None
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last attempt raises")
+
+
+class AsyncGenerationStream:
+    """Async iterator of text pieces; ``end`` describes the finished stream."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        request: generation_pb2.GenerateRequest,
+        timeout: float | None,
+        request_id: str | None,
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._timeout = timeout
+        self._request_id = request_id
+        self._call: Any = None
+        self.end: StreamEnd | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        first = await self._client._with_retries(self._open, self._timeout)
+        text, last = "", None
+        try:
+            message = first
+            while message is not None and message is not grpc.aio.EOF:
+                text += message.text
+                last = message
+                if message.text:
+                    yield message.text
+                message = await self._call.read()
+        except grpc.RpcError as error:
+            raise T5ElectraError.from_rpc_error(error) from None
+        if last is not None and last.finish_reason:
+            self.end = StreamEnd(
+                text,
+                generation_pb2.FinishReason.Name(last.finish_reason),
+                last.generated_tokens,
+                last.usage.input_tokens,
+                last.model,
+                _metadata(await self._call.trailing_metadata()),
+            )
+
+    async def _open(self, remaining: float | None) -> Any:
+        self._call = self._client.generation.GenerateStream(
+            self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id)
+        )
+        return await self._call.read()
+
+    def cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()

@@ -1,0 +1,179 @@
+"""Blocking client: ``Client("localhost:9000").generate("summarize: ...")``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .options import CHANNEL_OPTIONS, RETRYABLE, ClientConfig, RetryPolicy, detect_request, generate_request
+from .results import Detection, Generation, StreamEnd, T5ElectraError, _metadata
+from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
+
+T = TypeVar("T")
+
+
+class Client:
+    """One channel to a t5electra server, safe to share between threads.
+
+    ``timeout`` is each call's deadline in seconds, retries included;
+    ``tls=True`` (or ``root_certificates``) talks TLS to a TLS-terminating
+    gateway or sidecar; ``token`` is sent as ``authorization: Bearer``;
+    ``application`` selects a Serve application when several run.
+    """
+
+    def __init__(
+        self,
+        address: str = "localhost:9000",
+        *,
+        timeout: float | None = 30.0,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        token: str | None = None,
+        application: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
+        credentials = self.config.credentials()
+        self.channel = (
+            grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            if credentials
+            else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        )
+        self.generation = generation_pb2_grpc.TextGenerationStub(self.channel)
+        self.detection = detection_pb2_grpc.ReplacementDetectionStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def generate(
+        self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
+    ) -> Generation:
+        """Generates; ``params`` are GenerationParameters fields (max_new_tokens=…)."""
+        request = generate_request(text, params)
+        response, trailing = self._unary(self.generation.Generate.with_call, request, timeout, request_id)
+        return Generation.from_proto(response, trailing)
+
+    def generate_stream(
+        self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
+    ) -> GenerationStream:
+        """Iterates over text pieces as they are generated."""
+        request = generate_request(text, params)
+        return GenerationStream(self, request, timeout, request_id)
+
+    def detect_replacements(
+        self,
+        text: str,
+        *,
+        threshold: float | None = None,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> Detection:
+        request = detect_request(text, threshold)
+        response, trailing = self._unary(self.detection.DetectReplacements.with_call, request, timeout, request_id)
+        return Detection.from_proto(response, trailing)
+
+    def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
+        """SERVING, NOT_SERVING or SERVICE_UNKNOWN; raises on transport errors."""
+        try:
+            response = self.health_stub.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self.config.metadata(None)
+            )
+        except grpc.RpcError as error:
+            raise T5ElectraError.from_rpc_error(error) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _unary(
+        self, method: Callable[..., Any], request: Any, timeout: float | None, request_id: str | None
+    ) -> tuple[Any, dict[str, str]]:
+        def call(remaining: float | None) -> tuple[Any, dict[str, str]]:
+            response, rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id))
+            return response, _metadata(rpc.trailing_metadata())
+
+        return self._with_retries(call, timeout)
+
+    def _with_retries(self, call: Callable[[float | None], T], timeout: float | None) -> T:
+        budget = timeout if timeout is not None else self.config.timeout
+        deadline = None if budget is None else time.monotonic() + budget
+        policy = self.config.retry
+        for attempt in range(policy.max_attempts):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return call(remaining)
+            except grpc.RpcError as error:
+                failure = T5ElectraError.from_rpc_error(error)
+                if failure.code not in RETRYABLE or attempt + 1 == policy.max_attempts:
+                    raise failure from None
+                pause = policy.backoff(attempt, failure.metadata.get("retry-after-ms"))
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise failure from None
+                time.sleep(pause)
+        raise AssertionError("unreachable: the last attempt raises")
+
+
+class GenerationStream:
+    """Iterator of text pieces; ``end`` describes the finished stream.
+
+    A stream is retried only while no piece has arrived: after that the
+    caller has seen text, and a retry could not continue it seamlessly.
+    """
+
+    def __init__(
+        self, client: Client, request: generation_pb2.GenerateRequest, timeout: float | None, request_id: str | None
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._timeout = timeout
+        self._request_id = request_id
+        self._call: Any = None
+        self.end: StreamEnd | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        first, rest = self._client._with_retries(self._open, self._timeout)
+        text, last = "", None
+        try:
+            for message in _chain(first, rest):
+                text += message.text
+                last = message
+                if message.text:
+                    yield message.text
+        except grpc.RpcError as error:
+            raise T5ElectraError.from_rpc_error(error) from None
+        if last is not None and last.finish_reason:
+            self.end = StreamEnd(
+                text,
+                generation_pb2.FinishReason.Name(last.finish_reason),
+                last.generated_tokens,
+                last.usage.input_tokens,
+                last.model,
+                _metadata(self._call.trailing_metadata()),
+            )
+
+    def _open(self, remaining: float | None) -> tuple[Any, Any]:
+        self._call = self._client.generation.GenerateStream(
+            self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id)
+        )
+        # Read the first message here, inside the retry loop.
+        first = next(self._call, None)
+        return first, self._call
+
+    def cancel(self) -> None:
+        """Stops the stream; the server stops generating."""
+        if self._call is not None:
+            self._call.cancel()
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+        yield from rest

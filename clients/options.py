@@ -1,0 +1,95 @@
+"""What the sync and async clients share: channel options, credentials,
+metadata, the retry policy and request building."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from .v1 import detection_pb2, generation_pb2
+
+# Large enough for a detection of a maximal text; keepalive pings spaced so
+# that servers with gRPC's default ping policy do not answer GOAWAY.
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+]
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+GENERATION_FIELDS = frozenset(generation_pb2.GenerationParameters.DESCRIPTOR.fields_by_name)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, on UNAVAILABLE and
+    RESOURCE_EXHAUSTED only: both mean the request was not processed.
+    ``max_attempts`` counts the first try."""
+
+    max_attempts: int = 4
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    multiplier: float = 2.0
+
+    def backoff(self, attempt: int, hint_ms: str | None = None) -> float:
+        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
+        delay = random.uniform(0, ceiling)
+        if hint_ms and hint_ms.isdigit():
+            delay = max(delay, int(hint_ms) / 1000)
+        return delay
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything about how calls are made, besides the address."""
+
+    timeout: float | None = 30.0
+    tls: bool = False
+    root_certificates: bytes | None = None
+    token: str | None = None
+    application: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.tls and self.root_certificates is None:
+            return None
+        return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+
+    def metadata(self, request_id: str | None) -> list[tuple[str, str]]:
+        pairs = [("x-request-id", request_id or uuid.uuid4().hex)]
+        if self.application:
+            # Ray Serve routes by this key when it runs several applications.
+            pairs.append(("application", self.application))
+        if self.token:
+            pairs.append(("authorization", f"Bearer {self.token}"))
+        return pairs
+
+
+def generate_request(text: str, params: dict[str, Any]) -> generation_pb2.GenerateRequest:
+    """Only the parameters given are set, so the server applies its defaults
+    to the others."""
+    unknown = set(params) - GENERATION_FIELDS
+    if unknown:
+        raise TypeError(f"unknown generation parameters: {sorted(unknown)}; known: {sorted(GENERATION_FIELDS)}")
+    given = {k: v for k, v in params.items() if v is not None}
+    stops = given.pop("stop_sequences", ())
+    if isinstance(stops, str):
+        stops = [stops]
+    message = generation_pb2.GenerateRequest(text=text, parameters=generation_pb2.GenerationParameters(**given))
+    message.parameters.stop_sequences.extend(stops)
+    return message
+
+
+def detect_request(text: str, threshold: float | None) -> detection_pb2.DetectReplacementsRequest:
+    message = detection_pb2.DetectReplacementsRequest(text=text)
+    if threshold is not None:
+        message.threshold = threshold
+    return message

@@ -1,0 +1,218 @@
+"""The gRPC-facing deployment: one method per RPC, named as in the protos,
+which Ray Serve's gRPC proxy calls with the request proto.
+
+Each method converts the proto to a domain request, validates it, forwards it
+to a model deployment through its handle and converts the answer back. Every
+failure goes through :func:`status.to_status_code`; nothing else here decides
+a status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2
+from ray import serve
+from ray.serve.grpc_util import RayServegRPCContext
+from ray.serve.handle import DeploymentHandle
+from ray.serve.metrics import Counter, Gauge, Histogram
+
+from t5electra.clients.v1 import detection_pb2, generation_pb2
+from t5electra.server import validation
+from t5electra.server.domain import BatchTiming
+from t5electra.server.errors import ModelNotReady
+from t5electra.server.settings import Settings
+
+from . import wire
+from .health import Readiness
+from .status import retry_hint, to_status_code
+
+logger = logging.getLogger("ray.serve")
+
+GENERATION_SERVICE = "t5electra.v1.TextGeneration"
+DETECTION_SERVICE = "t5electra.v1.ReplacementDetection"
+_LATENCY_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+
+
+class StreamFailed(Exception):
+    """Ends a stream whose status code is already set on the context."""
+
+
+@dataclass
+class _Call:
+    """What the per-request log line and metrics need to know about one RPC."""
+
+    rpc: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model: str = ""
+    timing: BatchTiming | None = None
+
+
+@serve.deployment
+class Ingress:
+    def __init__(self, t5: DeploymentHandle, electra: DeploymentHandle, settings: Settings) -> None:
+        self._t5 = t5
+        self._electra = electra
+        self._limits = settings.limits
+        self._readiness = Readiness(
+            settings.app_name, {GENERATION_SERVICE: "TextGenerator", DETECTION_SERVICE: "Detector"}
+        )
+        self._scales_to_zero = {
+            service
+            for service, model in ((GENERATION_SERVICE, settings.t5), (DETECTION_SERVICE, settings.electra))
+            if model.autoscaling.min_replicas == 0
+        }
+        self._requests = Counter("t5electra_requests", "RPCs answered", ("rpc", "code"))
+        self._latency = Histogram("t5electra_latency_ms", "RPC latency inside the server", _LATENCY_BUCKETS, ("rpc",))
+        self._replicas = Gauge("t5electra_replicas", "Running replicas per model deployment", ("model_deployment",))
+
+    async def Generate(
+        self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
+    ) -> generation_pb2.GenerateResponse:
+        async with self._answering("Generate", grpc_context) as call:
+            domain = wire.generation_request(request, call.request_id)
+            validation.check_generation(domain, self._limits)
+            await self._require(GENERATION_SERVICE)
+            result = await self._t5.generate.remote(domain)
+            call.tokens_in, call.tokens_out = result.input_tokens, result.output_tokens
+            call.model, call.timing = result.model, result.timing
+            return wire.generate_response(result)
+        return generation_pb2.GenerateResponse()
+
+    async def GenerateStream(
+        self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
+        async with self._answering("GenerateStream", grpc_context, stream=True) as call:
+            domain = wire.generation_request(request, call.request_id)
+            validation.check_generation(domain, self._limits, streaming=True)
+            await self._require(GENERATION_SERVICE)
+            async for piece in self._t5.options(stream=True).generate_stream.remote(domain):
+                if piece.is_last:
+                    call.tokens_in, call.tokens_out = piece.input_tokens, piece.generated_tokens
+                    call.model, call.timing = piece.model, piece.timing
+                yield wire.stream_response(piece)
+
+    async def DetectReplacements(
+        self, request: detection_pb2.DetectReplacementsRequest, grpc_context: RayServegRPCContext
+    ) -> detection_pb2.DetectReplacementsResponse:
+        async with self._answering("DetectReplacements", grpc_context) as call:
+            domain = wire.detection_request(request, call.request_id)
+            validation.check_detection(domain, self._limits)
+            await self._require(DETECTION_SERVICE)
+            detection = await self._electra.detect.remote(domain)
+            call.tokens_in, call.model, call.timing = detection.input_tokens, detection.model, detection.timing
+            return wire.detect_response(detection)
+        return detection_pb2.DetectReplacementsResponse()
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
+    ) -> health_pb2.HealthCheckResponse:
+        """grpc.health.v1: SERVING once every model the service needs has a
+        running replica; NOT_SERVING before that and while the app drains."""
+        known = {"", GENERATION_SERVICE, DETECTION_SERVICE}
+        if request.service not in known:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"unknown service {request.service!r}; known: {sorted(known)}")
+            return health_pb2.HealthCheckResponse()
+        snapshot = await self._readiness.snapshot()
+        for deployment, count in snapshot.replicas.items():
+            self._replicas.set(count, tags={"model_deployment": deployment})
+        serving = snapshot.serving(request.service or None)
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def _require(self, service: str) -> None:
+        """Fails fast with UNAVAILABLE when the model behind ``service`` has no
+        running replica, instead of letting the call wait on a handle until the
+        client's deadline. Deployments that may scale to zero are exempt: their
+        first request is what starts a replica."""
+        if service in self._scales_to_zero:
+            return
+        snapshot = await self._readiness.snapshot()
+        if not snapshot.serving(service):
+            raise ModelNotReady(f"{snapshot.services[service]} has no running replica yet")
+
+    @asynccontextmanager
+    async def _answering(
+        self, rpc: str, grpc_context: RayServegRPCContext, *, stream: bool = False
+    ) -> AsyncIterator[_Call]:
+        """Runs one RPC's body: a failure sets the status code (and is
+        swallowed, so a unary method returns its empty response); every call
+        ends with trailing metadata, metrics and its log line."""
+        call = _Call(rpc, _request_id(grpc_context))
+        try:
+            yield call
+        except (asyncio.CancelledError, GeneratorExit):
+            call.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:  # every failure is answered with a status
+            self._fail(call, grpc_context, error)
+            if stream:
+                # Serve's proxy takes a stream's status from the context only
+                # along with a yielded message, or from an exception raised
+                # after the code was set: raising is how a stream fails.
+                raise StreamFailed(f"{call.code.name}: {error}") from error
+        finally:
+            self._finish(call, grpc_context)
+
+    def _fail(self, call: _Call, grpc_context: RayServegRPCContext, error: Exception) -> None:
+        code, message = to_status_code(error)
+        call.code = code
+        if code == grpc.StatusCode.INTERNAL:
+            logger.exception("request %s (%s) failed", call.request_id, call.rpc, exc_info=error)
+        grpc_context.set_code(code)
+        grpc_context.set_details(message)
+        grpc_context.set_trailing_metadata([("x-request-id", call.request_id), *retry_hint(code)])
+
+    def _finish(self, call: _Call, grpc_context: RayServegRPCContext) -> None:
+        """Trailing metadata, metrics and the one log line of a request."""
+        elapsed_ms = (time.perf_counter() - call.started) * 1000
+        timing = call.timing or BatchTiming(batch_size=0)
+        if call.code == grpc.StatusCode.OK:
+            grpc_context.set_trailing_metadata(
+                [
+                    ("x-request-id", call.request_id),
+                    ("model", call.model),
+                    ("queue-ms", f"{timing.queue_ms:.2f}"),
+                    ("inference-ms", f"{timing.inference_ms:.2f}"),
+                    ("batch-size", str(timing.batch_size)),
+                ]
+            )
+        self._requests.inc(tags={"rpc": call.rpc, "code": call.code.name})
+        self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
+        logger.info(
+            json.dumps(
+                {
+                    "request_id": call.request_id,
+                    "rpc": call.rpc,
+                    "status": call.code.name,
+                    "tokens_in": call.tokens_in,
+                    "tokens_out": call.tokens_out,
+                    "queue_ms": round(timing.queue_ms, 2),
+                    "inference_ms": round(timing.inference_ms, 2),
+                    "batch_size": timing.batch_size,
+                    "latency_ms": round(elapsed_ms, 2),
+                }
+            )
+        )
+
+
+def _request_id(grpc_context: RayServegRPCContext) -> str:
+    """The caller's ``x-request-id`` when it sent one (meshes propagate it),
+    else a fresh one."""
+    for key, value in grpc_context.invocation_metadata():
+        if key == "x-request-id" and value:
+            return value[:128]
+    return uuid.uuid4().hex

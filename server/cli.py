@@ -1,0 +1,258 @@
+"""The ``t5electra`` command: one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .settings import CHECKPOINTS, Settings
+
+log = logging.getLogger("t5electra")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    from t5electra.deployments.app import build_app, grpc_options
+
+    overrides: dict[str, Any] = {"port": args.port}
+    if args.t5_model:
+        overrides["t5"] = {"model": args.t5_model}
+    if args.electra_model:
+        overrides["electra"] = {"model": args.electra_model}
+    settings = Settings.load(args.config, **overrides)
+
+    started = time.monotonic()
+    if args.address:
+        ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
+    else:
+        ray.init(namespace="t5electra", logging_level=logging.WARNING, _metrics_export_port=settings.metrics_port)
+    serve.start(
+        grpc_options=grpc_options(settings.port),
+        http_options={"host": "127.0.0.1", "port": settings.http_port},
+    )
+    serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
+    elapsed = time.monotonic() - started
+    print(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {elapsed:.1f}s", flush=True)
+    print(f"  T5 model:      {settings.t5.model}", flush=True)
+    print(f"  ELECTRA model: {settings.electra.model}", flush=True)
+    if args.address:
+        print(f"  deployed onto the Ray cluster at {args.address}; it keeps running after this command", flush=True)
+        return 0
+    print(f"  metrics:       http://127.0.0.1:{settings.metrics_port}/metrics (Prometheus)", flush=True)
+    print("Ctrl-C or SIGTERM stops it.", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("draining...", flush=True)
+    serve.delete(settings.app_name)
+    serve.shutdown()
+    ray.shutdown()
+    print("stopped", flush=True)
+    return 0
+
+
+def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
+    names = [
+        "max_new_tokens",
+        "min_new_tokens",
+        "num_beams",
+        "temperature",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "num_return_sequences",
+        "seed",
+    ]
+    params: dict[str, Any] = {name: getattr(args, name) for name in names}
+    params["do_sample"] = True if args.do_sample else None
+    params["stop_sequences"] = args.stop or None
+    return params
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from t5electra.clients import Client, T5ElectraError
+
+    params = _generation_params(args)
+    streamable = (args.num_beams or 1) == 1 and (args.num_return_sequences or 1) == 1
+    with Client(args.address, timeout=args.timeout) as client:
+        try:
+            if args.json:
+                print(json.dumps(_generation_json(client.generate(args.text, **params)), indent=2))
+            elif streamable and not args.no_stream:
+                stream = client.generate_stream(args.text, **params)
+                for piece in stream:
+                    print(piece, end="", flush=True)
+                print()
+                if stream.end is not None:
+                    print(f"[{stream.end.finish_reason}, {stream.end.generated_tokens} tokens]", file=sys.stderr)
+            else:
+                for sequence in client.generate(args.text, **params).sequences:
+                    print(sequence.text)
+        except T5ElectraError as error:
+            print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _generation_json(generation: Any) -> dict[str, Any]:
+    return {
+        "sequences": [vars(s) for s in generation.sequences],
+        "input_tokens": generation.input_tokens,
+        "output_tokens": generation.output_tokens,
+        "model": generation.model,
+        "metadata": generation.metadata,
+    }
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from t5electra.clients import Client, T5ElectraError
+
+    with Client(args.address, timeout=args.timeout) as client:
+        try:
+            detection = client.detect_replacements(args.text, threshold=args.threshold)
+        except T5ElectraError as error:
+            print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "tokens": [vars(t) for t in detection.tokens],
+                    "replaced_spans": [vars(s) for s in detection.replaced_spans],
+                    "replaced_fraction": detection.replaced_fraction,
+                    "model": detection.model,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(highlight(args.text, [(s.start, s.end) for s in detection.replaced_spans], sys.stdout.isatty()))
+    print(f"replaced: {detection.replaced_fraction:.1%} of {len(detection.tokens)} tokens", file=sys.stderr)
+    if args.scores:
+        for token in detection.tokens:
+            mark = "*" if token.replaced else " "
+            print(f"{mark} {token.score:.3f}  {token.token:<20} [{token.start}:{token.end}]")
+    return 0
+
+
+def highlight(text: str, spans: list[tuple[int, int]], color: bool) -> str:
+    """The text with replaced spans in bold red on a terminal, else in [[ ]]."""
+    opening, closing = ("\033[1;31m", "\033[0m") if color else ("[[", "]]")
+    out, cursor = [], 0
+    for start, end in spans:
+        out += [text[cursor:start], opening, text[start:end], closing]
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+def _make_checkpoints(args: argparse.Namespace) -> int:
+    import torch
+
+    from .training import electra, t5
+
+    torch.set_num_threads(args.threads)
+    out: Path = args.out
+    if args.only in (None, "t5"):
+        t5.train(out / "tiny-t5", seed=args.seed, steps=args.t5_steps)
+    if args.only in (None, "electra"):
+        electra.train(out / "tiny-electra", seed=args.seed, steps=args.electra_steps)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="t5electra", description="gRPC model server for T5 generation and ELECTRA replaced-token detection"
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve both models over gRPC with Ray Serve",
+        description="Starts Ray (or joins --address), Ray Serve's gRPC proxy and the application. "
+        "Settings come from defaults < --config YAML < T5ELECTRA_* environment < these flags.",
+    )
+    serve.add_argument("--port", type=int, help="gRPC port (default 9000)")
+    serve.add_argument("--t5-model", metavar="ID_OR_PATH", help="T5-family checkpoint (default: embedded tiny-t5)")
+    serve.add_argument(
+        "--electra-model", metavar="ID_OR_PATH", help="ELECTRA discriminator (default: embedded tiny-electra)"
+    )
+    serve.add_argument("--config", type=Path, help="Serve config YAML (e.g. deployments/gpu.yaml)")
+    serve.add_argument("--address", help="existing Ray cluster (auto, or ray://host:port); deploy and return")
+    serve.set_defaults(run=_serve)
+
+    generate = commands.add_parser(
+        "generate",
+        help="call Generate (streams to the terminal)",
+        description="Sends TEXT (a prefixed prompt) to a running server and prints the answer as it is "
+        "generated. Unset parameters take the server's defaults.",
+    )
+    generate.add_argument("text")
+    _client_flags(generate)
+    generate.add_argument("--max-new-tokens", type=int)
+    generate.add_argument("--min-new-tokens", type=int)
+    generate.add_argument("--num-beams", type=int)
+    generate.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    generate.add_argument("--temperature", type=float)
+    generate.add_argument("--top-k", type=int)
+    generate.add_argument("--top-p", type=float)
+    generate.add_argument("--repetition-penalty", type=float)
+    generate.add_argument("--num-return-sequences", type=int)
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
+    generate.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    generate.set_defaults(run=_generate)
+
+    detect = commands.add_parser(
+        "detect",
+        help="call DetectReplacements and highlight replaced words",
+        description="Sends TEXT to a running server and prints it with the words the ELECTRA "
+        "discriminator thinks were replaced highlighted.",
+    )
+    detect.add_argument("text")
+    _client_flags(detect)
+    detect.add_argument("--threshold", type=float, help="score from which a token counts as replaced (0.5)")
+    detect.add_argument("--scores", action="store_true", help="also list every token with its score")
+    detect.set_defaults(run=_detect)
+
+    make = commands.add_parser(
+        "make-checkpoints",
+        help="retrain the embedded tiny checkpoints",
+        description="Trains tiny-t5 and tiny-electra from scratch on this machine's CPU, deterministic "
+        "for a seed. Takes about 30 minutes on 2 cores.",
+    )
+    make.add_argument("--out", type=Path, default=Path(str(CHECKPOINTS)), help="where to write (default: package)")
+    make.add_argument("--only", choices=["t5", "electra"], help="train one of them")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--t5-steps", type=int, default=8000)
+    make.add_argument("--electra-steps", type=int, default=3000)
+    make.add_argument("--threads", type=int, default=2, help="torch threads")
+    make.set_defaults(run=_make_checkpoints)
+    return root
+
+
+def _client_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--address", default="localhost:9000", help="server host:port (localhost:9000)")
+    command.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds (30)")
+    command.add_argument("--json", action="store_true", help="print the full answer as JSON")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

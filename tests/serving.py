@@ -1,0 +1,191 @@
+"""A real Ray Serve application on free local ports, for integration tests.
+
+Settings differ from the defaults only where tests need to provoke a
+behaviour quickly: a batch wait long enough for concurrent requests to meet,
+a small T5 queue to reach overload, and an ELECTRA deployment that autoscales
+with short delays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+import ray
+from ray import serve
+from ray.serve.api import RunTarget
+
+from t5electra.clients import NO_RETRY, Client, T5ElectraError
+from t5electra.clients.v1 import detection_pb2_grpc, generation_pb2_grpc
+from t5electra.deployments.app import build_app, grpc_options
+from t5electra.server.settings import Settings
+
+from conftest import free_port
+
+T5_QUEUE = 8
+
+
+def test_settings(port: int, http_port: int) -> Settings:
+    return Settings.load(
+        port=port,
+        http_port=http_port,
+        t5={
+            "max_batch_size": 16,
+            "batch_wait_timeout_s": 0.05,
+            "max_concurrent_batches": 2,
+            "max_queued_requests": T5_QUEUE,
+            "num_cpus": 0.4,
+        },
+        electra={
+            "max_batch_size": 32,
+            "batch_wait_timeout_s": 0.05,
+            "num_cpus": 0.4,
+            "autoscaling": {
+                "min_replicas": 1,
+                "max_replicas": 2,
+                "target_ongoing_requests": 2,
+                "upscale_delay_s": 1,
+                "downscale_delay_s": 4,
+                "look_back_period_s": 2,
+            },
+        },
+    )
+
+
+@dataclass
+class ServerUnderTest:
+    settings: Settings
+    address: str
+    metrics_port: int
+    startup_health: list[tuple[str, bool, bool]]
+
+    @classmethod
+    @contextmanager
+    def start(cls) -> Iterator[ServerUnderTest]:
+        port, http_port, metrics_port = free_port(), free_port(), free_port()
+        settings = test_settings(port, http_port)
+        # Ray Serve pushes the load figures autoscaling decides on every 10 s
+        # by default; a test that waits for a scale-up wants them every second.
+        os.environ["RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
+        os.environ["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            _metrics_export_port=metrics_port,
+        )
+        try:
+            serve.start(grpc_options=grpc_options(port), http_options={"host": "127.0.0.1", "port": http_port})
+            _deploy_without_waiting(settings)
+            address = f"127.0.0.1:{port}"
+            health = _watch_startup(address, settings.app_name)
+            yield cls(settings, address, metrics_port, health)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def generation_stub(self, channel: grpc.Channel) -> generation_pb2_grpc.TextGenerationStub:
+        return generation_pb2_grpc.TextGenerationStub(channel)
+
+    def detection_stub(self, channel: grpc.Channel) -> detection_pb2_grpc.ReplacementDetectionStub:
+        return detection_pb2_grpc.ReplacementDetectionStub(channel)
+
+    def client(self, **kwargs) -> Client:
+        return Client(self.address, **kwargs)
+
+    def replicas(self, deployment: str) -> int:
+        app = serve.status().applications[self.settings.app_name]
+        return app.deployments[deployment].replica_states.get("RUNNING", 0)
+
+    def t5_info(self) -> dict:
+        handle = serve.get_deployment_handle("TextGenerator", self.settings.app_name)
+        return handle.info.remote().result()
+
+    def deploy_broken_t5(self, name: str, timeout: float = 120) -> str:
+        """Deploys a second application whose T5 checkpoint does not exist and
+        waits until its ingress and ELECTRA replicas run. While it exists,
+        calls must name their application in metadata."""
+        settings = self.settings.model_copy(
+            update={
+                "app_name": name,
+                "route_prefix": f"/{name}",
+                "t5": self.settings.t5.model_copy(update={"model": "/nonexistent/t5-checkpoint"}),
+                "electra": self.settings.electra.model_copy(
+                    update={"autoscaling": self.settings.electra.autoscaling.model_copy(update={"max_replicas": 1})}
+                ),
+            }
+        )
+        _deploy_without_waiting(settings)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            app = serve.status().applications.get(name)
+            running = {n: d.replica_states.get("RUNNING", 0) for n, d in (app.deployments.items() if app else [])}
+            if running.get("Ingress") and running.get("Detector"):
+                return name
+            time.sleep(0.5)
+        raise TimeoutError(f"application {name} did not start its ingress and ELECTRA")
+
+    def delete_app(self, name: str, timeout: float = 60) -> None:
+        """Deletes an application and waits until the proxy routes calls
+        without application metadata again."""
+        serve.delete(name)
+        deadline = time.monotonic() + timeout
+        with Client(self.address, retry=NO_RETRY) as client:
+            while True:
+                try:
+                    client.health(timeout=5)
+                    return
+                except T5ElectraError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+
+    def wait_until_idle(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.t5_info()["decoding"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _deploy_without_waiting(settings: Settings) -> None:
+    """Deploys and returns once the ingress exists, before the models load
+    (or fail to), so that tests can watch the application come up."""
+    target = RunTarget(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
+    serve.run_many([target], wait_for_applications_running=False)
+
+
+def _models_running(app_name: str) -> bool:
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return False
+    return all(
+        app.deployments[name].replica_states.get("RUNNING", 0) > 0
+        for name in ("TextGenerator", "Detector")
+        if name in app.deployments
+    ) and {"TextGenerator", "Detector"} <= set(app.deployments)
+
+
+def _watch_startup(address: str, app_name: str, timeout: float = 300) -> list[tuple[str, bool, bool]]:
+    """Polls grpc.health.v1 until SERVING; records each answer between whether
+    Serve reported both models running just before and just after it."""
+    seen: list[tuple[str, bool, bool]] = []
+    deadline = time.monotonic() + timeout
+    with Client(address) as client:
+        while time.monotonic() < deadline:
+            running_before = _models_running(app_name)
+            try:
+                status = client.health(timeout=2)
+            except T5ElectraError as error:  # the proxy answers before the app exists
+                status = f"error:{error.code.name}"
+            seen.append((status, running_before, _models_running(app_name)))
+            if status == "SERVING":
+                return seen
+            time.sleep(0.2)
+    raise TimeoutError(f"server not SERVING after {timeout}s: {seen[-5:]}")

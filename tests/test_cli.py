@@ -1,0 +1,111 @@
+"""The ``t5electra`` command as a user runs it: a real ``serve`` process,
+called by the ``generate`` and ``detect`` commands, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from t5electra.clients import Client
+from t5electra.server.cli import highlight
+
+from conftest import free_port
+
+
+def t5electra(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "t5electra.server.cli", *args], capture_output=True, text=True, env=env, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, subprocess.Popen, list[str]]]:
+    """``t5electra serve`` in its own process (and its own Ray), on free ports."""
+    port = free_port()
+    env = {**os.environ, "T5ELECTRA_HTTP_PORT": str(free_port()), "T5ELECTRA_METRICS_PORT": str(free_port())}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            raise RuntimeError("t5electra serve exited:\n" + "".join(lines))
+        lines.append(line)
+        if "Ctrl-C or SIGTERM" in line:
+            break
+    else:
+        process.kill()
+        raise TimeoutError("t5electra serve did not start:\n" + "".join(lines))
+    try:
+        yield f"127.0.0.1:{port}", process, lines
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_prints_where_it_listens_and_what_it_serves(served) -> None:
+    address, _, lines = served
+    output = "".join(lines)
+    assert f":{address.rsplit(':', 1)[1]} (gRPC" in output
+    assert "tiny-t5" in output and "tiny-electra" in output
+    with Client(address) as client:
+        assert client.health() == "SERVING"
+
+
+def test_generate_command_streams_the_answer(served) -> None:
+    address, _, _ = served
+    result = t5electra("generate", "reverse words: apple river stone", "--address", address)
+    assert result.returncode == 0, result.stderr
+    with Client(address) as client:
+        assert result.stdout.strip() == client.generate("reverse words: apple river stone").text
+    assert "EOS_TOKEN" in result.stderr
+
+
+def test_generate_command_json_and_errors(served) -> None:
+    address, _, _ = served
+    result = t5electra("generate", "sort numbers: 3 1 2", "--address", address, "--json", "--num-beams", "2")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["model"] == "tiny-t5" and answer["sequences"][0]["finish_reason"] in {"EOS_TOKEN", "LENGTH"}
+    bad = t5electra("generate", "x", "--address", address, "--max-new-tokens", "0")
+    assert bad.returncode == 1
+    assert "INVALID_ARGUMENT: parameters.max_new_tokens" in bad.stderr
+
+
+def test_detect_command(served) -> None:
+    address, _, _ = served
+    text = "The callable is invoked with a single banana for each element."
+    result = t5electra("detect", text, "--address", address, "--scores")
+    assert result.returncode == 0, result.stderr
+    first_line = result.stdout.splitlines()[0]
+    assert first_line.replace("[[", "").replace("]]", "") == text
+    assert "replaced:" in result.stderr
+    as_json = json.loads(t5electra("detect", text, "--address", address, "--json").stdout)
+    assert as_json["model"] == "tiny-electra" and as_json["tokens"]
+
+
+def test_sigterm_drains_and_exits_cleanly(served) -> None:
+    _, process, _ = served
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, rest
+    assert "stopped" in rest
+
+
+def test_highlight_marks_spans() -> None:
+    assert highlight("a bc d", [(2, 4)], color=False) == "a [[bc]] d"
+    assert highlight("a bc d", [(2, 4)], color=True) == "a \033[1;31mbc\033[0m d"

@@ -1,0 +1,338 @@
+"""Real gRPC calls against a real Ray Serve application with the embedded
+checkpoints: outputs, batching, health, reflection, errors, deadlines,
+cancellation, overload, autoscaling and metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from t5electra.clients import NO_RETRY, T5ElectraError
+from t5electra.clients.v1 import detection_pb2, generation_pb2
+from t5electra.server.detector import ReplacementDetector
+from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
+from t5electra.server.generator import T5Generator
+
+from serving import T5_QUEUE, ServerUnderTest
+
+pytestmark = pytest.mark.serve
+
+PROMPTS = [
+    "reverse words: apple river stone",
+    "sort numbers: 42 7 19 88 3",
+    "translate English to German: the small dog sleeps today",
+    "count words: tiger zebra",
+    "reverse words: candle forest mirror planet rocket silver",
+    "translate English to German: the old teacher reads",
+]
+SENTENCES = [
+    "Return the value of the attribute unless it is missing.",
+    "The callable is invoked with a single argument for each element banana of the list.",
+    "Short text.",
+]
+
+
+def in_process(generator: T5Generator, prompt: str, **params) -> list[str]:
+    prepared = generator.prepare(GenerationRequest(prompt, GenerationParameters(**params)))
+    return [s.text for s in generator.generate([prepared])[0].sequences]
+
+
+def test_health_is_serving_only_with_models_running(server: ServerUnderTest) -> None:
+    """Polled from deployment until SERVING: never SERVING before both models ran."""
+    assert server.startup_health[-1][0] == "SERVING"
+    for status, models_running_before, models_running_after in server.startup_health:
+        if status == "SERVING":
+            assert models_running_after
+        if not models_running_before and status.startswith("SERVING"):
+            raise AssertionError(f"SERVING before the models ran: {server.startup_health}")
+    with server.client() as client:
+        assert client.health() == "SERVING"
+        assert client.health("t5electra.v1.TextGeneration") == "SERVING"
+        assert client.health("t5electra.v1.ReplacementDetection") == "SERVING"
+        with pytest.raises(T5ElectraError) as raised:
+            client.health("no.such.Service")
+        assert raised.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_standard_health_stub(server: ServerUnderTest) -> None:
+    with server.channel() as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_services(server: ServerUnderTest) -> None:
+    with server.channel() as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"t5electra.v1.TextGeneration", "t5electra.v1.ReplacementDetection", "grpc.health.v1.Health"} <= services
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"max_new_tokens": 3},
+        {"num_beams": 3, "num_return_sequences": 2},
+        {"do_sample": True, "seed": 11, "temperature": 2.5, "top_k": 20, "num_return_sequences": 2},
+        {"repetition_penalty": 1.7, "min_new_tokens": 4},
+        {"stop_sequences": ["Hund"]},
+    ],
+)
+def test_generate_equals_in_process_engine(server: ServerUnderTest, generator: T5Generator, params: dict) -> None:
+    with server.client() as client:
+        generation = client.generate(PROMPTS[2], **params)
+    assert [s.text for s in generation.sequences] == in_process(
+        generator, PROMPTS[2], **{**params, "stop_sequences": tuple(params.get("stop_sequences", ()))}
+    )
+    assert generation.model == "tiny-t5"
+    assert generation.output_tokens == sum(s.generated_tokens for s in generation.sequences)
+
+
+def test_trailing_metadata_describes_the_request(server: ServerUnderTest) -> None:
+    with server.client() as client:
+        generation = client.generate(PROMPTS[0], request_id="req-123")
+    metadata = generation.metadata
+    assert metadata["x-request-id"] == "req-123"
+    assert metadata["model"] == "tiny-t5"
+    assert float(metadata["queue-ms"]) >= 0 and float(metadata["inference-ms"]) > 0
+    assert int(metadata["batch-size"]) >= 1
+
+
+def test_stream_joins_to_generate_and_arrives_in_pieces(server: ServerUnderTest) -> None:
+    with server.client() as client:
+        expected = client.generate(PROMPTS[4]).text
+        stream = client.generate_stream(PROMPTS[4])
+        pieces = list(stream)
+    assert "".join(pieces) == expected
+    assert len(pieces) > 1
+    assert stream.end is not None and stream.end.text == expected
+    assert stream.end.finish_reason == "EOS_TOKEN"
+
+
+def test_first_piece_arrives_before_generation_ends(server: ServerUnderTest) -> None:
+    request = generation_pb2.GenerateRequest(
+        text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=200, max_new_tokens=200)
+    )
+    arrivals = []
+    with server.channel() as channel:
+        for message in server.generation_stub(channel).GenerateStream(request, timeout=60):
+            arrivals.append((time.monotonic(), message))
+    assert arrivals[-1][1].finish_reason == generation_pb2.LENGTH
+    assert arrivals[-1][1].generated_tokens == 200
+    assert len(arrivals) > 100
+    assert arrivals[0][0] < arrivals[-1][0]
+
+
+def test_concurrent_mixed_requests_are_batched_and_unchanged(server: ServerUnderTest, generator: T5Generator) -> None:
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(20)]
+    params = [{"max_new_tokens": 2 + i} if i % 3 == 0 else {} for i in range(20)]
+    with server.client() as client, ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda a: client.generate(a[0], **a[1]), zip(prompts, params, strict=True)))
+    for prompt, p, result in zip(prompts, params, results, strict=True):
+        assert [s.text for s in result.sequences] == in_process(generator, prompt, **p)
+    batch_sizes = [int(r.metadata["batch-size"]) for r in results]
+    assert max(batch_sizes) > 1, batch_sizes
+
+
+def test_detect_equals_in_process_engine(server: ServerUnderTest, detector: ReplacementDetector) -> None:
+    with server.client() as client, ThreadPoolExecutor(len(SENTENCES)) as pool:
+        served = list(pool.map(lambda t: client.detect_replacements(t, threshold=0.3), SENTENCES))
+    for text, detection in zip(SENTENCES, served, strict=True):
+        (expected,) = detector.detect([detector.prepare(DetectionRequest(text, 0.3))])
+        assert [(t.token, t.start, t.end, t.replaced) for t in detection.tokens] == [
+            (t.token, t.start, t.end, t.replaced) for t in expected.tokens
+        ]
+        for served_token, expected_token in zip(detection.tokens, expected.tokens, strict=True):
+            assert served_token.score == pytest.approx(expected_token.score, abs=1e-5)
+        assert [(s.start, s.end, s.text) for s in detection.replaced_spans] == [
+            (s.start, s.end, s.text) for s in expected.replaced_spans
+        ]
+        assert detection.replaced_fraction == pytest.approx(expected.replaced_fraction)
+
+
+INVALID_GENERATIONS = [
+    ({"text": ""}, "text"),
+    ({"text": "a\x00b"}, "text"),
+    ({"text": "x", "parameters": {"max_new_tokens": 0}}, "parameters.max_new_tokens"),
+    ({"text": "x", "parameters": {"max_new_tokens": 100000}}, "parameters.max_new_tokens"),
+    ({"text": "x", "parameters": {"num_beams": 99}}, "parameters.num_beams"),
+    ({"text": "x", "parameters": {"do_sample": True, "temperature": float("nan")}}, "parameters.temperature"),
+    ({"text": "x", "parameters": {"do_sample": True, "top_p": 2.0}}, "parameters.top_p"),
+    ({"text": "x", "parameters": {"temperature": 0.5}}, "parameters.temperature"),
+    ({"text": "x", "parameters": {"repetition_penalty": -1.0}}, "parameters.repetition_penalty"),
+    ({"text": "x", "parameters": {"num_return_sequences": 3}}, "parameters.num_return_sequences"),
+    ({"text": "x", "parameters": {"num_beams": 2, "do_sample": True}}, "parameters.do_sample"),
+    ({"text": "x", "parameters": {"stop_sequences": [""]}}, "parameters.stop_sequences[0]"),
+    ({"text": "reverse words: " + "apple " * 2000}, "text"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), INVALID_GENERATIONS)
+def test_invalid_generate_fields_are_invalid_argument(server: ServerUnderTest, fields: dict, field: str) -> None:
+    request = generation_pb2.GenerateRequest(
+        text=fields["text"], parameters=generation_pb2.GenerationParameters(**fields.get("parameters", {}))
+    )
+    with server.channel() as channel:
+        stub = server.generation_stub(channel)
+        for call in (stub.Generate, lambda r, timeout: list(stub.GenerateStream(r, timeout=timeout))):
+            with pytest.raises(grpc.RpcError) as raised:
+                call(request, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert raised.value.details().startswith(field + ":"), raised.value.details()
+    with server.client() as client:
+        assert client.health() == "SERVING"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"text": " "}, "text"),
+        ({"text": "ok", "threshold": 1.5}, "threshold"),
+        ({"text": "ok", "threshold": float("nan")}, "threshold"),
+    ],
+)
+def test_invalid_detect_fields_are_invalid_argument(server: ServerUnderTest, request_fields: dict, field: str) -> None:
+    with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
+        server.detection_stub(channel).DetectReplacements(
+            detection_pb2.DetectReplacementsRequest(**request_fields), timeout=30
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith(field + ":")
+
+
+def test_beam_search_is_refused_on_the_stream(server: ServerUnderTest) -> None:
+    with server.client() as client, pytest.raises(T5ElectraError) as raised:
+        list(client.generate_stream(PROMPTS[0], num_beams=2))
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "GenerateStream supports num_beams=1 only" in raised.value.details
+
+
+def test_short_deadline_is_deadline_exceeded_and_work_stops(server: ServerUnderTest) -> None:
+    server.wait_until_idle()
+    steps_before = server.t5_info()["steps"]
+    with server.client(retry=NO_RETRY) as client, pytest.raises(T5ElectraError) as raised:
+        client.generate(PROMPTS[0], min_new_tokens=512, max_new_tokens=512, timeout=0.3)
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    server.wait_until_idle()
+    assert server.t5_info()["steps"] - steps_before < 512
+
+
+def test_cancelled_stream_stops_generating(server: ServerUnderTest) -> None:
+    server.wait_until_idle()
+    steps_before = server.t5_info()["steps"]
+    with server.client() as client:
+        stream = client.generate_stream(PROMPTS[0], min_new_tokens=512, max_new_tokens=512)
+        pieces = iter(stream)
+        for _ in range(3):
+            next(pieces)
+        stream.cancel()
+    server.wait_until_idle()
+    assert server.t5_info()["steps"] - steps_before < 512
+
+
+def test_overload_is_resource_exhausted_and_recovers(server: ServerUnderTest) -> None:
+    server.wait_until_idle()
+    request = generation_pb2.GenerateRequest(
+        text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=300, max_new_tokens=300)
+    )
+    capacity = server.settings.t5.max_ongoing_requests + T5_QUEUE
+    with server.channel() as channel:
+        stub = server.generation_stub(channel)
+        calls = [stub.Generate.future(request, timeout=120) for _ in range(capacity + 24)]
+        codes = []
+        for call in calls:
+            try:
+                call.result(timeout=0 if codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) else 120)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.FutureTimeoutError:
+                codes.append(None)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+        for call in calls:
+            call.cancel()
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert not {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN} & set(codes)
+    server.wait_until_idle()
+    with server.client() as client:
+        assert client.generate(PROMPTS[3]).text
+        assert client.health() == "SERVING"
+
+
+def test_detector_autoscales_up_under_load_and_back_down(server: ServerUnderTest) -> None:
+    assert server.replicas("Detector") == 1
+    long_text = " ".join(SENTENCES * 20)
+    scaled_up = threading.Event()
+    give_up = time.monotonic() + 120
+
+    def load() -> None:
+        with server.client() as client:
+            while not scaled_up.is_set() and time.monotonic() < give_up:
+                client.detect_replacements(long_text)
+
+    with ThreadPoolExecutor(8) as pool:
+        workers = [pool.submit(load) for _ in range(8)]
+        while time.monotonic() < give_up and not scaled_up.is_set():
+            time.sleep(0.5)
+            if server.replicas("Detector") == 2:
+                scaled_up.set()
+        for worker in workers:
+            worker.result()
+    assert scaled_up.is_set(), "Detector did not scale up to 2 replicas under load"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.replicas("Detector") > 1:
+        time.sleep(0.5)
+    assert server.replicas("Detector") == 1, "Detector did not scale back down after the load"
+
+
+def test_metrics_reach_the_prometheus_endpoint(server: ServerUnderTest) -> None:
+    with server.client() as client:
+        client.generate(PROMPTS[0])
+        client.detect_replacements(SENTENCES[0])
+    wanted = [
+        "t5electra_requests",
+        "t5electra_latency_ms",
+        "t5electra_queue_ms",
+        "t5electra_batch_size",
+        "t5electra_tokens",
+    ]
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
+        if all(name in text for name in wanted) and 'rpc="Generate"' in text:
+            break
+        time.sleep(2)
+    missing = [name for name in wanted if name not in text]
+    assert not missing, f"metrics missing from the endpoint: {missing}"
+    requests = [
+        line for line in text.splitlines() if line.startswith("ray_t5electra_requests") and 'rpc="Generate"' in line
+    ]
+    assert any('code="OK"' in line for line in requests), requests
+
+
+def test_model_without_replica_is_not_serving_and_unavailable(server: ServerUnderTest) -> None:
+    """A second application whose T5 checkpoint cannot load: its ingress and
+    ELECTRA come up, T5 never does. Health says so per service, and Generate
+    fails fast with UNAVAILABLE instead of waiting for the deadline."""
+    broken = server.deploy_broken_t5("broken")
+    try:
+        with server.client(application=broken, retry=NO_RETRY) as client:
+            assert client.health() == "NOT_SERVING"
+            assert client.health("t5electra.v1.TextGeneration") == "NOT_SERVING"
+            assert client.health("t5electra.v1.ReplacementDetection") == "SERVING"
+            with pytest.raises(T5ElectraError) as raised:
+                client.generate(PROMPTS[0], timeout=30)
+            assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "TextGenerator has no running replica" in raised.value.details
+            assert raised.value.metadata.get("retry-after-ms")
+            assert client.detect_replacements(SENTENCES[0]).tokens
+    finally:
+        server.delete_app(broken)
+    with server.client() as client:
+        assert client.health() == "SERVING"

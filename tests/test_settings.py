@@ -1,0 +1,75 @@
+"""Settings precedence and the shipped Serve config files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from ray.serve import Application
+from ray.serve.schema import ServeDeploySchema
+
+from t5electra.deployments.app import GRPC_SERVICER_FUNCTIONS, build
+from t5electra.server.settings import TINY_ELECTRA, TINY_T5, Settings
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "deployments").glob("*.yaml"))
+
+
+def test_defaults_suit_a_small_cpu_machine() -> None:
+    settings = Settings.load()
+    assert settings.port == 9000
+    assert (settings.t5.model, settings.electra.model) == (TINY_T5, TINY_ELECTRA)
+    assert settings.t5.num_gpus == settings.electra.num_gpus == 0
+    assert settings.t5.num_cpus <= 0.5 and settings.ingress.num_cpus <= 0.5
+    assert settings.t5.max_ongoing_requests >= settings.t5.max_batch_size * settings.t5.max_concurrent_batches
+
+
+def test_yaml_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "grpc_options": {"port": 9100},
+                "applications": [{"name": "a", "args": {"t5": {"max_batch_size": 4, "max_queued_requests": 5}}}],
+            }
+        )
+    )
+    from_yaml = Settings.load(config)
+    assert (from_yaml.port, from_yaml.app_name, from_yaml.t5.max_batch_size) == (9100, "a", 4)
+
+    monkeypatch.setenv("T5ELECTRA_T5__MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("T5ELECTRA_PORT", "9200")
+    from_env = Settings.load(config)
+    assert (from_env.port, from_env.t5.max_batch_size, from_env.t5.max_queued_requests) == (9200, 8, 5)
+
+    from_flags = Settings.load(config, port=9300, t5={"model": "t5-small"})
+    assert (from_flags.port, from_flags.t5.model, from_flags.t5.max_batch_size) == (9300, "t5-small", 8)
+
+
+def test_unknown_or_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings.load(t5={"max_batch_size": 0})
+    with pytest.raises(ValidationError):
+        Settings.load(t5={"no_such_knob": 1})
+    with pytest.raises(ValidationError):
+        Settings.load(electra={"autoscaling": {"min_replicas": 3, "max_replicas": 2}})
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid_for_ray_and_for_us(path: Path) -> None:
+    raw = yaml.safe_load(path.read_text())
+    schema = ServeDeploySchema.model_validate(raw)
+    assert schema.grpc_options.grpc_servicer_functions == GRPC_SERVICER_FUNCTIONS
+    application = schema.applications[0]
+    assert application.import_path == "t5electra.deployments.app:build"
+    assert isinstance(build(application.args), Application)
+    settings = Settings.load(path)
+    assert settings.port == schema.grpc_options.port
+
+
+def test_gpu_config_gives_models_a_gpu_in_half_precision() -> None:
+    settings = Settings.load(next(p for p in CONFIGS if p.name == "gpu.yaml"))
+    for model in (settings.t5, settings.electra):
+        assert model.num_gpus >= 1 and model.dtype == "float16" and model.device == "cuda"
+    assert settings.t5.autoscaling.max_replicas > 1
