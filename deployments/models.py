@@ -114,13 +114,18 @@ class TextGenerator:
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         ticket = Ticket(self._engine.prepare(request))
+        result = None
         try:
+            # Iterated to its end (which follows the result at once) so that
+            # Serve's batch queue never holds a future nobody awaits.
             async for event in self._batched(ticket):
                 if event is not None and event.result is not None:
-                    return event.result
+                    result = event.result
         finally:
             ticket.cancelled = True
-        raise RuntimeError(f"request {request.request_id}: batch ended without a result")
+        if result is None:
+            raise RuntimeError(f"request {request.request_id}: batch ended without a result")
+        return result
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece]:
         ticket = Ticket(self._engine.prepare(request, stream=True))
@@ -128,8 +133,6 @@ class TextGenerator:
             async for event in self._batched(ticket):
                 if event is not None and event.piece is not None:
                     yield event.piece
-                    if event.piece.is_last:
-                        return
         finally:
             # Reached on completion, and also when the caller cancels or
             # disconnects: the session drops the request at its next step.
@@ -137,8 +140,9 @@ class TextGenerator:
 
     async def _decode(self, tickets: list[Ticket]) -> AsyncIterator[list[Any]]:
         """One decoding session per batch; yields, for every ticket and every
-        step, its event, None when it got nothing, or StopIteration once it is
-        done (Serve's signal to end that caller's stream)."""
+        step, its event, or None when it got nothing. A ticket whose result
+        came in a step gets StopIteration (Serve's signal to end that caller's
+        stream) in an extra yield right after, not one step later."""
         loop = asyncio.get_running_loop()
         session = self._engine.session([t.prepared for t in tickets])
         started = time.perf_counter()
@@ -155,12 +159,16 @@ class TextGenerator:
                 events: list[StepEvent] = await loop.run_in_executor(self._executor, session.step)
                 self._steps += 1
                 out: list[Any] = [StopIteration if done else None for done in finished]
+                ended = False
                 for event in events:
                     out[event.index] = self._stamp(event, tickets[event.index], started, len(tickets))
                     if event.result is not None:
                         finished[event.index] = True
                         self._decoding -= 1
+                        ended = True
                 yield out
+                if ended:
+                    yield [StopIteration if done else None for done in finished]
         finally:
             self._decoding -= finished.count(False)
 

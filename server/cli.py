@@ -34,7 +34,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.address:
         ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
     else:
-        ray.init(namespace="t5electra", logging_level=logging.WARNING, _metrics_export_port=settings.metrics_port)
+        # No dashboard: it costs seconds and memory on a small machine; start
+        # Ray yourself (`ray start --head`) and pass --address to have one.
+        ray.init(
+            namespace="t5electra",
+            logging_level=logging.WARNING,
+            include_dashboard=False,
+            _metrics_export_port=settings.metrics_port,
+        )
     serve.start(
         grpc_options=grpc_options(settings.port),
         http_options={"host": "127.0.0.1", "port": settings.http_port},
@@ -157,6 +164,36 @@ def highlight(text: str, spans: list[tuple[int, int]], color: bool) -> str:
     return "".join(out)
 
 
+def _loadtest(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from t5electra.clients.loadtest import LoadConfig, run_load, write_json
+
+    prompts: tuple[str, ...] = ()
+    if args.prompts:
+        prompts = tuple(line.strip() for line in args.prompts.read_text().splitlines() if line.strip())
+    params = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    config = LoadConfig(
+        address=args.address,
+        rpc=args.rpc,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        duration=None if args.requests else args.duration,
+        requests=args.requests,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        prompts=prompts,
+        params=params,
+    )
+    report = asyncio.run(run_load(config, progress=sys.stderr.isatty()))
+    print(report.table())
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        report.plot(args.plot)
+    return 0
+
+
 def _make_checkpoints(args: argparse.Namespace) -> int:
     import torch
 
@@ -225,6 +262,27 @@ def parser() -> argparse.ArgumentParser:
     detect.add_argument("--threshold", type=float, help="score from which a token counts as replaced (0.5)")
     detect.add_argument("--scores", action="store_true", help="also list every token with its score")
     detect.set_defaults(run=_detect)
+
+    load = commands.add_parser(
+        "loadtest",
+        help="load-test a running server and report throughput and latency",
+        description="Closed loop (--concurrency workers back to back) or open loop (--rate requests/s "
+        "with Poisson arrivals). Latency is per request, send to last byte; errors are counted by status "
+        "code; requests started in the warm-up are not reported.",
+    )
+    load.add_argument("--address", default="localhost:9000")
+    load.add_argument("--rpc", choices=["generate", "generate-stream", "detect"], default="generate")
+    load.add_argument("--concurrency", type=int, default=4, help="closed-loop workers (4)")
+    load.add_argument("--rate", type=float, help="open loop: requests per second")
+    load.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
+    load.add_argument("--requests", type=int, help="measured requests, instead of --duration")
+    load.add_argument("--warmup", type=float, default=2.0, help="seconds excluded from figures (2)")
+    load.add_argument("--timeout", type=float, default=30.0, help="per-request deadline (30)")
+    load.add_argument("--prompts", type=Path, help="file with one prompt per line (default: built-in set)")
+    load.add_argument("--max-new-tokens", type=int, help="for generate and generate-stream")
+    load.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON")
+    load.add_argument("--plot", type=Path, metavar="PATH.png", help="latency histogram and throughput chart")
+    load.set_defaults(run=_loadtest)
 
     make = commands.add_parser(
         "make-checkpoints",

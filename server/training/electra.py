@@ -40,22 +40,21 @@ class Corrupted:
 
 
 class Replacer:
-    """Replaces words by other common words of the corpus, matching capitalisation.
+    """Replaces words by other words of the corpus, matching capitalisation.
 
     ELECTRA's generator proposes replacements a small masked language model
     finds plausible; here a replacement is drawn uniformly from the corpus'
-    ``VOCABULARY`` most frequent words. That adversary is weaker (the
-    replacement is a common word of the domain, but chosen without looking at
-    the sentence), which is what a model of a few MB trained for minutes on two
+    words seen at least ``MIN_COUNT`` times: a real word of the domain, but
+    chosen without looking at the sentence. That adversary is weaker than a
+    generator, which is what a model of a few MB trained for minutes on two
     cores can learn to detect.
     """
 
-    VOCABULARY = 1500
+    MIN_COUNT = 3
 
     def __init__(self, sentences: Sequence[str]) -> None:
         counts = Counter(w.lower() for s in sentences for w in _WORD.findall(s))
-        common = sorted(counts, key=lambda w: (-counts[w], w))[: self.VOCABULARY]
-        self._words = sorted(common)
+        self._words = sorted(w for w, n in counts.items() if n >= self.MIN_COUNT)
 
     def corrupt(self, sentence: str, rng: random.Random) -> Corrupted:
         pieces, spans, cursor, out = [], [], 0, 0

@@ -1,0 +1,222 @@
+"""The Python clients: retries, deadlines, errors and TLS against a scripted
+local gRPC server, and the async client and load tester against the real
+Serve application."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from t5electra.clients import AsyncClient, Client, RetryPolicy, T5ElectraError
+from t5electra.clients.loadtest import LoadConfig, percentile, run_load, write_json
+from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
+
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
+
+
+class ScriptedGeneration(generation_pb2_grpc.TextGenerationServicer):
+    """Answers Generate with the next status code of a script (OK when the
+    script runs out), recording the metadata of every attempt."""
+
+    def __init__(self) -> None:
+        self.script: list[grpc.StatusCode] = []
+        self.attempts: list[dict[str, str]] = []
+        self.delay = 0.0
+
+    def Generate(self, request, context):
+        self.attempts.append(dict(context.invocation_metadata()))
+        time.sleep(self.delay)
+        code = self.script.pop(0) if self.script else grpc.StatusCode.OK
+        if code != grpc.StatusCode.OK:
+            context.set_trailing_metadata([("retry-after-ms", "1")])
+            context.abort(code, f"scripted {code.name}")
+        return generation_pb2.GenerateResponse(
+            sequences=[
+                generation_pb2.GeneratedSequence(text=request.text[::-1], finish_reason=generation_pb2.EOS_TOKEN)
+            ]
+        )
+
+
+def _server(credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, ScriptedGeneration, int]:
+    servicer = ScriptedGeneration()
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    generation_pb2_grpc.add_TextGenerationServicer_to_server(servicer, server)
+    address = "localhost:0" if credentials else "127.0.0.1:0"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    server.start()
+    return server, servicer, port
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[ScriptedGeneration, str]]:
+    server, servicer, port = _server()
+    yield servicer, f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
+def test_retryable_codes_are_retried(scripted, code: grpc.StatusCode) -> None:
+    servicer, address = scripted
+    servicer.script = [code, code]
+    with Client(address, retry=FAST_RETRY) as client:
+        assert client.generate("abc").text == "cba"
+    assert len(servicer.attempts) == 3
+
+
+def test_retries_stop_at_the_bound(scripted) -> None:
+    servicer, address = scripted
+    servicer.script = [grpc.StatusCode.UNAVAILABLE] * 5
+    with Client(address, retry=FAST_RETRY) as client, pytest.raises(T5ElectraError) as raised:
+        client.generate("abc")
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.metadata["retry-after-ms"] == "1"
+    assert len(servicer.attempts) == FAST_RETRY.max_attempts
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL, grpc.StatusCode.PERMISSION_DENIED]
+)
+def test_other_codes_are_not_retried(scripted, code: grpc.StatusCode) -> None:
+    servicer, address = scripted
+    servicer.script = [code]
+    with Client(address, retry=FAST_RETRY) as client, pytest.raises(T5ElectraError) as raised:
+        client.generate("abc")
+    assert (raised.value.code, raised.value.details) == (code, f"scripted {code.name}")
+    assert len(servicer.attempts) == 1
+
+
+def test_deadline_bounds_all_attempts(scripted) -> None:
+    servicer, address = scripted
+    servicer.delay = 0.3
+    servicer.script = [grpc.StatusCode.UNAVAILABLE] * 10
+    patient = RetryPolicy(max_attempts=10, initial_backoff_s=0.01, max_backoff_s=0.01)
+    started = time.monotonic()
+    with Client(address, retry=patient) as client, pytest.raises(T5ElectraError) as raised:
+        client.generate("abc", timeout=0.5)
+    assert raised.value.code in {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}
+    assert len(servicer.attempts) <= 2
+    assert time.monotonic() - started < 5
+
+
+def test_metadata_carries_request_id_application_and_token(scripted) -> None:
+    servicer, address = scripted
+    with Client(address, application="t5electra", token="s3cret") as client:
+        client.generate("abc", request_id="r-1")
+    (sent,) = servicer.attempts
+    assert sent["x-request-id"] == "r-1"
+    assert sent["application"] == "t5electra"
+    assert sent["authorization"] == "Bearer s3cret"
+
+
+def test_unknown_parameter_is_a_type_error(scripted) -> None:
+    _, address = scripted
+    with Client(address) as client, pytest.raises(TypeError, match="unknown generation parameters: \\['beams'\\]"):
+        client.generate("abc", beams=2)
+
+
+def test_async_client_retries_too(scripted) -> None:
+    servicer, address = scripted
+    servicer.script = [grpc.StatusCode.UNAVAILABLE]
+
+    async def call() -> str:
+        async with AsyncClient(address, retry=FAST_RETRY) as client:
+            return (await client.generate("xyz")).text
+
+    assert asyncio.run(call()) == "zyx"
+    assert len(servicer.attempts) == 2
+
+
+def _self_signed() -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+def test_tls_channel_to_a_tls_endpoint() -> None:
+    certificate, key = _self_signed()
+    server, _, port = _server(grpc.ssl_server_credentials([(key, certificate)]))
+    try:
+        with Client(f"localhost:{port}", root_certificates=certificate) as client:
+            assert client.generate("tls").text == "slt"
+        with Client(f"localhost:{port}", retry=RetryPolicy(max_attempts=1)) as plain:
+            with pytest.raises(T5ElectraError) as raised:
+                plain.generate("tls", timeout=5)
+            assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(None)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (50, 90, 99)
+    assert percentile([], 50) == 0.0
+
+
+@pytest.mark.serve
+def test_async_client_against_the_server(server) -> None:
+    async def calls() -> tuple:
+        async with AsyncClient(server.address) as client:
+            generation = await client.generate("reverse words: apple river stone")
+            stream = client.generate_stream("reverse words: apple river stone")
+            pieces = [piece async for piece in stream]
+            detection = await client.detect_replacements("Return the value of the attribute.")
+            return generation, pieces, stream.end, detection, await client.health()
+
+    generation, pieces, end, detection, health = asyncio.run(calls())
+    assert "".join(pieces) == generation.text == end.text
+    assert detection.tokens and health == "SERVING"
+
+
+@pytest.mark.serve
+@pytest.mark.parametrize("rpc", ["generate", "generate-stream", "detect"])
+def test_loadtest_figures_are_consistent(server, tmp_path: Path, rpc: str) -> None:
+    config = LoadConfig(server.address, rpc=rpc, concurrency=2, duration=3.0, warmup=0.5)
+    report = asyncio.run(run_load(config, progress=False))
+    write_json(report, tmp_path / "load.json")
+    figures = json.loads((tmp_path / "load.json").read_text())
+    assert figures["requests"] == figures["successes"] + sum(figures["errors"].values()) > 0
+    latency = figures["latency_ms"]
+    assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert figures["throughput_rps"] > 0
+    if rpc == "generate-stream":
+        ttft = figures["ttft_ms"]
+        assert 0 < ttft["p50"] <= ttft["p99"] <= latency["max"]
+    report.plot(tmp_path / "load.png")
+    assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "throughput" in report.table()
+
+
+@pytest.mark.serve
+def test_loadtest_open_loop_with_request_count(server) -> None:
+    config = LoadConfig(server.address, rpc="detect", rate=20, duration=None, requests=15, warmup=0.2)
+    figures = asyncio.run(run_load(config, progress=False)).to_json()
+    assert figures["mode"] == "open"
+    assert figures["requests"] + figures["unfinished"] == 15
