@@ -4,14 +4,23 @@ with ``await`` and ``async for``."""
 from __future__ import annotations
 
 import asyncio
-import time
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .options import CHANNEL_OPTIONS, RETRYABLE, ClientConfig, RetryPolicy, detect_request, generate_request
+from .options import (
+    CHANNEL_OPTIONS,
+    ClientConfig,
+    RetryPolicy,
+    deadline_after,
+    detect_request,
+    generate_request,
+    pause_before_retry,
+    remaining,
+)
 from .results import Detection, Generation, StreamEnd, T5ElectraError, _metadata
 from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
 
@@ -96,22 +105,14 @@ class AsyncClient:
         return await self._with_retries(call, timeout)
 
     async def _with_retries(self, call: Callable[[float | None], Awaitable[T]], timeout: float | None) -> T:
-        budget = timeout if timeout is not None else self.config.timeout
-        deadline = None if budget is None else time.monotonic() + budget
-        policy = self.config.retry
-        for attempt in range(policy.max_attempts):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        deadline = deadline_after(timeout if timeout is not None else self.config.timeout)
+        for attempt in itertools.count():
             try:
-                return await call(remaining)
+                return await call(remaining(deadline))
             except grpc.RpcError as error:
                 failure = T5ElectraError.from_rpc_error(error)
-                if failure.code not in RETRYABLE or attempt + 1 == policy.max_attempts:
-                    raise failure from None
-                pause = policy.backoff(attempt, failure.metadata.get("retry-after-ms"))
-                if deadline is not None and time.monotonic() + pause >= deadline:
-                    raise failure from None
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable: the last attempt raises")
+            await asyncio.sleep(pause_before_retry(self.config.retry, failure, attempt, deadline))
+        raise AssertionError("unreachable")
 
 
 class AsyncGenerationStream:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -9,7 +10,16 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .options import CHANNEL_OPTIONS, RETRYABLE, ClientConfig, RetryPolicy, detect_request, generate_request
+from .options import (
+    CHANNEL_OPTIONS,
+    ClientConfig,
+    RetryPolicy,
+    deadline_after,
+    detect_request,
+    generate_request,
+    pause_before_retry,
+    remaining,
+)
 from .results import Detection, Generation, StreamEnd, T5ElectraError, _metadata
 from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
 
@@ -103,22 +113,14 @@ class Client:
         return self._with_retries(call, timeout)
 
     def _with_retries(self, call: Callable[[float | None], T], timeout: float | None) -> T:
-        budget = timeout if timeout is not None else self.config.timeout
-        deadline = None if budget is None else time.monotonic() + budget
-        policy = self.config.retry
-        for attempt in range(policy.max_attempts):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        deadline = deadline_after(timeout if timeout is not None else self.config.timeout)
+        for attempt in itertools.count():
             try:
-                return call(remaining)
+                return call(remaining(deadline))
             except grpc.RpcError as error:
                 failure = T5ElectraError.from_rpc_error(error)
-                if failure.code not in RETRYABLE or attempt + 1 == policy.max_attempts:
-                    raise failure from None
-                pause = policy.backoff(attempt, failure.metadata.get("retry-after-ms"))
-                if deadline is not None and time.monotonic() + pause >= deadline:
-                    raise failure from None
-                time.sleep(pause)
-        raise AssertionError("unreachable: the last attempt raises")
+            time.sleep(pause_before_retry(self.config.retry, failure, attempt, deadline))
+        raise AssertionError("unreachable")
 
 
 class GenerationStream:

@@ -4,12 +4,14 @@ metadata, the retry policy and request building."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
+from .results import T5ElectraError
 from .v1 import detection_pb2, generation_pb2
 
 # Large enough for a detection of a maximal text; keepalive pings spaced so
@@ -45,6 +47,26 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def pause_before_retry(policy: RetryPolicy, failure: T5ElectraError, attempt: int, deadline: float | None) -> float:
+    """Seconds to wait before retrying attempt number ``attempt`` (from 0);
+    raises ``failure`` when it is not retryable, the attempts are used up or
+    the pause would outlast the deadline."""
+    if failure.code not in RETRYABLE or attempt + 1 >= policy.max_attempts:
+        raise failure
+    pause = policy.backoff(attempt, failure.metadata.get("retry-after-ms"))
+    if deadline is not None and time.monotonic() + pause >= deadline:
+        raise failure
+    return pause
 
 
 @dataclass(frozen=True)

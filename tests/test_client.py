@@ -5,8 +5,12 @@ Serve application."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime
+import importlib.util
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -220,3 +224,20 @@ def test_loadtest_open_loop_with_request_count(server) -> None:
     figures = asyncio.run(run_load(config, progress=False)).to_json()
     assert figures["mode"] == "open"
     assert figures["requests"] + figures["unfinished"] == 15
+
+
+@pytest.mark.serve
+def test_locust_user_reports_every_rpc(server, tmp_path: Path) -> None:
+    """Runs the documented Locust user headless for a few seconds. The
+    locustfile is located, not imported: importing locust here would
+    monkeypatch this process (Ray and asyncio included) with gevent."""
+    locustfile = importlib.util.find_spec("t5electra.clients.locust_user").origin
+    command = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "-u", "2", "-r", "2", "-t", "6s"]
+    command += ["--host", server.address, "--csv", str(tmp_path / "run"), "--only-summary"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with (tmp_path / "run_stats.csv").open() as stats:
+        rows = {row["Name"]: row for row in csv.DictReader(stats)}
+    assert {"Generate", "GenerateStream", "DetectReplacements"} <= set(rows)
+    assert int(rows["Aggregated"]["Request Count"]) > 0
+    assert int(rows["Aggregated"]["Failure Count"]) == 0

@@ -6,12 +6,11 @@ sentences from :mod:`.corpus`.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tokenizers.trainers import WordPieceTrainer
 from transformers import BertTokenizer, ElectraConfig, ElectraForPreTraining
 
 from . import corpus
+from .loop import fit
 
 VOCAB_SIZE = 4000
 MAX_POSITIONS = 128
@@ -160,37 +160,23 @@ def train(
     tokenizer = build_tokenizer(sentences)
     replacer = Replacer(sentences)
     model = build_model(len(tokenizer), seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, steps // 20)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            batch = [replacer.corrupt(s, rng) for s in rng.sample(sentences, batch_size)]
+            encoded = tokenizer(
+                [c.text for c in batch],
+                padding=True,
+                truncation=True,
+                max_length=MAX_POSITIONS,
+                return_offsets_mapping=True,
+                return_tensors="pt",
+            )
+            offsets = encoded.pop("offset_mapping").tolist()
+            labels = [token_labels(o, c.spans) for o, c in zip(offsets, batch, strict=True)]
+            yield {**encoded, "labels": torch.tensor(labels)}
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model.train()
-    for step in range(steps):
-        batch = [replacer.corrupt(s, rng) for s in rng.sample(sentences, batch_size)]
-        encoded = tokenizer(
-            [c.text for c in batch],
-            padding=True,
-            truncation=True,
-            max_length=MAX_POSITIONS,
-            return_offsets_mapping=True,
-            return_tensors="pt",
-        )
-        offsets = encoded.pop("offset_mapping").tolist()
-        labels = torch.tensor([token_labels(o, c.spans) for o, c in zip(offsets, batch, strict=True)])
-        loss = model(**encoded, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 250 == 0 or step == steps - 1:
-            log(f"electra step {step:5d}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
-    model.eval()
+    fit(model, batches(), steps=steps, learning_rate=learning_rate, log=log, name="electra")
 
     def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
         encoded = tokenizer(
@@ -223,6 +209,7 @@ def train(
         "corpus_sentences": {"train": len(sentences), "held_out": len(corpus.split()[1])},
         "held_out_token_scores": scores,
         "train_seconds": round(time.monotonic() - started),
+        "torch_threads": torch.get_num_threads(),
     }
     (out_dir / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     log(f"electra held-out token scores: {json.dumps(scores)}")

@@ -7,9 +7,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -17,6 +16,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
 from . import corpus
+from .loop import fit
 from .t5_tasks import TASKS, Example, held_out_examples, training_examples
 
 VOCAB_SIZE = 2000
@@ -98,7 +98,7 @@ def train(
     out_dir: Path,
     *,
     seed: int = 0,
-    steps: int = 6000,
+    steps: int = 8000,
     batch_size: int = 64,
     learning_rate: float = 2e-3,
     log: Callable[[str], None] = print,
@@ -109,31 +109,17 @@ def train(
     started = time.monotonic()
     tokenizer = build_tokenizer(seed)
     model = build_model(len(tokenizer), seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, steps // 20)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        stream = training_examples(seed)
+        while True:
+            batch = list(itertools.islice(stream, batch_size))
+            inputs = tokenizer([e.prompt for e in batch], padding=True, return_tensors="pt")
+            labels = tokenizer([e.answer for e in batch], padding=True, return_tensors="pt").input_ids
+            labels[labels == tokenizer.pad_token_id] = -100
+            yield {**inputs, "labels": labels}
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    stream = training_examples(seed)
-    model.train()
-    for step in range(steps):
-        batch = list(itertools.islice(stream, batch_size))
-        inputs = tokenizer([e.prompt for e in batch], padding=True, return_tensors="pt")
-        labels = tokenizer([e.answer for e in batch], padding=True, return_tensors="pt").input_ids
-        labels[labels == tokenizer.pad_token_id] = -100
-        loss = model(**inputs, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 250 == 0 or step == steps - 1:
-            log(f"t5 step {step:5d}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
-    model.eval()
+    fit(model, batches(), steps=steps, learning_rate=learning_rate, log=log, name="t5")
 
     def generate(prompts: list[str]) -> list[str]:
         encoded = tokenizer(prompts, padding=True, return_tensors="pt")
@@ -152,6 +138,7 @@ def train(
         "tasks": sorted(TASKS),
         "held_out_exact_match": scores,
         "train_seconds": round(time.monotonic() - started),
+        "torch_threads": torch.get_num_threads(),
     }
     (out_dir / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     log(f"t5 held-out exact match: {json.dumps(scores)}")
