@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
+from t5electra.deployments.batcher import Batch, DynamicBatcher
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
     BatchTiming,
@@ -36,12 +37,10 @@ _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
 
 @dataclass
 class Ticket:
-    """One request's place in a batch. ``cancelled`` is set by the request's
-    own coroutine when its caller goes away, and read between decoding steps."""
+    """One request's prepared input and arrival time at the replica."""
 
     prepared: Any
     arrived: float = field(default_factory=time.perf_counter)
-    cancelled: bool = False
 
 
 class _BatchMetrics:
@@ -77,10 +76,11 @@ def _timing(ticket: Ticket, started: float, batch_size: int) -> BatchTiming:
     )
 
 
-def _batching(settings: ModelDeployment):
-    return serve.batch(
+def _batcher(settings: ModelDeployment, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
+    return DynamicBatcher(
+        handler,
         max_batch_size=settings.max_batch_size,
-        batch_wait_timeout_s=settings.batch_wait_timeout_s,
+        wait_timeout_s=settings.batch_wait_timeout_s,
         max_concurrent_batches=settings.max_concurrent_batches,
     )
 
@@ -94,9 +94,7 @@ class TextGenerator:
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t5")
         self._metrics = _BatchMetrics(self._engine.name)
-        # Applied here rather than as a class decorator so that batch sizes
-        # come from settings.
-        self._batched = _batching(settings)(self._decode)
+        self._batcher = _batcher(settings, self._decode)
         self._decoding = 0
         self._steps = 0
 
@@ -113,64 +111,44 @@ class TextGenerator:
         }
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        ticket = Ticket(self._engine.prepare(request))
-        result = None
-        try:
-            # Iterated to its end (which follows the result at once) so that
-            # Serve's batch queue never holds a future nobody awaits.
-            async for event in self._batched(ticket):
-                if event is not None and event.result is not None:
-                    result = event.result
-        finally:
-            ticket.cancelled = True
-        if result is None:
-            raise RuntimeError(f"request {request.request_id}: batch ended without a result")
-        return result
+        event: StepEvent = await self._batcher.call(Ticket(self._engine.prepare(request)))
+        assert event.result is not None
+        return event.result
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece]:
-        ticket = Ticket(self._engine.prepare(request, stream=True))
-        try:
-            async for event in self._batched(ticket):
-                if event is not None and event.piece is not None:
-                    yield event.piece
-        finally:
-            # Reached on completion, and also when the caller cancels or
-            # disconnects: the session drops the request at its next step.
-            ticket.cancelled = True
+        # Leaving this generator early (the caller cancelled or disconnected)
+        # abandons the request; its session drops it at the next step.
+        async for event in self._batcher.stream(Ticket(self._engine.prepare(request, stream=True))):
+            if event.piece is not None:
+                yield event.piece
 
-    async def _decode(self, tickets: list[Ticket]) -> AsyncIterator[list[Any]]:
-        """One decoding session per batch; yields, for every ticket and every
-        step, its event, or None when it got nothing. A ticket whose result
-        came in a step gets StopIteration (Serve's signal to end that caller's
-        stream) in an extra yield right after, not one step later."""
+    async def _decode(self, batch: Batch[Ticket]) -> None:
+        """One decoding session per batch. Streams get a piece per step;
+        unary requests get only their final event."""
         loop = asyncio.get_running_loop()
+        tickets = batch.items
         session = self._engine.session([t.prepared for t in tickets])
         started = time.perf_counter()
         self._metrics.batch_started(tickets, started)
-        finished = [False] * len(tickets)
-        self._decoding += len(tickets)
+        live = set(range(len(tickets)))
+        self._decoding += len(live)
         try:
             while not session.done:
-                for index, ticket in enumerate(tickets):
-                    if ticket.cancelled and not finished[index]:
-                        session.cancel(index)
-                        finished[index] = True
-                        self._decoding -= 1
+                for index in [i for i in live if batch.abandoned(i)]:
+                    session.cancel(index)
+                    live.discard(index)
+                    self._decoding -= 1
                 events: list[StepEvent] = await loop.run_in_executor(self._executor, session.step)
                 self._steps += 1
-                out: list[Any] = [StopIteration if done else None for done in finished]
-                ended = False
                 for event in events:
-                    out[event.index] = self._stamp(event, tickets[event.index], started, len(tickets))
+                    if tickets[event.index].prepared.stream or event.result is not None:
+                        batch.emit(event.index, self._stamp(event, tickets[event.index], started, len(tickets)))
                     if event.result is not None:
-                        finished[event.index] = True
+                        batch.finish(event.index)
+                        live.discard(event.index)
                         self._decoding -= 1
-                        ended = True
-                yield out
-                if ended:
-                    yield [StopIteration if done else None for done in finished]
         finally:
-            self._decoding -= finished.count(False)
+            self._decoding -= len(live)
 
     def _stamp(self, event: StepEvent, ticket: Ticket, started: float, batch_size: int) -> StepEvent:
         if event.result is None:
@@ -189,19 +167,21 @@ class Detector:
         self._engine = ReplacementDetector(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="electra")
         self._metrics = _BatchMetrics(self._engine.name)
-        self._batched = _batching(settings)(self._score)
+        self._batcher = _batcher(settings, self._score)
 
     def info(self) -> dict[str, str]:
         return {"model": self._engine.name, "device": str(self._engine.device), "dtype": str(self._engine.dtype)}
 
     async def detect(self, request: DetectionRequest) -> Detection:
-        return await self._batched(Ticket(self._engine.prepare(request)))
+        return await self._batcher.call(Ticket(self._engine.prepare(request)))
 
-    async def _score(self, tickets: list[Ticket]) -> list[Detection]:
+    async def _score(self, batch: Batch[Ticket]) -> None:
         loop = asyncio.get_running_loop()
+        tickets = batch.items
         started = time.perf_counter()
         self._metrics.batch_started(tickets, started)
         prepared: list[PreparedDetection] = [t.prepared for t in tickets]
         detections = await loop.run_in_executor(self._executor, self._engine.detect, prepared)
         self._metrics.count_tokens(sum(d.input_tokens for d in detections), 0)
-        return [replace(d, timing=_timing(t, started, len(tickets))) for d, t in zip(detections, tickets, strict=True)]
+        for index, (detection, ticket) in enumerate(zip(detections, tickets, strict=True)):
+            batch.emit(index, replace(detection, timing=_timing(ticket, started, len(tickets))))
