@@ -79,6 +79,7 @@ class Sample:
     ttft: float | None = None
     gaps: tuple[float, ...] = ()
     batch_size: int | None = None
+    tokens_out: int = 0
 
     @property
     def latency(self) -> float:
@@ -130,6 +131,8 @@ class LoadReport:
             "throughput_rps": len(self.samples) / self.window if self.window > 0 else 0.0,
             "latency_ms": _summary_ms([s.latency for s in ok]),
         }
+        if self.config.rpc != "detect":
+            figures["tokens_per_s"] = sum(s.tokens_out for s in ok) / self.window if self.window > 0 else 0.0
         batch_sizes = [s.batch_size for s in ok if s.batch_size]
         if batch_sizes:
             figures["batch_size"] = {"mean": sum(batch_sizes) / len(batch_sizes), "max": max(batch_sizes)}
@@ -145,7 +148,8 @@ class LoadReport:
             + (f"rate {figures['rate']}/s" if figures["rate"] else f"concurrency {figures['concurrency']}")
             + f", {figures['window_s']:.1f}s measured)",
             f"  requests      {figures['requests']:>8}   successes {figures['successes']}",
-            f"  throughput    {figures['throughput_rps']:>8.1f} req/s",
+            f"  throughput    {figures['throughput_rps']:>8.1f} req/s"
+            + (f", {figures['tokens_per_s']:.0f} tokens/s out" if "tokens_per_s" in figures else ""),
         ]
         for code, count in figures["errors"].items():
             lines.append(f"  error {code:<22} {count}")
@@ -216,7 +220,7 @@ class _Progress:
 
 async def _one(client: AsyncClient, config: LoadConfig, text: str, origin: float) -> Sample:
     sent = time.perf_counter() - origin
-    ttft, gaps, batch = None, [], None
+    ttft, gaps, batch, tokens = None, [], None, 0
     try:
         if config.rpc == "detect":
             detection = await client.detect_replacements(text, timeout=config.timeout)
@@ -224,6 +228,7 @@ async def _one(client: AsyncClient, config: LoadConfig, text: str, origin: float
         elif config.rpc == "generate":
             generation = await client.generate(text, timeout=config.timeout, **config.params)
             batch = int(generation.metadata.get("batch-size", 0)) or None
+            tokens = generation.output_tokens
         else:
             stream = client.generate_stream(text, timeout=config.timeout, **config.params)
             last = None
@@ -236,10 +241,11 @@ async def _one(client: AsyncClient, config: LoadConfig, text: str, origin: float
                 last = now
             if stream.end is not None:
                 batch = int(stream.end.metadata.get("batch-size", 0)) or None
+                tokens = stream.end.generated_tokens
         code = "OK"
     except T5ElectraError as error:
         code = error.code.name
-    return Sample(sent, time.perf_counter() - origin, code, ttft, tuple(gaps), batch)
+    return Sample(sent, time.perf_counter() - origin, code, ttft, tuple(gaps), batch, tokens)
 
 
 async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:

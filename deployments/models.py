@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
@@ -76,6 +77,11 @@ def _timing(ticket: Ticket, started: float, batch_size: int) -> BatchTiming:
     )
 
 
+def _set_threads(settings: ModelDeployment) -> None:
+    if settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
+
+
 def _batcher(settings: ModelDeployment, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
     return DynamicBatcher(
         handler,
@@ -91,6 +97,7 @@ class TextGenerator:
     batch decoded a token per step."""
 
     def __init__(self, settings: ModelDeployment, limits: Limits) -> None:
+        _set_threads(settings)
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t5")
         self._metrics = _BatchMetrics(self._engine.name)
@@ -106,6 +113,7 @@ class TextGenerator:
             "model": self._engine.name,
             "device": str(self._engine.device),
             "dtype": str(self._engine.dtype),
+            "torch_threads": torch.get_num_threads(),
             "decoding": self._decoding,
             "steps": self._steps,
         }
@@ -164,13 +172,19 @@ class Detector:
     """ELECTRA replica: DetectReplacements requests scored a batch per forward pass."""
 
     def __init__(self, settings: ModelDeployment, limits: Limits) -> None:
+        _set_threads(settings)
         self._engine = ReplacementDetector(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="electra")
         self._metrics = _BatchMetrics(self._engine.name)
         self._batcher = _batcher(settings, self._score)
 
-    def info(self) -> dict[str, str]:
-        return {"model": self._engine.name, "device": str(self._engine.device), "dtype": str(self._engine.dtype)}
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self._engine.name,
+            "device": str(self._engine.device),
+            "dtype": str(self._engine.dtype),
+            "torch_threads": torch.get_num_threads(),
+        }
 
     async def detect(self, request: DetectionRequest) -> Detection:
         return await self._batcher.call(Ticket(self._engine.prepare(request)))

@@ -186,6 +186,37 @@ def _loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from .bench import report, runner
+
+    chosen: dict[str, Any] = {
+        "t5_model": args.t5_model,
+        "electra_model": args.electra_model,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    if args.sizes:
+        chosen["sizes"] = tuple(args.sizes.split(","))
+    if args.concurrency:
+        chosen["concurrencies"] = tuple(int(c) for c in args.concurrency.split(","))
+    if args.rpcs:
+        chosen["rpcs"] = tuple(args.rpcs.split(","))
+    if args.duration:
+        chosen["duration"] = args.duration
+    config = runner.BenchConfig.quick(**chosen) if args.quick else runner.BenchConfig(**chosen)
+    with tempfile.TemporaryDirectory(prefix="t5electra-bench-") as scratch:
+        figures = runner.run(config, args.workdir or Path(scratch), say=lambda line: print(line, flush=True))
+    print()
+    print(report.table(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.plot:
+        report.plot(figures, args.plot)
+    return 0
+
+
 def _make_checkpoints(args: argparse.Namespace) -> int:
     import torch
 
@@ -275,6 +306,29 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON")
     load.add_argument("--plot", type=Path, metavar="PATH.png", help="latency histogram and throughput chart")
     load.set_defaults(run=_loadtest)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure the engine's limit, the served system and a plain gRPC server side by side",
+        description="Starts its own servers on free local ports, one after another: t5electra serve and a "
+        "plain one-process grpcio server (no batching), loads each with the load tester at every concurrency, "
+        "then runs the engines in-process at batch size 1 and at the batch sizes the server formed. Sizes: "
+        "tiny (embedded checkpoints) and small (t5-small and electra-small-discriminator architectures; "
+        "random weights unless --t5-model/--electra-model give real ones). About 15 minutes on 2 cores; "
+        "--quick: about 2 minutes.",
+    )
+    bench.add_argument("--quick", action="store_true", help="tiny models, concurrency 1 and 16, short windows")
+    bench.add_argument("--sizes", help="comma-separated: tiny,small (default both; --quick: tiny)")
+    bench.add_argument("--concurrency", help="comma-separated closed-loop concurrencies (default 1,4,16,64)")
+    bench.add_argument("--rpcs", help="comma-separated: generate,generate-stream,detect (default all)")
+    bench.add_argument("--duration", type=float, help="measured seconds per load point (default 8; --quick 4)")
+    bench.add_argument("--max-new-tokens", type=int, default=32, help="for generation requests (32)")
+    bench.add_argument("--t5-model", help="real weights for the small size: hub id or path (e.g. t5-small)")
+    bench.add_argument("--electra-model", help="real weights for the small size: hub id or path")
+    bench.add_argument("--json", type=Path, metavar="PATH", help="write every figure, machine and versions as JSON")
+    bench.add_argument("--plot", type=Path, metavar="PATH.png", help="throughput and p99 against concurrency")
+    bench.add_argument("--workdir", type=Path, help="keep server logs and generated models here")
+    bench.set_defaults(run=_bench)
 
     make = commands.add_parser(
         "make-checkpoints",

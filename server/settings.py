@@ -69,7 +69,12 @@ class ModelDeployment(_Strict):
         "auto", description="auto: float32; float16/bfloat16 only on cuda"
     )
     max_batch_size: int = Field(16, ge=1)
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    batch_wait_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        description="how long an idle replica waits for a batch to fill; requests that arrive while it is "
+        "busy batch anyway, so 0 suits CPUs, where a larger batch costs more",
+    )
     max_concurrent_batches: int = Field(1, ge=1)
     max_queued_requests: int = Field(
         64, ge=-1, description="requests waiting for a replica before RESOURCE_EXHAUSTED; -1 unbounded"
@@ -77,6 +82,12 @@ class ModelDeployment(_Strict):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     num_cpus: float = Field(0.5, ge=0)
     num_gpus: float = Field(0, ge=0)
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="intra-op threads of a replica; unset, Ray's OMP_NUM_THREADS applies, which follows "
+        "num_cpus (at least 1)",
+    )
 
     @property
     def max_ongoing_requests(self) -> int:

@@ -1,0 +1,96 @@
+"""The plain alternative: what a team writes without a model server. One
+grpcio process with a thread pool, each RPC calling the engine for its own
+request, no batching, no Ray. It serves the same protos as the product so the
+same load tester drives both. Benchmark code, not part of the product.
+
+Run: ``python -m t5electra.server.bench.plain --t5 PATH --electra PATH --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+
+from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc, generation_pb2, generation_pb2_grpc
+from t5electra.deployments import wire
+from t5electra.server.detector import ReplacementDetector
+from t5electra.server.errors import InvalidInput
+from t5electra.server.generator import T5Generator
+
+WORKERS = 8
+_SINGLE = (("batch-size", "1"),)
+
+
+class PlainGeneration(generation_pb2_grpc.TextGenerationServicer):
+    def __init__(self, generator: T5Generator) -> None:
+        self._generator = generator
+
+    def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext):
+        try:
+            prepared = self._generator.prepare(wire.generation_request(request, ""))
+        except InvalidInput as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        context.set_trailing_metadata(_SINGLE)
+        return wire.generate_response(self._generator.generate([prepared])[0])
+
+    def GenerateStream(
+        self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext
+    ) -> Iterator[generation_pb2.GenerateStreamResponse]:
+        try:
+            prepared = self._generator.prepare(wire.generation_request(request, ""), stream=True)
+        except InvalidInput as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        session = self._generator.session([prepared])
+        while not session.done and context.is_active():
+            for event in session.step():
+                if event.piece is not None:
+                    if event.result is not None:
+                        context.set_trailing_metadata(_SINGLE)
+                    yield wire.stream_response(event.piece)
+
+
+class PlainDetection(detection_pb2_grpc.ReplacementDetectionServicer):
+    def __init__(self, detector: ReplacementDetector) -> None:
+        self._detector = detector
+
+    def DetectReplacements(
+        self, request: detection_pb2.DetectReplacementsRequest, context: grpc.ServicerContext
+    ) -> detection_pb2.DetectReplacementsResponse:
+        try:
+            prepared = self._detector.prepare(wire.detection_request(request, ""))
+        except InvalidInput as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        context.set_trailing_metadata(_SINGLE)
+        return wire.detect_response(self._detector.detect([prepared])[0])
+
+
+def serve(t5: str, electra: str, port: int) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS))
+    generation_pb2_grpc.add_TextGenerationServicer_to_server(PlainGeneration(T5Generator(t5)), server)
+    detection_pb2_grpc.add_ReplacementDetectionServicer_to_server(PlainDetection(ReplacementDetector(electra)), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--t5", required=True)
+    parser.add_argument("--electra", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    server = serve(args.t5, args.electra, args.port)
+    print(f"plain server ready on 127.0.0.1:{args.port}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The benchmark's figures as a table, the targets they are judged by, and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# (ratio, rpc) -> (comparison, threshold): what the project aims for.
+TARGETS: dict[tuple[str, str], tuple[str, float]] = {
+    ("serving_efficiency", "generate"): (">=", 0.8),
+    ("serving_efficiency", "detect"): (">=", 0.8),
+    ("batching_gain", "generate"): (">=", 3.0),
+    ("batching_gain", "detect"): (">=", 5.0),
+    ("served_over_plain", "generate"): (">=", 3.0),
+    ("served_over_plain", "detect"): (">=", 3.0),
+    ("p50_overhead_ms", "generate"): ("<=", 15.0),
+    ("p50_overhead_ms", "detect"): ("<=", 15.0),
+}
+
+
+def verdict(name: str, rpc: str, value: float | None) -> str:
+    target = TARGETS.get((name, rpc))
+    if target is None or value is None:
+        return ""
+    comparison, threshold = target
+    met = value >= threshold if comparison == ">=" else value <= threshold
+    return f"target {comparison} {threshold:g}: {'met' if met else 'MISSED'}"
+
+
+def table(bench: dict[str, Any]) -> str:
+    m = bench["machine"]
+    lines = [
+        f"machine: {m['cpu']} ({m['cpu_count']} cores), gpu: {m['gpu'] or 'none'}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+    ]
+    for size in bench["sizes"]:
+        lines += [
+            "",
+            f"== {size['size']}: {size['models']['weights']} "
+            f"(served start-up {size['served_startup_s']:.1f} s, max_new_tokens {bench['config']['max_new_tokens']}, "
+            f"torch threads {bench['config']['torch_threads']})",
+            f"{'rpc':<16}{'system':<9}{'conc/batch':>10}{'req/s':>9}{'tok/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'ttft p50':>9}{'batch':>7}{'errors':>7}",
+        ]
+        for rpc in bench["config"]["rpcs"]:
+            rows = [("served", p, p["concurrency"]) for p in size["served"] if p["rpc"] == rpc]
+            rows += [("plain", p, p["concurrency"]) for p in size["plain"] if p["rpc"] == rpc]
+            rows += [("engine", p, p["batch_size"]) for p in size["engine"] if p["rpc"] == rpc]
+            for system, point, level in rows:
+                tokens = f"{point['tokens_per_s']:.0f}" if "tokens_per_s" in point else "-"
+                ttft = f"{point['ttft_ms']['p50']:.1f}" if "ttft_ms" in point else "-"
+                batch = f"{point['batch_size']['mean']:.1f}" if isinstance(point.get("batch_size"), dict) else "-"
+                errors = sum(point["errors"].values()) if "errors" in point else 0
+                lines.append(
+                    f"{rpc:<16}{system:<9}{level:>10}{point['throughput_rps']:>9.1f}{tokens:>8}"
+                    f"{point['latency_ms']['p50']:>9.1f}{point['latency_ms']['p99']:>9.1f}{ttft:>9}{batch:>7}{errors:>7}"
+                )
+        lines.append("ratios:")
+        for rpc, values in sorted(size["ratios"].items()):
+            for name, value in values.items():
+                shown = "n/a" if value is None else f"{value:.2f}"
+                lines.append(f"  {rpc:<16}{name:<20}{shown:>8}  {verdict(name, rpc, value)}")
+    return "\n".join(lines)
+
+
+def plot(bench: dict[str, Any], path: Path) -> None:
+    """Throughput and p99 latency against concurrency, per model size and rpc:
+    served and plain as lines, the engine's best batch as a dashed level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(size, rpc) for size in bench["sizes"] for rpc in bench["config"]["rpcs"]]
+    figure, axes = plt.subplots(len(panels), 2, figsize=(11, 3.2 * len(panels)), squeeze=False)
+    for (size, rpc), (rate_axis, p99_axis) in zip(panels, axes, strict=True):
+        for system, color in (("served", "#4477aa"), ("plain", "#cc6677")):
+            points = sorted((p for p in size[system] if p["rpc"] == rpc), key=lambda p: p["concurrency"])
+            xs = [p["concurrency"] for p in points]
+            rate_axis.plot(xs, [p["throughput_rps"] for p in points], "o-", color=color, label=system)
+            p99_axis.plot(xs, [p["latency_ms"]["p99"] for p in points], "o-", color=color, label=system)
+        engine = [p for p in size["engine"] if p["rpc"] == rpc]
+        if engine:
+            best = max(engine, key=lambda p: p["throughput_rps"])
+            rate_axis.axhline(
+                best["throughput_rps"], linestyle="--", color="#228833", label=f"engine, batch {best['batch_size']}"
+            )
+        for axis, label in ((rate_axis, "requests/s"), (p99_axis, "p99 latency (ms)")):
+            axis.set_xscale("log", base=2)
+            axis.set_xlabel("concurrency")
+            axis.set_ylabel(label)
+            axis.set_title(f"{size['size']}: {rpc}")
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

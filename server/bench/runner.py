@@ -1,0 +1,287 @@
+"""Runs a whole benchmark: for each model size, the served system (a real
+``t5electra serve`` process) and the plain server under the load tester at
+each concurrency, then the engines in-process at batch size 1 and at the
+batch sizes the server formed. The phases run one after another so that they
+never compete for the machine's cores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, run_load
+from t5electra.server.domain import GenerationParameters
+
+from . import checkpoints, engine
+from .checkpoints import ModelPair
+
+RPCS = ("generate", "generate-stream", "detect")
+REFERENCE_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    sizes: tuple[str, ...] = ("tiny", "small")
+    rpcs: tuple[str, ...] = RPCS
+    concurrencies: tuple[int, ...] = (1, 4, 16, 64)
+    duration: float = 8.0
+    warmup: float = 2.0
+    engine_duration: float = 4.0
+    max_new_tokens: int = 32
+    t5_model: str | None = None
+    electra_model: str | None = None
+    # The served replicas and the in-process engines use the same intra-op
+    # threads, so that efficiency compares serving, not thread counts.
+    torch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchConfig:
+        """About two minutes on a 2-core laptop: tiny models, concurrency 1 and 16."""
+        defaults: dict[str, Any] = {
+            "sizes": ("tiny",),
+            "concurrencies": (1, REFERENCE_CONCURRENCY),
+            "duration": 4.0,
+            "warmup": 1.0,
+            "engine_duration": 2.0,
+        }
+        return cls(**{**defaults, **overrides})
+
+
+@dataclass
+class SizeResult:
+    models: ModelPair
+    startup_s: float = 0.0
+    served: list[dict[str, Any]] = field(default_factory=list)
+    plain: list[dict[str, Any]] = field(default_factory=list)
+    engine: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.models.size,
+            "models": asdict(self.models),
+            "served_startup_s": round(self.startup_s, 1),
+            "served": self.served,
+            "plain": self.plain,
+            "engine": self.engine,
+            "ratios": ratios(self),
+        }
+
+
+def _find(points: list[dict[str, Any]], rpc: str, key: str, value: int) -> dict[str, Any] | None:
+    return next((p for p in points if p["rpc"] == rpc and p[key] == value), None)
+
+
+def formed_batch(point: dict[str, Any] | None) -> int:
+    """The batch size a served load point ran at, rounded to a whole request."""
+    if point is None or "batch_size" not in point:
+        return 1
+    return max(1, round(point["batch_size"]["mean"]))
+
+
+def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
+    """Per rpc: serving efficiency (served at the reference concurrency over
+    the engine at the batch size that formed there), batching gain (served at
+    the reference concurrency over served at 1), served over plain at the
+    reference concurrency, and served p50 at concurrency 1 minus the
+    engine's p50 at batch size 1."""
+
+    def rate(point: dict[str, Any] | None) -> float | None:
+        return None if point is None else point["throughput_rps"]
+
+    def divide(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else a / b
+
+    out: dict[str, dict[str, float | None]] = {}
+    for rpc in {p["rpc"] for p in result.served}:
+        served_ref = _find(result.served, rpc, "concurrency", REFERENCE_CONCURRENCY)
+        served_one = _find(result.served, rpc, "concurrency", 1)
+        engine_ref = _find(result.engine, rpc, "batch_size", formed_batch(served_ref))
+        engine_one = _find(result.engine, rpc, "batch_size", 1)
+        plain_ref = _find(result.plain, rpc, "concurrency", REFERENCE_CONCURRENCY)
+        overhead = None
+        if served_one is not None and engine_one is not None:
+            overhead = served_one["latency_ms"]["p50"] - engine_one["latency_ms"]["p50"]
+        out[rpc] = {
+            "serving_efficiency": divide(rate(served_ref), rate(engine_ref)),
+            "batching_gain": divide(rate(served_ref), rate(served_one)),
+            "served_over_plain": divide(rate(served_ref), rate(plain_ref)),
+            "p50_overhead_ms": overhead,
+        }
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
+        cpu = names[0] if names else cpu
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {name: version(name) for name in ("torch", "transformers", "ray", "grpcio", "t5-electra-serve")},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _process(
+    name: str, command: list[str], ready: str, log: Path, env: dict[str, str], timeout: float = 300
+) -> Iterator[float]:
+    """Starts ``command``, waits for ``ready`` in its output (which goes to
+    ``log``), yields the seconds that took, and stops it with SIGTERM."""
+    started = time.monotonic()
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        try:
+            while ready not in log.read_text():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
+                if time.monotonic() - started > timeout:
+                    raise TimeoutError(f"{name} not ready after {timeout}s; see {log}")
+                time.sleep(0.2)
+            yield time.monotonic() - started
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _loads(address: str, config: BenchConfig, say: Callable[[str], None], label: str) -> list[dict[str, Any]]:
+    points = []
+    for rpc in config.rpcs:
+        for concurrency in config.concurrencies:
+            load = LoadConfig(
+                address=address,
+                rpc=rpc,  # type: ignore[arg-type]
+                concurrency=concurrency,
+                duration=config.duration,
+                warmup=config.warmup,
+                timeout=120.0,
+                params={} if rpc == "detect" else {"max_new_tokens": config.max_new_tokens},
+            )
+            figures = asyncio.run(run_load(load, progress=False)).to_json()
+            say(
+                f"  {label:<7} {rpc:<16} c={concurrency:<3} {figures['throughput_rps']:8.1f} req/s  "
+                f"p50 {figures['latency_ms']['p50']:7.1f} ms  errors {sum(figures['errors'].values())}"
+            )
+            points.append(figures)
+    return points
+
+
+def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[int]]) -> list[dict[str, Any]]:
+    import torch
+
+    from t5electra.server.detector import ReplacementDetector
+    from t5electra.server.generator import T5Generator
+
+    torch.set_num_threads(config.torch_threads)
+    points = []
+    parameters = GenerationParameters(max_new_tokens=config.max_new_tokens)
+    if {"generate", "generate-stream"} & set(config.rpcs):
+        generator = T5Generator(models.t5)
+        for rpc in ("generate", "generate-stream"):
+            for size in sorted(sizes.get(rpc, ())):
+                point = engine.measure_generation(
+                    generator,
+                    GENERATION_PROMPTS,
+                    parameters,
+                    size,
+                    config.engine_duration,
+                    stream=rpc == "generate-stream",
+                )
+                points.append(point.to_json())
+        del generator
+    if "detect" in config.rpcs:
+        detector = ReplacementDetector(models.electra)
+        for size in sorted(sizes.get("detect", ())):
+            points.append(engine.measure_detection(detector, DETECTION_TEXTS, size, config.engine_duration).to_json())
+    return points
+
+
+def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callable[[str], None]) -> SizeResult:
+    result = SizeResult(models)
+    port = _free_port()
+    env = {
+        "T5ELECTRA_PORT": str(port),
+        "T5ELECTRA_HTTP_PORT": str(_free_port()),
+        "T5ELECTRA_METRICS_PORT": str(_free_port()),
+        "T5ELECTRA_T5__MODEL": models.t5,
+        "T5ELECTRA_ELECTRA__MODEL": models.electra,
+        "T5ELECTRA_T5__TORCH_THREADS": str(config.torch_threads),
+        "T5ELECTRA_ELECTRA__TORCH_THREADS": str(config.torch_threads),
+    }
+    serve = [sys.executable, "-m", "t5electra.server.cli", "serve"]
+    say(f"{models.size}: served system (t5electra serve, {models.weights})")
+    with _process("t5electra serve", serve, "serving on", workdir / f"serve-{models.size}.log", env) as startup:
+        result.startup_s = startup
+        result.served = _loads(f"127.0.0.1:{port}", config, say, "served")
+
+    plain_port = _free_port()
+    plain = [
+        sys.executable,
+        "-m",
+        "t5electra.server.bench.plain",
+        "--t5",
+        models.t5,
+        "--electra",
+        models.electra,
+        "--port",
+        str(plain_port),
+        "--threads",
+        str(config.torch_threads),
+    ]
+    say(f"{models.size}: plain grpcio server, one engine call per request")
+    with _process("plain server", plain, "ready", workdir / f"plain-{models.size}.log", {}):
+        result.plain = _loads(f"127.0.0.1:{plain_port}", config, say, "plain")
+
+    sizes = {rpc: {1} | {formed_batch(p) for p in result.served if p["rpc"] == rpc} for rpc in config.rpcs}
+    say(f"{models.size}: engines in-process at batch sizes {sorted(set().union(*sizes.values()))}")
+    result.engine = _engine_points(models, config, sizes)
+    return result
+
+
+def run(config: BenchConfig, workdir: Path, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole benchmark as a JSON-ready dict."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for size in config.sizes:
+        if size == "tiny":
+            pairs.append(checkpoints.tiny())
+        else:
+            pairs.append(checkpoints.small(workdir, config.t5_model, config.electra_model))
+    started = time.monotonic()
+    results = [run_size(pair, config, workdir, say).to_json() for pair in pairs]
+    return {
+        "machine": machine(),
+        "config": asdict(config),
+        "reference_concurrency": REFERENCE_CONCURRENCY,
+        "seconds": round(time.monotonic() - started, 1),
+        "sizes": results,
+    }

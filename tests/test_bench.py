@@ -1,0 +1,91 @@
+"""The benchmark machinery, run for a few seconds on the tiny checkpoints
+through its command line: the JSON's structure and internal consistency.
+Figures are never asserted; they depend on the machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from t5electra.server.bench.runner import REFERENCE_CONCURRENCY
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    command = [
+        sys.executable,
+        "-m",
+        "t5electra.server.cli",
+        "bench",
+        "--quick",
+        "--rpcs",
+        "detect,generate-stream",
+        "--duration",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--json",
+        str(out / "bench.json"),
+        "--plot",
+        str(out / "bench.png"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "bench.json").read_text()), done.stdout, out / "bench.png"
+
+
+def test_every_phase_measured_every_point(bench: tuple[dict, str, Path]) -> None:
+    figures, _, _ = bench
+    assert set(figures["machine"]["versions"]) >= {"torch", "transformers", "ray", "grpcio"}
+    assert figures["machine"]["cpu_count"] >= 1
+    (size,) = figures["sizes"]
+    assert size["size"] == "tiny" and size["served_startup_s"] > 0
+    for system in ("served", "plain"):
+        assert {(p["rpc"], p["concurrency"]) for p in size[system]} == {
+            (rpc, c) for rpc in ("detect", "generate-stream") for c in (1, REFERENCE_CONCURRENCY)
+        }
+    formed = {(p["rpc"], max(1, round(p["batch_size"]["mean"]))) for p in size["served"] if "batch_size" in p}
+    engine = {(p["rpc"], p["batch_size"]) for p in size["engine"]}
+    assert formed <= engine and {("detect", 1), ("generate-stream", 1)} <= engine
+
+
+def test_load_points_are_internally_consistent(bench: tuple[dict, str, Path]) -> None:
+    figures, _, _ = bench
+    (size,) = figures["sizes"]
+    for point in size["served"] + size["plain"]:
+        assert point["requests"] == point["successes"] + sum(point["errors"].values())
+        assert point["requests"] > 0 and point["throughput_rps"] > 0
+        latency = point["latency_ms"]
+        assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+        if point["rpc"] == "generate-stream":
+            assert point["ttft_ms"]["p50"] <= latency["p50"]
+            assert point["tokens_per_s"] > 0
+    for point in size["engine"]:
+        assert point["requests"] % point["batch_size"] == 0
+        assert point["latency_ms"]["p50"] <= point["latency_ms"]["p99"]
+
+
+def test_ratios_follow_from_the_points(bench: tuple[dict, str, Path]) -> None:
+    figures, _, _ = bench
+    (size,) = figures["sizes"]
+
+    def served(rpc: str, concurrency: int) -> dict:
+        return next(p for p in size["served"] if p["rpc"] == rpc and p["concurrency"] == concurrency)
+
+    for rpc, ratios in size["ratios"].items():
+        reference = served(rpc, REFERENCE_CONCURRENCY)
+        plain = next(p for p in size["plain"] if p["rpc"] == rpc and p["concurrency"] == REFERENCE_CONCURRENCY)
+        assert ratios["batching_gain"] == pytest.approx(reference["throughput_rps"] / served(rpc, 1)["throughput_rps"])
+        assert ratios["served_over_plain"] == pytest.approx(reference["throughput_rps"] / plain["throughput_rps"])
+        assert ratios["serving_efficiency"] > 0
+
+
+def test_table_and_plot_are_written(bench: tuple[dict, str, Path]) -> None:
+    _, stdout, plot = bench
+    assert "ratios:" in stdout and "serving_efficiency" in stdout and "machine:" in stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
