@@ -196,6 +196,7 @@ def _bench(args: argparse.Namespace) -> int:
         "t5_model": args.t5_model,
         "electra_model": args.electra_model,
         "max_new_tokens": args.max_new_tokens,
+        "torch_threads": args.torch_threads,
     }
     if args.sizes:
         chosen["sizes"] = tuple(args.sizes.split(","))
@@ -323,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--rpcs", help="comma-separated: generate,generate-stream,detect (default all)")
     bench.add_argument("--duration", type=float, help="measured seconds per load point (default 8; --quick 4)")
     bench.add_argument("--max-new-tokens", type=int, default=32, help="for generation requests (32)")
+    bench.add_argument(
+        "--torch-threads", type=int, default=1, help="intra-op threads of replicas, plain server and engine (1)"
+    )
     bench.add_argument("--t5-model", help="real weights for the small size: hub id or path (e.g. t5-small)")
     bench.add_argument("--electra-model", help="real weights for the small size: hub id or path")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write every figure, machine and versions as JSON")

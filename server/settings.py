@@ -89,11 +89,20 @@ class ModelDeployment(_Strict):
         "num_cpus (at least 1)",
     )
 
+    queued_batches: int = Field(
+        3,
+        ge=1,
+        description="full batches a replica holds waiting beyond the ones running; past that Ray's router "
+        "holds requests (up to max_queued_requests) and polls the replica with backoff, which is far slower",
+    )
+
     @property
     def max_ongoing_requests(self) -> int:
-        """Ray's default of 5 would cap batches at 5; a replica must accept a
-        full batch for every concurrent batch, plus one batch forming."""
-        return self.max_batch_size * (self.max_concurrent_batches + 1)
+        """Ray's default of 5 would cap batches at 5. Requests waiting inside
+        the replica cost nothing and join the next batch at once; requests
+        held in Ray's router wait on exponential backoff (Generate at
+        concurrency 64 with room for two batches: 6.6 req/s, p50 6.5 s)."""
+        return self.max_batch_size * (self.max_concurrent_batches + self.queued_batches)
 
     def ray_actor_options(self) -> dict[str, Any]:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}

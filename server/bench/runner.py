@@ -42,9 +42,13 @@ class BenchConfig:
     max_new_tokens: int = 32
     t5_model: str | None = None
     electra_model: str | None = None
-    # The served replicas and the in-process engines use the same intra-op
-    # threads, so that efficiency compares serving, not thread counts.
-    torch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # The served replicas, the plain server and the in-process engines use
+    # the same intra-op threads, so that efficiency compares serving, not
+    # thread counts. One is what a replica of the default config gets
+    # (num_cpus 0.5); on a 2-core machine two threads per replica contend
+    # with the proxy and the load generator (Generate at concurrency 64 fell
+    # to 6.7 req/s).
+    torch_threads: int = 1
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
