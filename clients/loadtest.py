@@ -218,7 +218,7 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-async def _one(client: AsyncClient, config: LoadConfig, text: str, origin: float) -> Sample:
+async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: float) -> Sample:
     sent = time.perf_counter() - origin
     ttft, gaps, batch, tokens = None, [], None, 0
     try:
@@ -275,7 +275,7 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
             return True
 
         async def record(text: str) -> None:
-            sample = await _one(client, config, text, origin)
+            sample = await send_one(client, config, text, origin)
             if sample.sent >= config.warmup:
                 samples.append(sample)
 

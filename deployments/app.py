@@ -19,8 +19,8 @@ from .ingress import Ingress
 from .models import Detector, TextGenerator
 
 GRPC_SERVICER_FUNCTIONS = [
-    "t5electra.clients.v1.generation_pb2_grpc.add_TextGenerationServicer_to_server",
-    "t5electra.clients.v1.detection_pb2_grpc.add_ReplacementDetectionServicer_to_server",
+    "t5electra.deployments.servicers.add_text_generation",
+    "t5electra.deployments.servicers.add_replacement_detection",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
 
@@ -35,6 +35,7 @@ def _model_options(settings: ModelDeployment) -> dict[str, Any]:
         "max_ongoing_requests": settings.max_ongoing_requests,
         "max_queued_requests": settings.max_queued_requests,
         "ray_actor_options": settings.ray_actor_options(),
+        "logging_config": {"enable_access_log": False},
     }
 
 
@@ -47,6 +48,7 @@ def build_app(settings: Settings) -> Application:
         max_ongoing_requests=ingress.max_ongoing_requests,
         max_queued_requests=ingress.max_queued_requests,
         ray_actor_options={"num_cpus": ingress.num_cpus},
+        logging_config={"enable_access_log": False},
     ).bind(t5, electra, settings)
 
 

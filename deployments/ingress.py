@@ -27,18 +27,18 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 
 from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.server import validation
+from t5electra.server.auth import TokenTable
 from t5electra.server.domain import BatchTiming
 from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
 from . import wire
 from .health import Readiness
+from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
 from .status import retry_hint, to_status_code
 
 logger = logging.getLogger("ray.serve")
 
-GENERATION_SERVICE = "t5electra.v1.TextGeneration"
-DETECTION_SERVICE = "t5electra.v1.ReplacementDetection"
 _LATENCY_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
 
 
@@ -58,6 +58,7 @@ class _Call:
     tokens_out: int = 0
     model: str = ""
     timing: BatchTiming | None = None
+    caller: str = ""
 
 
 @serve.deployment
@@ -66,6 +67,7 @@ class Ingress:
         self._t5 = t5
         self._electra = electra
         self._limits = settings.limits
+        self._tokens = TokenTable.load(settings.auth.tokens_file, settings.auth.tokens_env)
         self._readiness = Readiness(
             settings.app_name, {GENERATION_SERVICE: "TextGenerator", DETECTION_SERVICE: "Detector"}
         )
@@ -82,6 +84,7 @@ class Ingress:
         self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
     ) -> generation_pb2.GenerateResponse:
         async with self._answering("Generate", grpc_context) as call:
+            self._admit(call, grpc_context)
             domain = wire.generation_request(request, call.request_id)
             validation.check_generation(domain, self._limits)
             await self._require(GENERATION_SERVICE)
@@ -95,6 +98,7 @@ class Ingress:
         self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
     ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
         async with self._answering("GenerateStream", grpc_context, stream=True) as call:
+            self._admit(call, grpc_context)
             domain = wire.generation_request(request, call.request_id)
             validation.check_generation(domain, self._limits, streaming=True)
             await self._require(GENERATION_SERVICE)
@@ -108,6 +112,7 @@ class Ingress:
         self, request: detection_pb2.DetectReplacementsRequest, grpc_context: RayServegRPCContext
     ) -> detection_pb2.DetectReplacementsResponse:
         async with self._answering("DetectReplacements", grpc_context) as call:
+            self._admit(call, grpc_context)
             domain = wire.detection_request(request, call.request_id)
             validation.check_detection(domain, self._limits)
             await self._require(DETECTION_SERVICE)
@@ -132,6 +137,12 @@ class Ingress:
         serving = snapshot.serving(request.service or None)
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse(status=status)
+
+    def _admit(self, call: _Call, grpc_context: RayServegRPCContext) -> None:
+        """Checks the caller's bearer token when authentication is on; health
+        checks never come here, so probes need no token."""
+        if self._tokens is not None:
+            call.caller = self._tokens.authorize(_metadata(grpc_context, "authorization"), call.rpc).name
 
     async def _require(self, service: str) -> None:
         """Fails fast with UNAVAILABLE when the model behind ``service`` has no
@@ -197,6 +208,7 @@ class Ingress:
                 {
                     "request_id": call.request_id,
                     "rpc": call.rpc,
+                    "caller": call.caller,
                     "status": call.code.name,
                     "tokens_in": call.tokens_in,
                     "tokens_out": call.tokens_out,
@@ -209,10 +221,12 @@ class Ingress:
         )
 
 
+def _metadata(grpc_context: RayServegRPCContext, name: str) -> str | None:
+    return next((value for key, value in grpc_context.invocation_metadata() if key == name and value), None)
+
+
 def _request_id(grpc_context: RayServegRPCContext) -> str:
     """The caller's ``x-request-id`` when it sent one (meshes propagate it),
     else a fresh one."""
-    for key, value in grpc_context.invocation_metadata():
-        if key == "x-request-id" and value:
-            return value[:128]
-    return uuid.uuid4().hex
+    given = _metadata(grpc_context, "x-request-id")
+    return given[:128] if given else uuid.uuid4().hex

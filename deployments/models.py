@@ -9,6 +9,7 @@ noticing cancellations) while a batch computes.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -106,14 +107,15 @@ class TextGenerator:
         self._steps = 0
 
     def info(self) -> dict[str, Any]:
-        """Which model this replica serves, where, how many requests its
-        batches are decoding right now (cancelled ones leave within a step),
-        and how many decoding steps it has run."""
+        """Which model this replica serves, where, in which process, how many
+        requests its batches are decoding right now (cancelled ones leave
+        within a step), and how many decoding steps it has run."""
         return {
             "model": self._engine.name,
             "device": str(self._engine.device),
             "dtype": str(self._engine.dtype),
             "torch_threads": torch.get_num_threads(),
+            "pid": os.getpid(),
             "decoding": self._decoding,
             "steps": self._steps,
         }
@@ -184,6 +186,7 @@ class Detector:
             "device": str(self._engine.device),
             "dtype": str(self._engine.dtype),
             "torch_threads": torch.get_num_threads(),
+            "pid": os.getpid(),
         }
 
     async def detect(self, request: DetectionRequest) -> Detection:

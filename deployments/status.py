@@ -12,7 +12,7 @@ import grpc
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
-from t5electra.server.errors import InvalidInput, ModelNotReady
+from t5electra.server.errors import InvalidInput, ModelNotReady, PermissionDenied, Unauthenticated
 
 RETRY_AFTER_MS = 200
 
@@ -28,6 +28,10 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
     error = unwrap(error)
     if isinstance(error, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+    if isinstance(error, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, str(error)
+    if isinstance(error, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, str(error)
     if isinstance(error, BackPressureError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"server overloaded, retry after {RETRY_AFTER_MS} ms"
     if isinstance(error, ModelNotReady):

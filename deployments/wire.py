@@ -3,6 +3,8 @@ only module on the server side that knows both."""
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.server.domain import (
     Detection,
@@ -12,6 +14,9 @@ from t5electra.server.domain import (
     GenerationResult,
     StreamPiece,
 )
+from t5electra.server.errors import InvalidInput
+
+from .servicers import Undecodable
 
 _DEFAULTS = GenerationParameters()
 _SCALARS = (
@@ -28,9 +33,17 @@ _SCALARS = (
 )
 
 
-def generation_request(message: generation_pb2.GenerateRequest, request_id: str) -> GenerationRequest:
+def _decoded(message: Message | Undecodable) -> None:
+    if isinstance(message, Undecodable):
+        raise InvalidInput(
+            "request", f"{message.size} bytes are not a valid {message.message_type} message ({message.reason})"
+        )
+
+
+def generation_request(message: generation_pb2.GenerateRequest | Undecodable, request_id: str) -> GenerationRequest:
     """Unset optional fields take the domain's defaults; set ones are kept as
     sent, even when out of range, so that validation can name them."""
+    _decoded(message)
     p = message.parameters
     values = {name: getattr(p, name) for name in _SCALARS if p.HasField(name)}
     return GenerationRequest(
@@ -40,7 +53,10 @@ def generation_request(message: generation_pb2.GenerateRequest, request_id: str)
     )
 
 
-def detection_request(message: detection_pb2.DetectReplacementsRequest, request_id: str) -> DetectionRequest:
+def detection_request(
+    message: detection_pb2.DetectReplacementsRequest | Undecodable, request_id: str
+) -> DetectionRequest:
+    _decoded(message)
     threshold = message.threshold if message.HasField("threshold") else DetectionRequest.threshold
     return DetectionRequest(text=message.text, threshold=threshold, request_id=request_id)
 

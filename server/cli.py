@@ -32,14 +32,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     if args.address:
-        ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
+        context = ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
     else:
         # No dashboard: it costs seconds and memory on a small machine; start
         # Ray yourself (`ray start --head`) and pass --address to have one.
-        ray.init(
+        context = ray.init(
             namespace="t5electra",
             logging_level=logging.WARNING,
             include_dashboard=False,
+            log_to_driver=False,
             _metrics_export_port=settings.metrics_port,
         )
     serve.start(
@@ -51,6 +52,9 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {elapsed:.1f}s", flush=True)
     print(f"  T5 model:      {settings.t5.model}", flush=True)
     print(f"  ELECTRA model: {settings.electra.model}", flush=True)
+    # A ray:// client context has no address_info; the address given is the answer then.
+    cluster = getattr(context, "address_info", {}).get("gcs_address", args.address)
+    print(f"  Ray cluster:   {cluster}", flush=True)
     if args.address:
         print(f"  deployed onto the Ray cluster at {args.address}; it keeps running after this command", flush=True)
         return 0
@@ -218,6 +222,28 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soak(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from .bench import soak
+
+    config = soak.SoakConfig(
+        duration=args.duration,
+        rate=args.rate,
+        burst_every=args.burst_every,
+        burst_factor=args.burst_factor,
+        kill_every=args.kill_every,
+        timeout=args.timeout,
+    )
+    with tempfile.TemporaryDirectory(prefix="t5electra-soak-") as scratch:
+        report = soak.run(config, args.workdir or Path(scratch), say=lambda line: print(line, flush=True))
+    print(soak.table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if report["lost"] else 0
+
+
 def _make_checkpoints(args: argparse.Namespace) -> int:
     import torch
 
@@ -333,6 +359,24 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, metavar="PATH.png", help="throughput and p99 against concurrency")
     bench.add_argument("--workdir", type=Path, help="keep server logs and generated models here")
     bench.set_defaults(run=_bench)
+
+    soak_command = commands.add_parser(
+        "soak",
+        help="mixed traffic with replica kills and overload bursts; accounts for every request",
+        description="Starts its own t5electra serve on free local ports and sends Generate, GenerateStream and "
+        "DetectReplacements with Poisson arrivals, with overload bursts and model replicas killed (SIGKILL) on a "
+        "schedule. Reports requests by status code, replicas replaced, memory of the serving processes at start "
+        "and end, and requests lost (sent, never answered by the deadline). Exits 1 if any was lost.",
+    )
+    soak_command.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (600)")
+    soak_command.add_argument("--rate", type=float, default=8.0, help="requests per second outside bursts (8)")
+    soak_command.add_argument("--burst-every", type=float, default=90.0, help="seconds between bursts (90)")
+    soak_command.add_argument("--burst-factor", type=float, default=4.0, help="rate multiplier in a burst (4)")
+    soak_command.add_argument("--kill-every", type=float, default=120.0, help="seconds between replica kills (120)")
+    soak_command.add_argument("--timeout", type=float, default=30.0, help="per-request deadline (30)")
+    soak_command.add_argument("--json", type=Path, metavar="PATH", help="write the account as JSON")
+    soak_command.add_argument("--workdir", type=Path, help="keep the server log here")
+    soak_command.set_defaults(run=_soak)
 
     make = commands.add_parser(
         "make-checkpoints",

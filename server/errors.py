@@ -30,3 +30,11 @@ class InvalidInput(ServingError):
 
 class ModelNotReady(ServingError):
     """The model is still loading or has no live replica (UNAVAILABLE)."""
+
+
+class Unauthenticated(ServingError):
+    """No bearer token, or one the server does not know (UNAUTHENTICATED)."""
+
+
+class PermissionDenied(ServingError):
+    """A known caller asked for an RPC its token does not allow (PERMISSION_DENIED)."""

@@ -25,6 +25,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Auth(_Strict):
+    """Where the ingress finds the bearer tokens it admits (see ``server/auth.py``
+    for the format). Neither set: authentication is off. The tokens themselves
+    never pass through settings, which Ray shows in its status."""
+
+    tokens_file: Path | None = Field(None, description="YAML file of callers (name, token, rpcs)")
+    tokens_env: str = Field(
+        "T5ELECTRA_AUTH_TOKENS", description="environment variable of the ingress holding the same YAML"
+    )
+
+
 class Limits(_Strict):
     """Bounds on what one request may ask for; violations are INVALID_ARGUMENT."""
 
@@ -145,6 +156,7 @@ class Settings(BaseSettings):
     electra: ElectraDeployment = Field(default_factory=ElectraDeployment)
     ingress: Ingress = Field(default_factory=Ingress)
     limits: Limits = Field(default_factory=Limits)
+    auth: Auth = Field(default_factory=Auth)
 
     @classmethod
     def settings_customise_sources(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import ray
@@ -110,29 +111,32 @@ class ServerUnderTest:
         handle = serve.get_deployment_handle("TextGenerator", self.settings.app_name)
         return handle.info.remote().result()
 
-    def deploy_broken_t5(self, name: str, timeout: float = 120) -> str:
-        """Deploys a second application whose T5 checkpoint does not exist and
-        waits until its ingress and ELECTRA replicas run. While it exists,
+    def deploy_variant(self, name: str, running: tuple[str, ...], timeout: float = 180, **updates: Any) -> str:
+        """Deploys a second application, the session's settings with
+        ``updates`` (ELECTRA kept to one replica), and waits until the
+        ``running`` deployments have a running replica. While it exists,
         calls must name their application in metadata."""
+        electra = self.settings.electra.model_copy(
+            update={"autoscaling": self.settings.electra.autoscaling.model_copy(update={"max_replicas": 1})}
+        )
         settings = self.settings.model_copy(
-            update={
-                "app_name": name,
-                "route_prefix": f"/{name}",
-                "t5": self.settings.t5.model_copy(update={"model": "/nonexistent/t5-checkpoint"}),
-                "electra": self.settings.electra.model_copy(
-                    update={"autoscaling": self.settings.electra.autoscaling.model_copy(update={"max_replicas": 1})}
-                ),
-            }
+            update={"app_name": name, "route_prefix": f"/{name}", "electra": electra, **updates}
         )
         _deploy_without_waiting(settings)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             app = serve.status().applications.get(name)
-            running = {n: d.replica_states.get("RUNNING", 0) for n, d in (app.deployments.items() if app else [])}
-            if running.get("Ingress") and running.get("Detector"):
+            states = {n: d.replica_states.get("RUNNING", 0) for n, d in (app.deployments.items() if app else [])}
+            if all(states.get(deployment) for deployment in running):
                 return name
             time.sleep(0.5)
-        raise TimeoutError(f"application {name} did not start its ingress and ELECTRA")
+        raise TimeoutError(f"application {name}: {running} not all running after {timeout}s")
+
+    def deploy_broken_t5(self, name: str) -> str:
+        """A second application whose T5 checkpoint does not exist: its
+        ingress and ELECTRA run, T5 never does."""
+        t5 = self.settings.t5.model_copy(update={"model": "/nonexistent/t5-checkpoint"})
+        return self.deploy_variant(name, ("Ingress", "Detector"), t5=t5)
 
     def delete_app(self, name: str, timeout: float = 60) -> None:
         """Deletes an application and waits until the proxy routes calls

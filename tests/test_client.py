@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import datetime
 import importlib.util
 import json
 import subprocess
@@ -18,10 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_relay import self_signed
 
 from t5electra.clients import AsyncClient, Client, RetryPolicy, T5ElectraError
 from t5electra.clients.loadtest import LoadConfig, percentile, run_load, write_json
@@ -142,30 +138,8 @@ def test_async_client_retries_too(scripted) -> None:
     assert len(servicer.attempts) == 2
 
 
-def _self_signed() -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM), pem_key
-
-
 def test_tls_channel_to_a_tls_endpoint() -> None:
-    certificate, key = _self_signed()
+    certificate, key = self_signed()
     server, _, port = _server(grpc.ssl_server_credentials([(key, certificate)]))
     try:
         with Client(f"localhost:{port}", root_certificates=certificate) as client:

@@ -145,18 +145,24 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    seconds: float
+
+
 @contextmanager
-def _process(
+def started_process(
     name: str, command: list[str], ready: str, log: Path, env: dict[str, str], timeout: float = 300
-) -> Iterator[float]:
+) -> Iterator[Started]:
     """Starts ``command``, waits for ``ready`` in its output (which goes to
-    ``log``), yields the seconds that took, and stops it with SIGTERM."""
+    ``log``), yields its pid and how long that took, and stops it with SIGTERM."""
     started = time.monotonic()
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env})
@@ -167,7 +173,7 @@ def _process(
                 if time.monotonic() - started > timeout:
                     raise TimeoutError(f"{name} not ready after {timeout}s; see {log}")
                 time.sleep(0.2)
-            yield time.monotonic() - started
+            yield Started(process.pid, time.monotonic() - started)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -231,11 +237,11 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
 
 def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callable[[str], None]) -> SizeResult:
     result = SizeResult(models)
-    port = _free_port()
+    port = free_port()
     env = {
         "T5ELECTRA_PORT": str(port),
-        "T5ELECTRA_HTTP_PORT": str(_free_port()),
-        "T5ELECTRA_METRICS_PORT": str(_free_port()),
+        "T5ELECTRA_HTTP_PORT": str(free_port()),
+        "T5ELECTRA_METRICS_PORT": str(free_port()),
         "T5ELECTRA_T5__MODEL": models.t5,
         "T5ELECTRA_ELECTRA__MODEL": models.electra,
         "T5ELECTRA_T5__TORCH_THREADS": str(config.torch_threads),
@@ -243,11 +249,11 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     }
     serve = [sys.executable, "-m", "t5electra.server.cli", "serve"]
     say(f"{models.size}: served system (t5electra serve, {models.weights})")
-    with _process("t5electra serve", serve, "serving on", workdir / f"serve-{models.size}.log", env) as startup:
-        result.startup_s = startup
+    with started_process("t5electra serve", serve, "serving on", workdir / f"serve-{models.size}.log", env) as up:
+        result.startup_s = up.seconds
         result.served = _loads(f"127.0.0.1:{port}", config, say, "served")
 
-    plain_port = _free_port()
+    plain_port = free_port()
     plain = [
         sys.executable,
         "-m",
@@ -262,7 +268,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
         str(config.torch_threads),
     ]
     say(f"{models.size}: plain grpcio server, one engine call per request")
-    with _process("plain server", plain, "ready", workdir / f"plain-{models.size}.log", {}):
+    with started_process("plain server", plain, "ready", workdir / f"plain-{models.size}.log", {}):
         result.plain = _loads(f"127.0.0.1:{plain_port}", config, say, "plain")
 
     sizes = {rpc: {1} | {formed_batch(p) for p in result.served if p["rpc"] == rpc} for rpc in config.rpcs}

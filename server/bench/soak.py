@@ -1,0 +1,201 @@
+"""``t5electra soak``: mixed traffic for a set time against a real
+``t5electra serve`` it starts itself, with faults injected on a schedule —
+model replicas killed with SIGKILL, overload bursts — and an account of what
+happened to every request.
+
+A request is *answered* when it ends with a status, success or error. A
+request is *lost* when it was sent and never answered by its deadline
+(the client's DEADLINE_EXCEEDED or still pending at the end): the server took
+it and dropped it. Refusals (UNAVAILABLE, RESOURCE_EXHAUSTED) are answers; a
+client would retry them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, send_one
+
+from .runner import free_port, started_process
+
+MODEL_DEPLOYMENTS = ("TextGenerator", "Detector")
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    duration: float = 600.0
+    rate: float = 8.0
+    burst_every: float = 90.0
+    burst_seconds: float = 10.0
+    burst_factor: float = 4.0
+    kill_every: float = 120.0
+    timeout: float = 30.0
+    mix: tuple[tuple[str, float], ...] = (("generate", 0.4), ("generate-stream", 0.3), ("detect", 0.3))
+    seed: int = 0
+
+
+@dataclass
+class Faults:
+    kills: list[dict[str, Any]] = field(default_factory=list)
+    bursts: int = 0
+
+
+def serving_memory_mb(root_pid: int) -> float:
+    """Resident memory of the server process and every Ray process it started
+    (its process tree), in MiB."""
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 2**20
+
+
+class ReplicaKiller:
+    """Kills a model replica's process on a schedule and waits for Serve to
+    start its replacement, from a thread so that traffic never pauses."""
+
+    def __init__(self, app_name: str, every: float, stop: threading.Event, rng: random.Random) -> None:
+        self._app, self._every, self._stop, self._rng = app_name, every, stop, rng
+        self.faults = Faults()
+
+    def _pid(self, deployment: str) -> int:
+        from ray import serve
+
+        return serve.get_deployment_handle(deployment, self._app).info.remote().result(timeout_s=60)["pid"]
+
+    def run(self) -> None:
+        """The thread's body; the process must already be connected to Ray."""
+        while not self._stop.wait(self._every):
+            deployment = self._rng.choice(MODEL_DEPLOYMENTS)
+            victim = self._pid(deployment)
+            killed = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            replaced = None
+            while replaced is None and time.monotonic() - killed < 180:
+                try:
+                    if self._pid(deployment) != victim:
+                        replaced = time.monotonic() - killed
+                except Exception:  # the handle fails while no replica runs
+                    time.sleep(0.5)
+            self.faults.kills.append(
+                {"deployment": deployment, "pid": victim, "replaced_after_s": replaced and round(replaced, 1)}
+            )
+
+
+async def _traffic(address: str, config: SoakConfig, faults: Faults) -> list[Sample]:
+    """Open-loop Poisson arrivals at ``rate``, ``burst_factor`` times that
+    during bursts; every request gets ``timeout`` as its deadline."""
+    from t5electra.clients.aio import AsyncClient
+    from t5electra.clients.options import NO_RETRY
+
+    rng = random.Random(config.seed)
+    rpcs, weights = zip(*config.mix, strict=True)
+    samples: list[Sample] = []
+    pending: set[asyncio.Task] = set()
+    async with AsyncClient(address, timeout=config.timeout, retry=NO_RETRY) as client:
+        origin = time.perf_counter()
+        in_burst_until = 0.0
+        next_burst = config.burst_every
+
+        async def one(rpc: str) -> None:
+            load = LoadConfig(address, rpc=rpc, timeout=config.timeout)  # type: ignore[arg-type]
+            text = rng.choice(DETECTION_TEXTS if rpc == "detect" else GENERATION_PROMPTS)
+            samples.append(await send_one(client, load, text, origin))
+
+        while (now := time.perf_counter() - origin) < config.duration:
+            if now >= next_burst:
+                faults.bursts += 1
+                in_burst_until, next_burst = now + config.burst_seconds, next_burst + config.burst_every
+            rate = config.rate * (config.burst_factor if now < in_burst_until else 1.0)
+            task = asyncio.create_task(one(rng.choices(rpcs, weights)[0]))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            await asyncio.sleep(rng.expovariate(rate))
+        if pending:
+            _, unfinished = await asyncio.wait(set(pending), timeout=config.timeout + 10)
+            for task in unfinished:
+                task.cancel()
+                samples.append(Sample(0.0, 0.0, "NEVER_ANSWERED"))
+    return samples
+
+
+def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
+    """Starts a server, soaks it, stops it; returns the account as a dict."""
+    import ray
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        "T5ELECTRA_PORT": str(port),
+        "T5ELECTRA_HTTP_PORT": str(free_port()),
+        "T5ELECTRA_METRICS_PORT": str(free_port()),
+    }
+    command = [sys.executable, "-m", "t5electra.server.cli", "serve"]
+    log = workdir / "serve.log"
+    with started_process("t5electra serve", command, "serving on", log, env) as server:
+        gcs = next(line.split()[-1] for line in log.read_text().splitlines() if "Ray cluster:" in line)
+        say(f"server up after {server.seconds:.1f} s; soaking for {config.duration:.0f} s at {config.rate}/s")
+        memory_start = serving_memory_mb(server.pid)
+        ray.init(address=gcs, namespace="t5electra", logging_level="ERROR", log_to_driver=False)
+        stop = threading.Event()
+        killer = ReplicaKiller("t5electra", config.kill_every, stop, random.Random(config.seed))
+        thread = threading.Thread(target=killer.run, daemon=True)
+        thread.start()
+        try:
+            samples = asyncio.run(_traffic(f"127.0.0.1:{port}", config, killer.faults))
+        finally:
+            stop.set()
+            thread.join(timeout=240)
+            ray.shutdown()
+        memory_end = serving_memory_mb(server.pid)
+    codes = Counter(s.code for s in samples)
+    lost = codes.get("DEADLINE_EXCEEDED", 0) + codes.get("NEVER_ANSWERED", 0)
+    return {
+        "config": asdict(config),
+        "requests": len(samples),
+        "by_code": dict(sorted(codes.items())),
+        "answered": len(samples) - lost,
+        "lost": lost,
+        "replica_kills": killer.faults.kills,
+        "replicas_restarted": sum(k["replaced_after_s"] is not None for k in killer.faults.kills),
+        "bursts": killer.faults.bursts,
+        "memory_mb": {"start": round(memory_start), "end": round(memory_end)},
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        f"soak: {report['config']['duration']:.0f} s, {report['requests']} requests, "
+        f"{report['bursts']} overload bursts (x{report['config']['burst_factor']:g}), "
+        f"{len(report['replica_kills'])} replica kills, {report['replicas_restarted']} replaced",
+        "  by status: " + ", ".join(f"{code} {count}" for code, count in report["by_code"].items()),
+        f"  answered {report['answered']}, lost {report['lost']} (sent and never answered by the deadline)",
+        f"  memory of the serving processes: {report['memory_mb']['start']} MiB at start, "
+        f"{report['memory_mb']['end']} MiB at the end",
+    ]
+    for kill in report["replica_kills"]:
+        after = kill["replaced_after_s"]
+        lines.append(
+            f"  killed {kill['deployment']} (pid {kill['pid']}): "
+            + (f"replaced after {after} s" if after is not None else "NOT replaced")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""The soak command end to end, briefly: its own server, traffic with a
+replica kill and an overload burst, and an account in which every request
+sent was answered."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_short_soak_accounts_for_every_request(tmp_path: Path) -> None:
+    report_path = tmp_path / "soak.json"
+    command = [
+        sys.executable,
+        "-m",
+        "t5electra.server.cli",
+        "soak",
+        "--duration",
+        "25",
+        "--rate",
+        "4",
+        "--kill-every",
+        "8",
+        "--burst-every",
+        "12",
+        "--json",
+        str(report_path),
+        "--workdir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    report = json.loads(report_path.read_text())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert report["requests"] == sum(report["by_code"].values()) == report["answered"] + report["lost"]
+    assert report["lost"] == 0
+    assert report["by_code"].get("OK", 0) > 0
+    assert set(report["by_code"]) <= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"}, report["by_code"]
+    assert report["replica_kills"] and report["replicas_restarted"] == len(report["replica_kills"])
+    assert report["bursts"] >= 1
+    assert report["memory_mb"]["start"] > 0 and report["memory_mb"]["end"] > 0
+    assert "lost 0" in done.stdout
