@@ -219,6 +219,8 @@ def _bench(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if args.plot:
         report.plot(figures, args.plot)
+    if args.markdown:
+        args.markdown.write_text(report.markdown(figures, "t5electra " + " ".join(sys.argv[1:])))
     return 0
 
 
@@ -357,6 +359,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--electra-model", help="real weights for the small size: hub id or path")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write every figure, machine and versions as JSON")
     bench.add_argument("--plot", type=Path, metavar="PATH.png", help="throughput and p99 against concurrency")
+    bench.add_argument("--markdown", type=Path, metavar="PATH.md", help="the tables as the README shows them")
     bench.add_argument("--workdir", type=Path, help="keep server logs and generated models here")
     bench.set_defaults(run=_bench)
 

@@ -33,6 +33,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
         str(out / "bench.json"),
         "--plot",
         str(out / "bench.png"),
+        "--markdown",
+        str(out / "bench.md"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -85,7 +87,11 @@ def test_ratios_follow_from_the_points(bench: tuple[dict, str, Path]) -> None:
         assert ratios["serving_efficiency"] > 0
 
 
-def test_table_and_plot_are_written(bench: tuple[dict, str, Path]) -> None:
-    _, stdout, plot = bench
+def test_table_plot_and_markdown_are_written(bench: tuple[dict, str, Path]) -> None:
+    figures, stdout, plot = bench
     assert "ratios:" in stdout and "serving_efficiency" in stdout and "machine:" in stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (plot.parent / "bench.md").read_text()
+    assert table.startswith("Measured with `t5electra bench --quick")
+    rows = [line for line in table.splitlines() if line.startswith("| detect | served |")]
+    assert len(rows) == len([p for p in figures["sizes"][0]["served"] if p["rpc"] == "detect"])

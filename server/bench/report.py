@@ -94,3 +94,39 @@ def plot(bench: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
+
+
+def markdown(bench: dict[str, Any], command: str) -> str:
+    """The figures as the README shows them: per size, throughput and
+    latency of each system at each level, then the ratios and targets."""
+    m = bench["machine"]
+    lines = [
+        f"Measured with `{command}` on {m['cpu']} ({m['cpu_count']} cores, GPU: {m['gpu'] or 'none'}), "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "t5-electra-serve")
+        + f"; torch threads {bench['config']['torch_threads']}, max_new_tokens {bench['config']['max_new_tokens']}.",
+    ]
+    for size in bench["sizes"]:
+        lines += [
+            "",
+            f"**{size['size']}** ({size['models']['weights']}; served start-up {size['served_startup_s']:.1f} s)",
+            "",
+            "| rpc | system | concurrency / batch | req/s | p50 ms | p99 ms | first piece p50 ms | mean batch |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for rpc in bench["config"]["rpcs"]:
+            rows = [("served", p, p["concurrency"]) for p in size["served"] if p["rpc"] == rpc]
+            rows += [("plain", p, p["concurrency"]) for p in size["plain"] if p["rpc"] == rpc]
+            rows += [("engine", p, p["batch_size"]) for p in size["engine"] if p["rpc"] == rpc]
+            for system, point, level in rows:
+                ttft = f"{point['ttft_ms']['p50']:.1f}" if point.get("ttft_ms", {}).get("p50") else "-"
+                batch = f"{point['batch_size']['mean']:.1f}" if isinstance(point.get("batch_size"), dict) else "-"
+                lines.append(
+                    f"| {rpc} | {system} | {level} | {point['throughput_rps']:.1f} | {point['latency_ms']['p50']:.1f} "
+                    f"| {point['latency_ms']['p99']:.1f} | {ttft} | {batch} |"
+                )
+        lines += ["", "| rpc | ratio | value | target |", "| --- | --- | --- | --- |"]
+        for rpc, values in sorted(size["ratios"].items()):
+            for name, value in values.items():
+                shown = "n/a" if value is None else f"{value:.2f}"
+                lines.append(f"| {rpc} | {name} | {shown} | {verdict(name, rpc, value) or '-'} |")
+    return "\n".join(lines) + "\n"

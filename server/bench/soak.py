@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, send_one
+from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, percentile, send_one
 
 from .runner import free_port, started_process
 
@@ -49,7 +49,10 @@ class SoakConfig:
 @dataclass
 class Faults:
     kills: list[dict[str, Any]] = field(default_factory=list)
-    bursts: int = 0
+    bursts: list[tuple[float, float]] = field(default_factory=list)
+
+    def in_burst(self, moment: float) -> bool:
+        return any(start <= moment < end for start, end in self.bursts)
 
 
 def serving_memory_mb(root_pid: int) -> float:
@@ -123,8 +126,8 @@ async def _traffic(address: str, config: SoakConfig, faults: Faults) -> list[Sam
 
         while (now := time.perf_counter() - origin) < config.duration:
             if now >= next_burst:
-                faults.bursts += 1
                 in_burst_until, next_burst = now + config.burst_seconds, next_burst + config.burst_every
+                faults.bursts.append((now, in_burst_until))
             rate = config.rate * (config.burst_factor if now < in_burst_until else 1.0)
             task = asyncio.create_task(one(rng.choices(rpcs, weights)[0]))
             pending.add(task)
@@ -140,6 +143,11 @@ async def _traffic(address: str, config: SoakConfig, faults: Faults) -> list[Sam
 
 def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
     """Starts a server, soaks it, stops it; returns the account as a dict."""
+    # The server's local Ray enables token authentication (Ray's default for
+    # a new cluster, unless RAY_AUTH_MODE, which this process then shares,
+    # says otherwise); joining it, this process must present the token, and
+    # Ray reads the mode when it is imported.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +177,13 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
         memory_end = serving_memory_mb(server.pid)
     codes = Counter(s.code for s in samples)
     lost = codes.get("DEADLINE_EXCEEDED", 0) + codes.get("NEVER_ANSWERED", 0)
+    answered_ok = [s for s in samples if s.code == "OK"]
+
+    def latency(chosen: list[Sample]) -> dict[str, float]:
+        values = [s.latency * 1000 for s in chosen]
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        return {"requests": len(values), "p50": round(p50, 1), "p99": round(p99, 1)}
+
     return {
         "config": asdict(config),
         "requests": len(samples),
@@ -177,7 +192,11 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
         "lost": lost,
         "replica_kills": killer.faults.kills,
         "replicas_restarted": sum(k["replaced_after_s"] is not None for k in killer.faults.kills),
-        "bursts": killer.faults.bursts,
+        "bursts": len(killer.faults.bursts),
+        "ok_latency_ms": {
+            "steady": latency([s for s in answered_ok if not killer.faults.in_burst(s.sent)]),
+            "burst": latency([s for s in answered_ok if killer.faults.in_burst(s.sent)]),
+        },
         "memory_mb": {"start": round(memory_start), "end": round(memory_end)},
     }
 
@@ -189,6 +208,11 @@ def table(report: dict[str, Any]) -> str:
         f"{len(report['replica_kills'])} replica kills, {report['replicas_restarted']} replaced",
         "  by status: " + ", ".join(f"{code} {count}" for code, count in report["by_code"].items()),
         f"  answered {report['answered']}, lost {report['lost']} (sent and never answered by the deadline)",
+        "  latency of successful requests: "
+        + ", ".join(
+            f"{phase} p50 {figures['p50']} ms / p99 {figures['p99']} ms ({figures['requests']})"
+            for phase, figures in report["ok_latency_ms"].items()
+        ),
         f"  memory of the serving processes: {report['memory_mb']['start']} MiB at start, "
         f"{report['memory_mb']['end']} MiB at the end",
     ]
