@@ -8,6 +8,7 @@ with the YAMLs in this folder, whose ``args`` are the settings);
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray.serve import Application
@@ -23,6 +24,14 @@ GRPC_SERVICER_FUNCTIONS = [
     "t5electra.deployments.servicers.add_replacement_detection",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
+
+
+def limit_proxy_messages(settings: Settings) -> None:
+    """Ray's gRPC proxy accepts messages of up to 2 GiB unless
+    RAY_SERVE_GRPC_MAX_MESSAGE_SIZE says otherwise; the proxy reads it from
+    its own environment. A Ray started by this process inherits it; on a
+    cluster started elsewhere it must be set on the nodes (see README)."""
+    os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(settings.limits.max_request_bytes)
 
 
 def grpc_options(port: int) -> gRPCOptions:

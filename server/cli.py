@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from t5electra.deployments.app import build_app, grpc_options
+    from t5electra.deployments.app import build_app, grpc_options, limit_proxy_messages
 
     overrides: dict[str, Any] = {"port": args.port}
     if args.t5_model:
@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.load(args.config, **overrides)
 
     started = time.monotonic()
+    limit_proxy_messages(settings)
     if args.address:
         context = ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
     else:

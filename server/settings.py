@@ -39,6 +39,12 @@ class Auth(_Strict):
 class Limits(_Strict):
     """Bounds on what one request may ask for; violations are INVALID_ARGUMENT."""
 
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest request (and response) message Ray's gRPC proxy accepts; larger ones get "
+        "RESOURCE_EXHAUSTED from gRPC before they are read",
+    )
     max_input_chars: int = Field(20_000, ge=1, description="characters of request text")
     max_generation_input_tokens: int = Field(512, ge=1, description="prompt tokens for Generate")
     max_detection_input_tokens: int = Field(4096, ge=1, description="tokens for DetectReplacements, over all windows")

@@ -172,6 +172,17 @@ def test_random_bytes_are_refused_cleanly(server: ServerUnderTest, payload: byte
             assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (method, payload, answer)
 
 
+def test_request_over_the_size_limit_is_refused_before_it_is_read(server: ServerUnderTest) -> None:
+    oversized = "a" * (server.settings.limits.max_request_bytes + 1)
+    with server.channel() as channel:
+        code, answer = _call(
+            server.detection_stub(channel).DetectReplacements, detection_pb2.DetectReplacementsRequest(text=oversized)
+        )
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, answer)
+    with server.client() as client:
+        assert client.health() == "SERVING"
+
+
 def test_server_is_healthy_after_the_fuzzing(server: ServerUnderTest) -> None:
     print("fuzz cases sent:", dict(sorted(SENT.items())), "total", sum(SENT.values()))
     for rpc in ("Generate", "GenerateStream", "DetectReplacements"):

@@ -146,8 +146,10 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
     # The server's local Ray enables token authentication (Ray's default for
     # a new cluster, unless RAY_AUTH_MODE, which this process then shares,
     # says otherwise); joining it, this process must present the token, and
-    # Ray reads the mode when it is imported.
+    # Ray reads the mode when it is imported. Once this process leaves the
+    # cluster, Serve's handle threads must not start a Ray of their own.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
     import ray
 
     workdir.mkdir(parents=True, exist_ok=True)
