@@ -78,6 +78,17 @@ def _timing(ticket: Ticket, started: float, batch_size: int) -> BatchTiming:
     )
 
 
+def _describe(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:
+    """What every replica's ``info()`` reports: model, placement, process."""
+    return {
+        "model": engine.name,
+        "device": str(engine.device),
+        "dtype": str(engine.dtype),
+        "torch_threads": torch.get_num_threads(),
+        "pid": os.getpid(),
+    }
+
+
 def _set_threads(settings: ModelDeployment) -> None:
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
@@ -110,15 +121,7 @@ class TextGenerator:
         """Which model this replica serves, where, in which process, how many
         requests its batches are decoding right now (cancelled ones leave
         within a step), and how many decoding steps it has run."""
-        return {
-            "model": self._engine.name,
-            "device": str(self._engine.device),
-            "dtype": str(self._engine.dtype),
-            "torch_threads": torch.get_num_threads(),
-            "pid": os.getpid(),
-            "decoding": self._decoding,
-            "steps": self._steps,
-        }
+        return {**_describe(self._engine), "decoding": self._decoding, "steps": self._steps}
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         event: StepEvent = await self._batcher.call(Ticket(self._engine.prepare(request)))
@@ -181,13 +184,7 @@ class Detector:
         self._batcher = _batcher(settings, self._score)
 
     def info(self) -> dict[str, Any]:
-        return {
-            "model": self._engine.name,
-            "device": str(self._engine.device),
-            "dtype": str(self._engine.dtype),
-            "torch_threads": torch.get_num_threads(),
-            "pid": os.getpid(),
-        }
+        return _describe(self._engine)
 
     async def detect(self, request: DetectionRequest) -> Detection:
         return await self._batcher.call(Ticket(self._engine.prepare(request)))

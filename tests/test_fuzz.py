@@ -6,6 +6,8 @@ refused with INVALID_ARGUMENT, and the server healthy afterwards."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -106,23 +108,36 @@ def _call(method, request, **kwargs):
 # (rpc, "valid" or "invalid") -> cases sent; the last test reports and checks it.
 SENT: Counter[tuple[str, str]] = Counter()
 
+
+def _refused_or_answered(rpc: str, prepare: Callable[[], Any], call: Callable[[], tuple]) -> tuple[Any, Any]:
+    """Sends one fuzz case and checks the verdict the in-process engine gives
+    it: INVALID_ARGUMENT when the engine refuses it, OK otherwise. Returns the
+    engine's prepared request (None when refused) and the server's answer."""
+    try:
+        prepared = prepare()
+    except InvalidInput:
+        prepared = None
+    code, answer = call()
+    SENT[rpc, "invalid" if prepared is None else "valid"] += 1
+    expected = grpc.StatusCode.INVALID_ARGUMENT if prepared is None else grpc.StatusCode.OK
+    assert code == expected, (code, answer)
+    return prepared, answer
+
+
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
 @FUZZ
 @given(request=generation_requests)
 def test_generate_fuzz(server: ServerUnderTest, generator: T5Generator, request) -> None:
-    try:
-        prepared = generator.prepare(wire.generation_request(request, ""))
-    except InvalidInput:
-        prepared = None
     with server.channel() as channel:
-        code, answer = _call(server.generation_stub(channel).Generate, request)
-    SENT["Generate", "invalid" if prepared is None else "valid"] += 1
+        prepared, answer = _refused_or_answered(
+            "Generate",
+            lambda: generator.prepare(wire.generation_request(request, "")),
+            lambda: _call(server.generation_stub(channel).Generate, request),
+        )
     if prepared is None:
-        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, answer)
         return
-    assert code == grpc.StatusCode.OK, (code, answer)
     if not prepared.parameters.do_sample or request.parameters.HasField("seed"):
         expected = generator.generate([prepared])[0]
         assert [s.text for s in answer.sequences] == [s.text for s in expected.sequences]
@@ -131,31 +146,26 @@ def test_generate_fuzz(server: ServerUnderTest, generator: T5Generator, request)
 @FUZZ
 @given(request=generation_requests)
 def test_generate_stream_fuzz(server: ServerUnderTest, generator: T5Generator, request) -> None:
-    try:
-        generator.prepare(wire.generation_request(request, ""), stream=True)
-        valid = True
-    except InvalidInput:
-        valid = False
     with server.channel() as channel:
-        code, answer = _call(lambda r, **kw: list(server.generation_stub(channel).GenerateStream(r, **kw)), request)
-    SENT["GenerateStream", "valid" if valid else "invalid"] += 1
-    assert code == (grpc.StatusCode.OK if valid else grpc.StatusCode.INVALID_ARGUMENT), (code, answer)
+        stream = server.generation_stub(channel).GenerateStream
+        _refused_or_answered(
+            "GenerateStream",
+            lambda: generator.prepare(wire.generation_request(request, ""), stream=True),
+            lambda: _call(lambda r, **kw: list(stream(r, **kw)), request),
+        )
 
 
 @FUZZ
 @given(request=detection_requests())
 def test_detect_fuzz(server: ServerUnderTest, detector: ReplacementDetector, request) -> None:
-    try:
-        prepared = detector.prepare(wire.detection_request(request, ""))
-    except InvalidInput:
-        prepared = None
     with server.channel() as channel:
-        code, answer = _call(server.detection_stub(channel).DetectReplacements, request)
-    SENT["DetectReplacements", "invalid" if prepared is None else "valid"] += 1
+        prepared, answer = _refused_or_answered(
+            "DetectReplacements",
+            lambda: detector.prepare(wire.detection_request(request, "")),
+            lambda: _call(server.detection_stub(channel).DetectReplacements, request),
+        )
     if prepared is None:
-        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, answer)
         return
-    assert code == grpc.StatusCode.OK, (code, answer)
     expected = detector.detect([prepared])[0]
     assert [(t.start, t.end) for t in answer.tokens] == [(t.start, t.end) for t in expected.tokens]
     assert [t.score for t in answer.tokens] == pytest.approx([t.score for t in expected.tokens], abs=1e-5)

@@ -9,8 +9,9 @@ Run: ``python -m t5electra.server.bench.plain --t5 PATH --electra PATH --port N`
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from typing import TypeVar
 
 import grpc
 
@@ -20,8 +21,18 @@ from t5electra.server.detector import ReplacementDetector
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
 
+T = TypeVar("T")
 WORKERS = 8
 _SINGLE = (("batch-size", "1"),)
+
+
+def _prepare(context: grpc.ServicerContext, prepare: Callable[[], T]) -> T:
+    """Runs the engine's validation; a refusal ends the call with INVALID_ARGUMENT."""
+    try:
+        return prepare()
+    except InvalidInput as error:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        raise  # abort raises; this keeps type checkers informed
 
 
 class PlainGeneration(generation_pb2_grpc.TextGenerationServicer):
@@ -29,20 +40,14 @@ class PlainGeneration(generation_pb2_grpc.TextGenerationServicer):
         self._generator = generator
 
     def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext):
-        try:
-            prepared = self._generator.prepare(wire.generation_request(request, ""))
-        except InvalidInput as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        prepared = _prepare(context, lambda: self._generator.prepare(wire.generation_request(request, "")))
         context.set_trailing_metadata(_SINGLE)
         return wire.generate_response(self._generator.generate([prepared])[0])
 
     def GenerateStream(
         self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext
     ) -> Iterator[generation_pb2.GenerateStreamResponse]:
-        try:
-            prepared = self._generator.prepare(wire.generation_request(request, ""), stream=True)
-        except InvalidInput as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        prepared = _prepare(context, lambda: self._generator.prepare(wire.generation_request(request, ""), stream=True))
         session = self._generator.session([prepared])
         while not session.done and context.is_active():
             for event in session.step():
@@ -59,10 +64,7 @@ class PlainDetection(detection_pb2_grpc.ReplacementDetectionServicer):
     def DetectReplacements(
         self, request: detection_pb2.DetectReplacementsRequest, context: grpc.ServicerContext
     ) -> detection_pb2.DetectReplacementsResponse:
-        try:
-            prepared = self._detector.prepare(wire.detection_request(request, ""))
-        except InvalidInput as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        prepared = _prepare(context, lambda: self._detector.prepare(wire.detection_request(request, "")))
         context.set_trailing_metadata(_SINGLE)
         return wire.detect_response(self._detector.detect([prepared])[0])
 

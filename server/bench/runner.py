@@ -45,9 +45,7 @@ class BenchConfig:
     # The served replicas, the plain server and the in-process engines use
     # the same intra-op threads, so that efficiency compares serving, not
     # thread counts. One is what a replica of the default config gets
-    # (num_cpus 0.5); on a 2-core machine two threads per replica contend
-    # with the proxy and the load generator (Generate at concurrency 64 fell
-    # to 6.7 req/s).
+    # (num_cpus 0.5 makes Ray set OMP_NUM_THREADS=1).
     torch_threads: int = 1
 
     @classmethod

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
@@ -103,6 +104,20 @@ def build_model(vocab_size: int, seed: int) -> ElectraForPreTraining:
     return ElectraForPreTraining(config)
 
 
+def encode(tokenizer: BertTokenizer, texts: list[str]) -> dict[str, Any]:
+    """Padded, truncated model inputs plus character offsets and the special
+    tokens mask, as training and evaluation both need them."""
+    return tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=MAX_POSITIONS,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
+
+
 def token_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
     """1 for every token that overlaps a replaced word, 0 otherwise."""
     return [int(end > start and any(start < b and a < end for a, b in spans)) for start, end in offsets]
@@ -164,14 +179,8 @@ def train(
     def batches() -> Iterator[dict[str, torch.Tensor]]:
         while True:
             batch = [replacer.corrupt(s, rng) for s in rng.sample(sentences, batch_size)]
-            encoded = tokenizer(
-                [c.text for c in batch],
-                padding=True,
-                truncation=True,
-                max_length=MAX_POSITIONS,
-                return_offsets_mapping=True,
-                return_tensors="pt",
-            )
+            encoded = encode(tokenizer, [c.text for c in batch])
+            encoded.pop("special_tokens_mask")
             offsets = encoded.pop("offset_mapping").tolist()
             labels = [token_labels(o, c.spans) for o, c in zip(offsets, batch, strict=True)]
             yield {**encoded, "labels": torch.tensor(labels)}
@@ -179,15 +188,7 @@ def train(
     fit(model, batches(), steps=steps, learning_rate=learning_rate, log=log, name="electra")
 
     def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
-        encoded = tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=MAX_POSITIONS,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-            return_tensors="pt",
-        )
+        encoded = encode(tokenizer, texts)
         offsets = encoded.pop("offset_mapping").tolist()
         special = encoded.pop("special_tokens_mask").tolist()
         with torch.inference_mode():
