@@ -45,6 +45,7 @@ def _model_options(settings: ModelDeployment) -> dict[str, Any]:
         "max_queued_requests": settings.max_queued_requests,
         "ray_actor_options": settings.ray_actor_options(),
         "logging_config": {"enable_access_log": False},
+        **settings.placement_options(),
     }
 
 
@@ -53,11 +54,12 @@ def build_app(settings: Settings) -> Application:
     electra = Detector.options(**_model_options(settings.electra)).bind(settings.electra, settings.limits)
     ingress = settings.ingress
     return Ingress.options(
-        autoscaling_config={"min_replicas": ingress.min_replicas, "max_replicas": ingress.max_replicas},
+        autoscaling_config=ingress.autoscaling(),
         max_ongoing_requests=ingress.max_ongoing_requests,
         max_queued_requests=ingress.max_queued_requests,
-        ray_actor_options={"num_cpus": ingress.num_cpus},
+        ray_actor_options=ingress.ray_actor_options(),
         logging_config={"enable_access_log": False},
+        **ingress.placement_options(),
     ).bind(t5, electra, settings)
 
 

@@ -16,6 +16,10 @@ from ray import serve
 from ray.serve.schema import ApplicationStatus
 
 CACHE_SECONDS = 1.0
+LIVENESS = "liveness"
+"""Health service name that is SERVING whenever a request reaches an
+ingress, models or not: what a liveness probe should ask, since restarting a
+Ray node does not bring a model that cannot load any closer."""
 _NOT_SERVING = {ApplicationStatus.DELETING, ApplicationStatus.NOT_STARTED}
 
 

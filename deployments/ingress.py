@@ -33,7 +33,7 @@ from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
 from . import wire
-from .health import Readiness
+from .health import LIVENESS, Readiness
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
 from .status import retry_hint, to_status_code
 
@@ -125,12 +125,15 @@ class Ingress:
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
     ) -> health_pb2.HealthCheckResponse:
         """grpc.health.v1: SERVING once every model the service needs has a
-        running replica; NOT_SERVING before that and while the app drains."""
-        known = {"", GENERATION_SERVICE, DETECTION_SERVICE}
+        running replica; NOT_SERVING before that and while the app drains.
+        ``liveness`` is SERVING as long as the proxy and an ingress answer."""
+        known = {"", GENERATION_SERVICE, DETECTION_SERVICE, LIVENESS}
         if request.service not in known:
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
             grpc_context.set_details(f"unknown service {request.service!r}; known: {sorted(known)}")
             return health_pb2.HealthCheckResponse()
+        if request.service == LIVENESS:
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
         snapshot = await self._readiness.snapshot()
         for deployment, count in snapshot.replicas.items():
             self._replicas.set(count, tags={"model_deployment": deployment})

@@ -17,7 +17,16 @@ from .settings import CHECKPOINTS, Settings
 log = logging.getLogger("t5electra")
 
 
+def _join_cluster_auth() -> None:
+    """Before Ray is imported: present the cluster's token if one is at hand."""
+    from t5electra.deployments.ray_auth import present_cluster_token
+
+    present_cluster_token()
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.address:
+        _join_cluster_auth()
     import ray
     from ray import serve
 
@@ -45,6 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
             _metrics_export_port=settings.metrics_port,
         )
     serve.start(
+        proxy_location=settings.proxy_location,
         grpc_options=grpc_options(settings.port),
         http_options={"host": "127.0.0.1", "port": settings.http_port},
     )
@@ -71,6 +81,46 @@ def _serve(args: argparse.Namespace) -> int:
     serve.shutdown()
     ray.shutdown()
     print("stopped", flush=True)
+    return 0
+
+
+def _join_cluster(address: str) -> bool:
+    """Joins the cluster at ``address``; False (and a message) when none answers."""
+    _join_cluster_auth()
+    from t5electra.deployments import cluster
+
+    try:
+        cluster.connect(address)
+    except ConnectionError as error:
+        print(f"error: no Ray cluster at {address}: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def _status(args: argparse.Namespace) -> int:
+    if not _join_cluster(args.address):
+        return 2
+    from t5electra.deployments import cluster
+
+    status = cluster.read_status(args.address)
+    print(json.dumps(status.to_json(), indent=2) if args.json else status.table())
+    return 0
+
+
+def _shutdown(args: argparse.Namespace) -> int:
+    if not _join_cluster(args.address):
+        return 2
+    from ray.serve.exceptions import RayServeException
+
+    from t5electra.deployments import cluster
+
+    try:
+        removed = cluster.shutdown(None if args.all else args.app)
+    except (LookupError, RayServeException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    what = "Ray Serve shut down" if args.all else "application deleted"
+    print(f"{what}: {', '.join(removed) or 'no applications were running'}")
     return 0
 
 
@@ -279,8 +329,36 @@ def parser() -> argparse.ArgumentParser:
         "--electra-model", metavar="ID_OR_PATH", help="ELECTRA discriminator (default: embedded tiny-electra)"
     )
     serve.add_argument("--config", type=Path, help="Serve config YAML (e.g. deployments/gpu.yaml)")
-    serve.add_argument("--address", help="existing Ray cluster (auto, or ray://host:port); deploy and return")
+    serve.add_argument(
+        "--address",
+        help="existing Ray cluster (auto, HOST:PORT of its GCS, or ray://HOST:10001); deploy and return. "
+        "The cluster's token is presented when RAY_AUTH_MODE=token, RAY_AUTH_TOKEN or ~/.ray/auth_token says so",
+    )
     serve.set_defaults(run=_serve)
+
+    status = commands.add_parser(
+        "status",
+        help="show a Ray cluster's nodes, applications, deployments and where each replica runs",
+        description="Joins the Ray cluster at --address as a driver and prints its nodes (alive or dead, "
+        "resources, proxy) and, for every Serve application, each deployment's status and replicas with the "
+        "node each runs on. Works against a cluster started by `ray start` and against the Ray of a "
+        "running `t5electra serve`.",
+    )
+    status.add_argument("--address", default="auto", help="Ray cluster (auto, HOST:PORT or ray://HOST:PORT)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=_status)
+
+    shutdown = commands.add_parser(
+        "shutdown",
+        help="remove the application from a Ray cluster",
+        description="Deletes the Serve application (replicas finish their requests first, within Serve's "
+        "graceful shutdown timeout); --all also stops Ray Serve's controller and proxies. The Ray cluster "
+        "itself keeps running.",
+    )
+    shutdown.add_argument("--address", default="auto", help="Ray cluster (auto, HOST:PORT or ray://HOST:PORT)")
+    shutdown.add_argument("--app", default="t5electra", help="application name (t5electra)")
+    shutdown.add_argument("--all", action="store_true", help="every application and Ray Serve itself")
+    shutdown.set_defaults(run=_shutdown)
 
     generate = commands.add_parser(
         "generate",

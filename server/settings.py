@@ -63,7 +63,9 @@ class Autoscaling(_Strict):
     target_ongoing_requests: float = Field(8.0, gt=0)
     upscale_delay_s: float = Field(10.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
-    look_back_period_s: float = Field(5.0, gt=0)
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="window of load figures averaged; Ray wants it above its 10 s metrics interval"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Autoscaling:
@@ -75,7 +77,29 @@ class Autoscaling(_Strict):
         return self.model_dump()
 
 
-class ModelDeployment(_Strict):
+class Placement(_Strict):
+    """Where a deployment's replicas may run on a Ray cluster, beyond CPUs and GPUs."""
+
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources each replica needs, e.g. a resource only one node group "
+        "declares (`ray start --resources`) to keep replicas on it",
+    )
+    max_replicas_per_node: int | None = Field(
+        None,
+        ge=1,
+        description="spreads replicas over nodes, so that losing a node loses at most this many; replicas "
+        "that find no node stay pending until one joins",
+    )
+
+    def placement_options(self) -> dict[str, Any]:
+        """Deployment options for Ray Serve; unset ones are left to Ray."""
+        if self.max_replicas_per_node is None:
+            return {}
+        return {"max_replicas_per_node": self.max_replicas_per_node}
+
+
+class ModelDeployment(Placement):
     """One model deployment: which checkpoint, how it batches, scales and runs."""
 
     model: str = Field(description="hub id or local path of a save_pretrained directory")
@@ -122,7 +146,7 @@ class ModelDeployment(_Strict):
         return self.max_batch_size * (self.max_concurrent_batches + self.queued_batches)
 
     def ray_actor_options(self) -> dict[str, Any]:
-        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": dict(self.resources)}
 
 
 class T5Deployment(ModelDeployment):
@@ -134,7 +158,7 @@ class ElectraDeployment(ModelDeployment):
     max_batch_size: int = Field(32, ge=1)
 
 
-class Ingress(_Strict):
+class Ingress(Placement):
     """The light deployment in front of the models: validation and routing."""
 
     num_cpus: float = Field(0.1, ge=0)
@@ -142,6 +166,19 @@ class Ingress(_Strict):
     max_queued_requests: int = Field(512, ge=-1)
     min_replicas: int = Field(1, ge=1)
     max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(
+        128.0, gt=0, description="requests in flight per ingress replica that autoscaling aims at"
+    )
+
+    def ray_actor_options(self) -> dict[str, Any]:
+        return {"num_cpus": self.num_cpus, "resources": dict(self.resources)}
+
+    def autoscaling(self) -> dict[str, Any]:
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
 
 
 class Settings(BaseSettings):
@@ -157,6 +194,11 @@ class Settings(BaseSettings):
         8080, ge=1, le=65535, description="Prometheus endpoint of a Ray started by `t5electra serve`"
     )
     app_name: str = Field("t5electra", description="Serve application name")
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = Field(
+        "EveryNode",
+        description="where `t5electra serve` starts Ray Serve's proxies; a load balancer or Kubernetes "
+        "Service in front of every node wants EveryNode",
+    )
     route_prefix: str = Field("/t5electra", description="Serve route prefix; gRPC needs one")
     t5: T5Deployment = Field(default_factory=T5Deployment)
     electra: ElectraDeployment = Field(default_factory=ElectraDeployment)
@@ -213,6 +255,7 @@ def args_from_serve_config(config: dict[str, Any]) -> dict[str, Any]:
     found = {
         "app_name": application.get("name"),
         "route_prefix": application.get("route_prefix"),
+        "proxy_location": config.get("proxy_location"),
         "port": (config.get("grpc_options") or {}).get("port"),
         "http_port": (config.get("http_options") or {}).get("port"),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +97,35 @@ def test_detect_command(served) -> None:
     assert "replaced:" in result.stderr
     as_json = json.loads(t5electra("detect", text, "--address", address, "--json").stdout)
     assert as_json["model"] == "tiny-electra" and as_json["tokens"]
+
+
+def test_status_command_joins_the_servers_ray(served) -> None:
+    """The Ray that ``t5electra serve`` started for itself, found by the
+    address it printed; its token is found without RAY_AUTH_MODE."""
+    _, _, lines = served
+    gcs = next(line.split()[-1] for line in lines if "Ray cluster:" in line)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    result = t5electra("status", "--address", gcs, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 of 1 nodes alive" in result.stdout
+    assert "application t5electra RUNNING (route prefix /t5electra)" in result.stdout
+    for deployment in ("Ingress", "TextGenerator", "Detector"):
+        assert re.search(rf"{deployment}\s+HEALTHY\s+1/1 replicas running", result.stdout), result.stdout
+    assert " on head " in result.stdout
+    status = json.loads(t5electra("status", "--address", gcs, "--json", env=env, timeout=120).stdout)
+    (app,) = status["applications"]
+    assert {d["name"]: d["target_replicas"] for d in app["deployments"]} == {
+        "Ingress": 1,
+        "TextGenerator": 1,
+        "Detector": 1,
+    }
+
+
+def test_cluster_commands_fail_fast_without_a_cluster() -> None:
+    for command in ("status", "shutdown"):
+        result = t5electra(command, "--address", f"127.0.0.1:{free_port()}", timeout=60)
+        assert result.returncode == 2
+        assert "error: no Ray cluster at 127.0.0.1:" in result.stderr
 
 
 def test_sigterm_drains_and_exits_cleanly(served) -> None:

@@ -55,6 +55,7 @@ def test_health_is_serving_only_with_models_running(server: ServerUnderTest) -> 
         assert client.health() == "SERVING"
         assert client.health("t5electra.v1.TextGeneration") == "SERVING"
         assert client.health("t5electra.v1.ReplacementDetection") == "SERVING"
+        assert client.health("liveness") == "SERVING"
         with pytest.raises(T5ElectraError) as raised:
             client.health("no.such.Service")
         assert raised.value.code == grpc.StatusCode.NOT_FOUND
@@ -333,6 +334,8 @@ def test_model_without_replica_is_not_serving_and_unavailable(server: ServerUnde
             assert client.health() == "NOT_SERVING"
             assert client.health("t5electra.v1.TextGeneration") == "NOT_SERVING"
             assert client.health("t5electra.v1.ReplacementDetection") == "SERVING"
+            # Liveness does not depend on models: restarting the pod would not help.
+            assert client.health("liveness") == "SERVING"
             with pytest.raises(T5ElectraError) as raised:
                 client.generate(PROMPTS[0], timeout=30)
             assert raised.value.code == grpc.StatusCode.UNAVAILABLE

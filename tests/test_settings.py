@@ -68,8 +68,36 @@ def test_shipped_configs_are_valid_for_ray_and_for_us(path: Path) -> None:
     assert settings.port == schema.grpc_options.port
 
 
-def test_gpu_config_gives_models_a_gpu_in_half_precision() -> None:
-    settings = Settings.load(next(p for p in CONFIGS if p.name == "gpu.yaml"))
+def _profile(name: str) -> Settings:
+    return Settings.load(next(p for p in CONFIGS if p.name == name))
+
+
+def test_gpu_config_shares_one_gpu_in_half_precision() -> None:
+    settings = _profile("gpu.yaml")
     for model in (settings.t5, settings.electra):
-        assert model.num_gpus >= 1 and model.dtype == "float16" and model.device == "cuda"
-    assert settings.t5.autoscaling.max_replicas > 1
+        assert model.device == "cuda" and model.dtype in ("float16", "bfloat16")
+    # T5 overflows in float16; bfloat16 keeps its range.
+    assert settings.t5.dtype == "bfloat16"
+    at_most = settings.t5.num_gpus * settings.t5.autoscaling.max_replicas
+    at_most += settings.electra.num_gpus * settings.electra.autoscaling.max_replicas
+    assert at_most <= 1
+
+
+def test_cluster_profile_gives_t5_whole_gpus_and_packs_electra() -> None:
+    settings = _profile("cluster-gpu.yaml")
+    assert settings.t5.num_gpus == 1 and settings.t5.dtype == "bfloat16"
+    assert 0 < settings.electra.num_gpus < 1 and (1 / settings.electra.num_gpus).is_integer()
+    for model in (settings.t5, settings.electra):
+        assert model.autoscaling.max_replicas > model.autoscaling.min_replicas >= 1
+    assert settings.proxy_location == "EveryNode"
+    assert settings.ingress.min_replicas >= 2 and settings.ingress.max_replicas_per_node == 1
+
+
+def test_placement_settings_reach_ray() -> None:
+    settings = Settings.load(
+        t5={"resources": {"edge": 0.5}, "max_replicas_per_node": 1}, ingress={"resources": {"edge": 0.1}}
+    )
+    assert settings.t5.ray_actor_options()["resources"] == {"edge": 0.5}
+    assert settings.t5.placement_options() == {"max_replicas_per_node": 1}
+    assert settings.electra.placement_options() == {}
+    assert settings.ingress.ray_actor_options() == {"num_cpus": 0.1, "resources": {"edge": 0.1}}

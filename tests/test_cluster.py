@@ -1,0 +1,208 @@
+"""The application on a Ray cluster of two nodes, each a separate ``ray
+start`` on this machine: deployed by ``t5electra serve --address``,
+inspected with ``t5electra status``, a node killed under traffic, replaced,
+the application and Serve removed with ``t5electra shutdown``; then the
+shipped CPU config, unchanged but for its ports, deployed and removed by
+Ray's own ``serve deploy`` and ``serve shutdown``.
+
+The tests run in file order on one cluster (each builds on the state the
+previous one left), through subprocesses and gRPC only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from t5electra.clients import NO_RETRY, Client, RetryPolicy, T5ElectraError
+
+from cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
+from conftest import free_port
+
+pytestmark = pytest.mark.cluster
+
+APP = "t5electra"
+MODELS = ("TextGenerator", "Detector")
+PROMPT, ANSWER = "reverse words: apple river stone", "stone river apple"
+# A node's loss reaches callers as UNAVAILABLE for the requests it held;
+# the retry budget must outlast Serve noticing the dead replicas.
+PATIENT = RetryPolicy(max_attempts=10, initial_backoff_s=0.2, max_backoff_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    # A short path: Ray's socket paths under --temp-dir must fit in 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="t5c-", dir="/tmp") as workdir:
+        local = LocalCluster(Path(workdir))
+        try:
+            # The ingress sits with the proxy on the head (a resource only the
+            # head has); the models spread, one replica per node.
+            local.start_head({"edge": 1})
+            local.add_worker("worker-1", {"zone_b": 1})
+            local.wait_for(lambda s: sum(n["alive"] for n in s["nodes"]) == 2, "two nodes alive", timeout=120)
+            yield local
+        finally:
+            local.close()
+
+
+def _spread(status: dict, nodes: int) -> bool:
+    """Both models with two running replicas on ``nodes`` distinct live
+    nodes, and the ingress running on the head."""
+    alive = {n["node_id"] for n in status["nodes"] if n["alive"]}
+    head = {n["node_id"] for n in status["nodes"] if n["head"]}
+    for name in MODELS:
+        placed = running_nodes(status, APP, name)
+        if len(placed) != 2 or len(set(placed) & alive) != nodes:
+            return False
+    return bool(running_nodes(status, APP, "Ingress")) and set(running_nodes(status, APP, "Ingress")) <= head
+
+
+def _node_id(status: dict, head: bool) -> str:
+    return next(n["node_id"] for n in status["nodes"] if n["alive"] and n["head"] == head)
+
+
+def test_serve_address_deploys_onto_the_cluster_and_spreads_replicas(cluster: LocalCluster) -> None:
+    config = serve_config(
+        CPU_CONFIG,
+        cluster.grpc_port,
+        free_port(),
+        {
+            "t5": {"num_cpus": 0.3, "max_replicas_per_node": 1, "autoscaling": {"min_replicas": 2, "max_replicas": 2}},
+            "electra": {
+                "num_cpus": 0.3,
+                "max_replicas_per_node": 1,
+                "autoscaling": {"min_replicas": 2, "max_replicas": 2},
+            },
+            "ingress": {"resources": {"edge": 0.1}},
+        },
+    )
+    path = cluster.workdir / "spread.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    result = cluster.t5electra("serve", "--address", cluster.address, "--config", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "it keeps running after this command" in result.stdout
+
+    status = cluster.wait_for(lambda s: _spread(s, nodes=2), "spread over two nodes")
+    worker = _node_id(status, head=False)
+    for name in MODELS:
+        assert worker in running_nodes(status, APP, name)
+
+    with Client(cluster.grpc_address, retry=PATIENT) as client:
+        assert client.health() == "SERVING"
+        assert client.generate(PROMPT).text == ANSWER
+        assert client.detect_replacements("Return the value of the attribute.").tokens
+
+
+def test_losing_a_node_under_traffic_keeps_serving_and_replicas_come_back(cluster: LocalCluster) -> None:
+    status = cluster.status()
+    worker_id = _node_id(status, head=False)
+    worker = next(node for node in cluster.nodes if node.name == "worker-1")
+    answers: list[str] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        with Client(cluster.grpc_address, retry=PATIENT) as client:
+            while not stop.is_set():
+                try:
+                    answers.append(client.generate(PROMPT, timeout=60).text)
+                    answers.append(
+                        "detected" if client.detect_replacements("The cat sat on the mat.", timeout=60).tokens else ""
+                    )
+                except T5ElectraError as error:
+                    answers.append(error.code.name)
+
+    with ThreadPoolExecutor(2) as pool:
+        callers = [pool.submit(caller) for _ in range(2)]
+        time.sleep(3)
+        before = len(answers)
+        killed = worker.kill()
+        killed_at, kill_time = len(answers), time.monotonic()
+        after_loss = cluster.wait_for(
+            lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == worker_id), "worker seen dead"
+        )
+        seen_dead = time.monotonic() - kill_time
+        time.sleep(5)
+        stop.set()
+        for future in callers:
+            future.result(timeout=120)
+
+    tally = Counter(answers)
+    assert killed > 0
+    assert before > 0 and len(answers) > killed_at, tally
+    assert set(tally) == {ANSWER, "detected"}, tally
+    for name in MODELS:
+        assert worker_id not in running_nodes(after_loss, APP, name)
+    with Client(cluster.grpc_address, retry=NO_RETRY) as client:
+        assert client.health() == "SERVING"
+
+    # A new node joins; Serve places the missing replicas there.
+    joined = time.monotonic()
+    cluster.add_worker("worker-2", {"zone_b": 1})
+    recovered = cluster.wait_for(lambda s: _spread(s, nodes=2), "recovered onto the new node")
+    print(
+        f"\nnode loss: {killed} processes killed; {len(answers)} answers ({before} before the kill, "
+        f"{len(answers) - killed_at} after), all correct; node seen dead after {seen_dead:.1f} s; "
+        f"replicas back on the new node {time.monotonic() - joined:.1f} s after it was started"
+    )
+    new_worker = _node_id(recovered, head=False)
+    assert new_worker != worker_id
+    for name in MODELS:
+        assert new_worker in running_nodes(recovered, APP, name)
+    with Client(cluster.grpc_address, retry=PATIENT) as client:
+        assert client.generate(PROMPT).text == ANSWER
+
+
+def test_status_shows_placement_and_shutdown_removes_the_application(cluster: LocalCluster) -> None:
+    text = cluster.t5electra("status", "--address", cluster.address)
+    assert text.returncode == 0, text.stderr[-3000:]
+    assert "2 of 3 nodes alive" in text.stdout
+    assert f"application {APP} RUNNING" in text.stdout
+    assert "TextGenerator  HEALTHY    2/2 replicas running" in text.stdout
+    assert " on head " in text.stdout and " on node-1 " in text.stdout
+
+    missing = cluster.t5electra("shutdown", "--address", cluster.address, "--app", "nope")
+    assert missing.returncode == 1 and "no application named 'nope'" in missing.stderr
+
+    removed = cluster.t5electra("shutdown", "--address", cluster.address)
+    assert removed.returncode == 0, removed.stderr[-3000:]
+    assert f"application deleted: {APP}" in removed.stdout
+    status = cluster.wait_for(lambda s: not s["applications"], "application gone", timeout=120)
+    assert status["serve_running"]
+    with Client(cluster.grpc_address, retry=NO_RETRY) as client, pytest.raises(T5ElectraError):
+        client.generate(PROMPT, timeout=10)
+
+    # Serve's proxies keep their ports until Serve itself stops.
+    stopped = cluster.t5electra("shutdown", "--address", cluster.address, "--all")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "Ray Serve shut down" in stopped.stdout
+    assert not cluster.status()["serve_running"]
+
+
+def test_rays_own_serve_deploy_accepts_the_shipped_cpu_config(cluster: LocalCluster) -> None:
+    """``local-cpu.yaml`` as shipped, its ports moved to free ones and one
+    proxy for the machine: Ray's CLI deploys it, and it answers."""
+    port = free_port()
+    path = cluster.workdir / "local-cpu.yaml"
+    path.write_text(yaml.safe_dump(serve_config(CPU_CONFIG, port, free_port())))
+    deployed = cluster.serve_cli("deploy", str(path))
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+
+    status = cluster.wait_for(
+        lambda s: all(running_nodes(s, APP, name) for name in (*MODELS, "Ingress")), "deployed by serve deploy"
+    )
+    assert deployment(status, APP, "TextGenerator")["status"] == "HEALTHY"
+    with Client(f"127.0.0.1:{port}", retry=PATIENT) as client:
+        assert client.generate(PROMPT).text == ANSWER
+
+    stopped = cluster.serve_cli("shutdown", "--yes")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    cluster.wait_for(lambda s: not s["serve_running"], "Serve shut down by Ray's CLI", timeout=120)
