@@ -3,7 +3,8 @@ start`` on this machine: deployed by ``t5electra serve --address``,
 inspected with ``t5electra status``, a node killed under traffic, replaced,
 the application and Serve removed with ``t5electra shutdown``; then the
 shipped CPU config, unchanged but for its ports, deployed and removed by
-Ray's own ``serve deploy`` and ``serve shutdown``.
+Ray's own ``serve deploy`` and ``serve shutdown``, and the GPU configs
+accepted by Ray's controller (their model replicas wait for GPUs).
 
 The tests run in file order on one cluster (each builds on the state the
 previous one left), through subprocesses and gRPC only.
@@ -206,3 +207,27 @@ def test_rays_own_serve_deploy_accepts_the_shipped_cpu_config(cluster: LocalClus
     stopped = cluster.serve_cli("shutdown", "--yes")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     cluster.wait_for(lambda s: not s["serve_running"], "Serve shut down by Ray's CLI", timeout=120)
+
+
+@pytest.mark.parametrize("name", ["gpu.yaml", "cluster-gpu.yaml"])
+def test_rays_own_serve_deploy_accepts_the_gpu_configs(cluster: LocalCluster, name: str) -> None:
+    """Ray's controller builds the application from each GPU config and
+    validates every deployment option; with no GPU in this cluster the model
+    replicas then wait for one, saying so, while the ingress runs."""
+    path = cluster.workdir / name
+    path.write_text(yaml.safe_dump(serve_config(CPU_CONFIG.parent / name, free_port(), free_port())))
+    deployed = cluster.serve_cli("deploy", str(path))
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+
+    def waiting_for_gpus(status: dict) -> bool:
+        models = [deployment(status, APP, name) for name in MODELS]
+        return all(m is not None and "GPU" in m["message"] for m in models)
+
+    status = cluster.wait_for(waiting_for_gpus, "model replicas waiting for GPUs", timeout=120)
+    (app,) = status["applications"]
+    assert app["status"] == "DEPLOYING", app
+    assert running_nodes(status, APP, "Ingress")
+
+    stopped = cluster.serve_cli("shutdown", "--yes")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    cluster.wait_for(lambda s: not s["serve_running"], "Serve shut down", timeout=120)
