@@ -175,15 +175,22 @@ class LocalCluster:
         return json.loads(result.stdout)
 
     def wait_for(self, condition: Callable[[dict[str, Any]], bool], what: str, timeout: float = 300) -> dict:
-        """Polls ``t5electra status --json`` until ``condition`` holds."""
+        """Polls ``t5electra status --json`` until ``condition`` holds. A
+        status command that fails (the cluster is losing a node) is polled
+        again; the last failure or status is in the timeout's message."""
         deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if condition(status):
-                return status
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not {what} after {timeout}s:\n{json.dumps(status, indent=1)[-4000:]}")
+        last = ""
+        while time.monotonic() < deadline:
+            result = self.t5electra("status", "--address", self.address, "--json")
+            if result.returncode == 0:
+                status = json.loads(result.stdout)
+                if condition(status):
+                    return status
+                last = json.dumps(status, indent=1)
+            else:
+                last = f"t5electra status exited {result.returncode}:\n{result.stderr}"
             time.sleep(1)
+        raise TimeoutError(f"not {what} after {timeout}s; last seen:\n{last[-4000:]}")
 
 
 def serve_config(path: Path, grpc_port: int, http_port: int, args: dict[str, Any] | None = None) -> dict:

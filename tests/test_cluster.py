@@ -123,16 +123,18 @@ def test_losing_a_node_under_traffic_keeps_serving_and_replicas_come_back(cluste
 
     with ThreadPoolExecutor(2) as pool:
         callers = [pool.submit(caller) for _ in range(2)]
-        time.sleep(3)
-        before = len(answers)
-        killed = worker.kill()
-        killed_at, kill_time = len(answers), time.monotonic()
-        after_loss = cluster.wait_for(
-            lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == worker_id), "worker seen dead"
-        )
-        seen_dead = time.monotonic() - kill_time
-        time.sleep(5)
-        stop.set()
+        try:
+            time.sleep(3)
+            before = len(answers)
+            killed = worker.kill()
+            killed_at, kill_time = len(answers), time.monotonic()
+            after_loss = cluster.wait_for(
+                lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == worker_id), "worker seen dead"
+            )
+            seen_dead = time.monotonic() - kill_time
+            time.sleep(5)
+        finally:
+            stop.set()
         for future in callers:
             future.result(timeout=120)
 
