@@ -470,7 +470,7 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--only", choices=["t5", "electra"], help="train one of them")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--t5-steps", type=int, default=8000)
-    make.add_argument("--electra-steps", type=int, default=6000)
+    make.add_argument("--electra-steps", type=int, default=9000)
     make.add_argument("--threads", type=int, default=1, help="torch threads (1, as the shipped checkpoints)")
     make.set_defaults(run=_make_checkpoints)
     return root

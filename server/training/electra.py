@@ -27,6 +27,7 @@ from .loop import fit
 VOCAB_SIZE = 4000
 MAX_POSITIONS = 128
 REPLACE_RATE = 0.15
+BUCKET_BATCHES = 32
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -123,6 +124,23 @@ def token_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, 
     return [int(end > start and any(start < b and a < end for a, b in spans)) for start, end in offsets]
 
 
+def length_buckets(sentences: Sequence[str], batch_size: int, rng: random.Random) -> Iterator[list[str]]:
+    """Endless random batches of sentences of similar length.
+
+    A batch is padded to its longest sentence, and the corpus' sentences vary
+    from five to forty words, so much of a random batch would be padding.
+    Drawing ``BUCKET_BATCHES`` batches' worth at once, sorting them by length
+    and shuffling the resulting batches spends the time on real tokens instead
+    (a step takes about a third less time), while every sentence stays equally
+    likely to be drawn.
+    """
+    while True:
+        pool = sorted(rng.sample(sentences, batch_size * BUCKET_BATCHES), key=len)
+        chunks = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+        rng.shuffle(chunks)
+        yield from chunks
+
+
 def held_out(count: int, seed: int) -> list[Corrupted]:
     """Corrupted sentences from the held-out tenth of the corpus."""
     _, sentences = corpus.split()
@@ -160,7 +178,7 @@ def train(
     out_dir: Path,
     *,
     seed: int = 0,
-    steps: int = 4000,
+    steps: int = 9000,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     log: Callable[[str], None] = print,
@@ -177,8 +195,8 @@ def train(
     model = build_model(len(tokenizer), seed)
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
-        while True:
-            batch = [replacer.corrupt(s, rng) for s in rng.sample(sentences, batch_size)]
+        for chunk in length_buckets(sentences, batch_size, rng):
+            batch = [replacer.corrupt(s, rng) for s in chunk]
             encoded = encode(tokenizer, [c.text for c in batch])
             encoded.pop("special_tokens_mask")
             offsets = encoded.pop("offset_mapping").tolist()
