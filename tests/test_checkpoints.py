@@ -36,8 +36,8 @@ def test_tiny_electra_token_f1_on_held_out_sentences(detector: ReplacementDetect
 
     scores = electra.f1(predict, examples)
     print("tiny-electra held-out token scores:", json.dumps(scores))
-    # The shipped checkpoint reaches F1 0.66 on this draw (0.67 on its training
-    # card's draw), short of the 0.85 asked for in the foundation issue, which
+    # The shipped checkpoint reaches F1 0.66 on this draw (0.66 on its training
+    # card's draw too), short of the 0.85 asked for in the foundation issue, which
     # stays open on that point. This floor catches a broken checkpoint or
     # detector, not a slightly different training run.
     assert scores["f1"] >= 0.62, scores

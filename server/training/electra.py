@@ -85,7 +85,12 @@ def build_tokenizer(sentences: Sequence[str]) -> BertTokenizer:
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False)
     backend.train_from_iterator(sentences, trainer=trainer)
-    vocab = dict(sorted(backend.get_vocab().items(), key=lambda item: item[1]))
+    # The trainer finds the same pieces every run but numbers them in a
+    # different order from one process to the next; the ids index the
+    # embedding table, so they are renumbered in a fixed order (special
+    # tokens first, then the pieces sorted) to make training reproducible.
+    pieces = sorted(set(backend.get_vocab()) - set(SPECIAL_TOKENS))
+    vocab = {piece: index for index, piece in enumerate([*SPECIAL_TOKENS, *pieces])}
     return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=MAX_POSITIONS)
 
 
