@@ -344,7 +344,7 @@ def parser() -> argparse.ArgumentParser:
         "node each runs on. Works against a cluster started by `ray start` and against the Ray of a "
         "running `t5electra serve`.",
     )
-    status.add_argument("--address", default="auto", help="Ray cluster (auto, HOST:PORT or ray://HOST:PORT)")
+    _cluster_flags(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(run=_status)
 
@@ -355,7 +355,7 @@ def parser() -> argparse.ArgumentParser:
         "graceful shutdown timeout); --all also stops Ray Serve's controller and proxies. The Ray cluster "
         "itself keeps running.",
     )
-    shutdown.add_argument("--address", default="auto", help="Ray cluster (auto, HOST:PORT or ray://HOST:PORT)")
+    _cluster_flags(shutdown)
     shutdown.add_argument("--app", default="t5electra", help="application name (t5electra)")
     shutdown.add_argument("--all", action="store_true", help="every application and Ray Serve itself")
     shutdown.set_defaults(run=_shutdown)
@@ -474,6 +474,10 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--threads", type=int, default=1, help="torch threads (1, as the shipped checkpoints)")
     make.set_defaults(run=_make_checkpoints)
     return root
+
+
+def _cluster_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--address", default="auto", help="Ray cluster (auto, HOST:PORT or ray://HOST:PORT)")
 
 
 def _client_flags(command: argparse.ArgumentParser) -> None:
