@@ -21,6 +21,8 @@ from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
 from t5electra.deployments.batcher import Batch, DynamicBatcher
+from t5electra.deployments.decode_loop import DecodeLoop, StepReport
+from t5electra.server.decoding import StepEvent
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
     BatchTiming,
@@ -30,8 +32,8 @@ from t5electra.server.domain import (
     GenerationResult,
     StreamPiece,
 )
-from t5electra.server.generator import StepEvent, T5Generator
-from t5electra.server.settings import Limits, ModelDeployment
+from t5electra.server.generator import T5Generator
+from t5electra.server.settings import Limits, ModelDeployment, T5Deployment
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -54,10 +56,18 @@ class _BatchMetrics:
         self.queue_ms = Histogram(
             "t5electra_queue_ms", "Time from arrival at a replica to the start of its batch", _MS_BUCKETS, tags
         )
-        self.batch_size = Histogram("t5electra_batch_size", "Requests per executed batch", _BATCH_BUCKETS, tags)
+        self.batch_size = Histogram(
+            "t5electra_batch_size", "Requests per executed batch (T5: rows per decoding step)", _BATCH_BUCKETS, tags
+        )
         self.tokens = Counter("t5electra_tokens", "Tokens processed", ("model", "direction"))
         for metric in (self.queue_ms, self.batch_size):
             metric.set_default_tags(dict(self._tags))  # Serve adds its tags to the dict it gets
+
+    def step(self, report: StepReport) -> None:
+        """A decoding step: its rows, and the queue time of requests that joined."""
+        self.batch_size.observe(report.rows)
+        for queue_ms in report.admitted_queue_ms:
+            self.queue_ms.observe(queue_ms)
 
     def batch_started(self, tickets: list[Ticket], started: float) -> None:
         self.batch_size.observe(len(tickets))
@@ -105,68 +115,41 @@ def _batcher(settings: ModelDeployment, handler: Callable[[Batch[Ticket]], Await
 
 @serve.deployment
 class TextGenerator:
-    """T5 replica: Generate and GenerateStream requests batch together, each
-    batch decoded a token per step."""
+    """T5 replica: Generate and GenerateStream requests decode together in
+    one loop (see ``decode_loop.py``), a token per step."""
 
-    def __init__(self, settings: ModelDeployment, limits: Limits) -> None:
+    def __init__(self, settings: T5Deployment, limits: Limits) -> None:
         _set_threads(settings)
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t5")
         self._metrics = _BatchMetrics(self._engine.name)
-        self._batcher = _batcher(settings, self._decode)
-        self._decoding = 0
-        self._steps = 0
+        self._loop = DecodeLoop(
+            self._engine.session,
+            max_rows=settings.max_batch_size,
+            policy=settings.scheduler,
+            idle_wait_s=settings.batch_wait_timeout_s,
+            on_step=self._metrics.step,
+        )
 
     def info(self) -> dict[str, Any]:
         """Which model this replica serves, where, in which process, how many
-        requests its batches are decoding right now (cancelled ones leave
-        within a step), and how many decoding steps it has run."""
-        return {**_describe(self._engine), "decoding": self._decoding, "steps": self._steps}
+        requests it is decoding right now (cancelled ones leave within a
+        step), and how many decoding steps it has run."""
+        return {**_describe(self._engine), "decoding": self._loop.decoding, "steps": self._loop.steps}
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        event: StepEvent = await self._batcher.call(Ticket(self._engine.prepare(request)))
-        assert event.result is not None
-        return event.result
+        event, timing = await self._loop.call(self._engine.prepare(request))
+        return self._stamp(event, timing).result
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece]:
         # Leaving this generator early (the caller cancelled or disconnected)
-        # abandons the request; its session drops it at the next step.
-        async for event in self._batcher.stream(Ticket(self._engine.prepare(request, stream=True))):
+        # cancels the request; its row leaves the batch at the next step.
+        async for event, timing in self._loop.stream(self._engine.prepare(request, stream=True)):
             if event.piece is not None:
-                yield event.piece
+                yield self._stamp(event, timing).piece
 
-    async def _decode(self, batch: Batch[Ticket]) -> None:
-        """One decoding session per batch. Streams get a piece per step;
-        unary requests get only their final event."""
-        loop = asyncio.get_running_loop()
-        tickets = batch.items
-        session = self._engine.session([t.prepared for t in tickets])
-        started = time.perf_counter()
-        self._metrics.batch_started(tickets, started)
-        live = set(range(len(tickets)))
-        self._decoding += len(live)
-        try:
-            while not session.done:
-                for index in [i for i in live if batch.abandoned(i)]:
-                    session.cancel(index)
-                    live.discard(index)
-                    self._decoding -= 1
-                events: list[StepEvent] = await loop.run_in_executor(self._executor, session.step)
-                self._steps += 1
-                for event in events:
-                    if tickets[event.index].prepared.stream or event.result is not None:
-                        batch.emit(event.index, self._stamp(event, tickets[event.index], started, len(tickets)))
-                    if event.result is not None:
-                        batch.finish(event.index)
-                        live.discard(event.index)
-                        self._decoding -= 1
-        finally:
-            self._decoding -= len(live)
-
-    def _stamp(self, event: StepEvent, ticket: Ticket, started: float, batch_size: int) -> StepEvent:
-        if event.result is None:
+    def _stamp(self, event: StepEvent, timing: BatchTiming | None) -> StepEvent:
+        if event.result is None or timing is None:
             return event
-        timing = _timing(ticket, started, batch_size)
         self._metrics.count_tokens(event.result.input_tokens, event.result.output_tokens)
         piece = replace(event.piece, timing=timing) if event.piece is not None else None
         return replace(event, piece=piece, result=replace(event.result, timing=timing))

@@ -10,9 +10,12 @@ that a seeded request samples the same tokens as ``model.generate`` would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from .domain import GenerationParameters
 
 
 @dataclass
@@ -29,6 +32,25 @@ class RowParameters:
 
     def select(self, rows: torch.Tensor) -> RowParameters:
         return RowParameters(**{name: value[rows] for name, value in vars(self).items()})
+
+    @classmethod
+    def of(cls, params: Sequence[GenerationParameters], device: torch.device) -> RowParameters:
+        def tensor(values: list, dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device)
+
+        return cls(
+            do_sample=tensor([p.do_sample for p in params], torch.bool),
+            temperature=tensor([p.temperature for p in params], torch.float32),
+            top_k=tensor([p.top_k for p in params], torch.long),
+            top_p_floor=tensor([1 - p.top_p for p in params], torch.float32),
+            top_p_on=tensor([p.top_p < 1.0 for p in params], torch.bool),
+            repetition_penalty=tensor([p.repetition_penalty for p in params], torch.float32),
+            min_new_tokens=tensor([p.min_new_tokens for p in params], torch.long),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: list[RowParameters]) -> RowParameters:
+        return cls(**{name: torch.cat([vars(p)[name] for p in parts]) for name in vars(parts[0])})
 
 
 def penalise_repetitions(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:

@@ -151,6 +151,21 @@ class ModelDeployment(Placement):
 
 class T5Deployment(ModelDeployment):
     model: str = Field(TINY_T5, description="hub id or path of a seq2seq (T5-family) checkpoint")
+    max_batch_size: int = Field(16, ge=1, description="rows decoding at once (a request takes num_return_sequences)")
+    scheduler: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="continuous: requests join the decoding batch at every step and leave when done; "
+        "static: a batch decodes until its longest request ends before others join",
+    )
+
+    @model_validator(mode="after")
+    def _one_loop(self) -> T5Deployment:
+        if self.max_concurrent_batches != 1:
+            raise ValueError(
+                f"t5.max_concurrent_batches is {self.max_concurrent_batches}: a T5 replica decodes in one loop; "
+                "raise max_batch_size or the replica count instead"
+            )
+        return self
 
 
 class ElectraDeployment(ModelDeployment):

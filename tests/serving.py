@@ -38,7 +38,6 @@ def test_settings(port: int, http_port: int) -> Settings:
         t5={
             "max_batch_size": 16,
             "batch_wait_timeout_s": 0.05,
-            "max_concurrent_batches": 2,
             "queued_batches": 1,
             "max_queued_requests": T5_QUEUE,
             "num_cpus": 0.4,

@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from t5electra.server.domain import FinishReason, GenerationParameters, GenerationRequest
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import TINY_T5, Limits
 
-PROMPTS = [
-    "reverse words: apple river stone",
-    "sort numbers: 42 7 19 88 3",
-    "translate English to German: the small dog sleeps today",
-    "count words: tiger zebra",
-    "reverse words: candle forest mirror planet rocket silver",
-]
+from reference import PROMPTS, hf_generate, text_of
 
 
 def run(generator: T5Generator, *requests: GenerationRequest, stream: bool = False):
     return generator.generate([generator.prepare(r, stream=stream) for r in requests])
-
-
-def hf_generate(generator: T5Generator, prompts: list[str], seed: int | None = None, **kwargs) -> list[list[int]]:
-    """Token ids from ``model.generate``, decoder start and padding removed."""
-    encoded = generator.tokenizer(prompts, padding=True, return_tensors="pt")
-    if seed is not None:
-        torch.manual_seed(seed)
-    defaults = {"max_new_tokens": 64, "top_k": None, "top_p": None, "temperature": None}
-    with torch.inference_mode():
-        output = generator.model.generate(**encoded, **{**defaults, **kwargs})
-    rows = []
-    for row in output[:, 1:].tolist():
-        if generator.tokenizer.eos_token_id in row:
-            row = row[: row.index(generator.tokenizer.eos_token_id) + 1]
-        rows.append(row)
-    return rows
-
-
-def text_of(generator: T5Generator, ids: list[int]) -> str:
-    return generator.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def test_greedy_batched_equals_transformers_unbatched(generator: T5Generator) -> None:
@@ -202,7 +175,7 @@ def test_cancelled_request_leaves_the_batch(generator: T5Generator) -> None:
     session.cancel(0)
     results = {}
     while not session.done:
-        results.update({e.index: e.result for e in session.step() if e.result})
+        results.update({e.key: e.result for e in session.step() if e.result})
     assert set(results) == {1}
 
 
@@ -223,3 +196,23 @@ def test_prompt_over_token_limit_is_invalid() -> None:
     small = T5Generator(TINY_T5, limits=Limits(max_generation_input_tokens=8))
     with pytest.raises(InvalidInput, match=r"text: is \d+ tokens long; at most 8 tokens"):
         small.prepare(GenerationRequest("reverse words: " + " ".join(["apple"] * 20)))
+
+
+def test_non_t5_architecture_is_refused_at_load(tmp_path) -> None:
+    from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_T5)
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+    )
+    BartForConditionalGeneration(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="is a 'bart' model; the T5 deployment serves the T5 architectures"):
+        T5Generator(str(tmp_path))

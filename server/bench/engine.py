@@ -73,8 +73,8 @@ def measure_generation(
             events = session.step()
             now = time.perf_counter()
             for event in events:
-                if event.piece is not None and event.piece.text and event.index not in first:
-                    first[event.index] = now - sent
+                if event.piece is not None and event.piece.text and event.key not in first:
+                    first[event.key] = now - sent
                 if event.result is not None:
                     latencies.append(now - sent)
                     tokens += event.result.output_tokens

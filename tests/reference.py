@@ -1,0 +1,35 @@
+"""Plain transformers, the reference every engine answer is compared with."""
+
+from __future__ import annotations
+
+import torch
+
+from t5electra.server.generator import T5Generator
+
+PROMPTS = [
+    "reverse words: apple river stone",
+    "sort numbers: 42 7 19 88 3",
+    "translate English to German: the small dog sleeps today",
+    "count words: tiger zebra",
+    "reverse words: candle forest mirror planet rocket silver",
+]
+
+
+def hf_generate(generator: T5Generator, prompts: list[str], seed: int | None = None, **kwargs) -> list[list[int]]:
+    """Token ids from ``model.generate``, decoder start and padding removed."""
+    encoded = generator.tokenizer(prompts, padding=True, return_tensors="pt")
+    if seed is not None:
+        torch.manual_seed(seed)
+    defaults = {"max_new_tokens": 64, "top_k": None, "top_p": None, "temperature": None}
+    with torch.inference_mode():
+        output = generator.model.generate(**encoded, **{**defaults, **kwargs})
+    rows = []
+    for row in output[:, 1:].tolist():
+        if generator.tokenizer.eos_token_id in row:
+            row = row[: row.index(generator.tokenizer.eos_token_id) + 1]
+        rows.append(row)
+    return rows
+
+
+def text_of(generator: T5Generator, ids: list[int]) -> str:
+    return generator.tokenizer.decode(ids, skip_special_tokens=True)
