@@ -12,6 +12,7 @@ that start during the warm-up are excluded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -60,6 +61,9 @@ class LoadConfig:
     timeout: float = 30.0
     prompts: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    # Parameter sets that requests take in turn on top of ``params`` (e.g.
+    # short and long answers); figures are also reported per set.
+    mix: tuple[dict[str, Any], ...] = ()
 
     def texts(self) -> tuple[str, ...]:
         if self.prompts:
@@ -80,10 +84,47 @@ class Sample:
     gaps: tuple[float, ...] = ()
     batch_size: int | None = None
     tokens_out: int = 0
+    group: int = 0
+    server_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def latency(self) -> float:
         return self.done - self.sent
+
+    def hops_ms(self) -> dict[str, float] | None:
+        """This request's time per hop, from the server's ``server-timing``
+        trailer and the latency seen here; None without that trailer."""
+        s = self.server_ms
+        if not {"ingress", "model-call", "replica", "queue", "inference"} <= s.keys():
+            return None
+        return {
+            "proxy": self.latency * 1000 - s["ingress"],
+            "ingress": s["ingress"] - s["model-call"],
+            "model call": s["model-call"] - s["replica"],
+            "replica": s["replica"] - s["queue"] - s["inference"],
+            "queue": s["queue"],
+            "engine": s["inference"],
+        }
+
+
+HOPS_EXPLAINED = {
+    "proxy": "client and Ray's gRPC proxy, to the ingress and back",
+    "ingress": "validation, auth, conversion, metrics and log line",
+    "model call": "Ray's router and the call to the model replica and back",
+    "replica": "tokenizing and answering inside the model replica",
+    "queue": "waiting in the replica for a batch (T5: a step to join)",
+    "engine": "the model's work for this request, shared with its batch",
+}
+
+
+def server_timing(header: str | None) -> dict[str, float]:
+    """``name;dur=1.5, other;dur=2`` as {name: 1.5, other: 2.0}."""
+    spans = {}
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";dur=")
+        if name and rest:
+            spans[name] = float(rest)
+    return spans
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -139,7 +180,24 @@ class LoadReport:
         if self.config.rpc == "generate-stream":
             figures["ttft_ms"] = _summary_ms([s.ttft for s in ok if s.ttft is not None])
             figures["inter_piece_ms"] = _summary_ms([g for s in ok for g in s.gaps])
+        hops = [h for s in ok if self.config.rpc != "generate-stream" and (h := s.hops_ms()) is not None]
+        if hops:
+            figures["hops_ms"] = {name: sum(h[name] for h in hops) / len(hops) for name in HOPS_EXPLAINED}
+        if self.config.mix:
+            figures["groups"] = [self._group(i, ok) for i in range(len(self.config.mix))]
         return figures
+
+    def _group(self, index: int, ok: list[Sample]) -> dict[str, Any]:
+        mine = [s for s in ok if s.group == index]
+        group: dict[str, Any] = {
+            "params": self.config.mix[index],
+            "successes": len(mine),
+            "tokens_per_s": sum(s.tokens_out for s in mine) / self.window if self.window > 0 else 0.0,
+            "latency_ms": _summary_ms([s.latency for s in mine]),
+        }
+        if self.config.rpc == "generate-stream":
+            group["ttft_ms"] = _summary_ms([s.ttft for s in mine if s.ttft is not None])
+        return group
 
     def table(self) -> str:
         figures = self.to_json()
@@ -165,6 +223,14 @@ class LoadReport:
         if "batch_size" in figures:
             lines.append(
                 f"  batch size    mean {figures['batch_size']['mean']:.1f}, max {figures['batch_size']['max']}"
+            )
+        if "hops_ms" in figures:
+            lines.append("  mean ms per hop  " + ", ".join(f"{k} {v:.1f}" for k, v in figures["hops_ms"].items()))
+        for group in figures.get("groups", []):
+            ttft = f", ttft p50 {group['ttft_ms']['p50']:.1f} ms" if "ttft_ms" in group else ""
+            lines.append(
+                f"  {json.dumps(group['params'])}: {group['successes']} ok, {group['tokens_per_s']:.0f} tokens/s, "
+                f"p50 {group['latency_ms']['p50']:.1f} ms{ttft}"
             )
         return "\n".join(lines)
 
@@ -218,19 +284,20 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: float) -> Sample:
+async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: float, group: int = 0) -> Sample:
     sent = time.perf_counter() - origin
-    ttft, gaps, batch, tokens = None, [], None, 0
+    ttft, gaps, batch, tokens, metadata = None, [], None, 0, {}
+    params = {**config.params, **(config.mix[group] if config.mix else {})}
     try:
         if config.rpc == "detect":
             detection = await client.detect_replacements(text, timeout=config.timeout)
-            batch = int(detection.metadata.get("batch-size", 0)) or None
+            metadata = detection.metadata
         elif config.rpc == "generate":
-            generation = await client.generate(text, timeout=config.timeout, **config.params)
-            batch = int(generation.metadata.get("batch-size", 0)) or None
+            generation = await client.generate(text, timeout=config.timeout, **params)
+            metadata = generation.metadata
             tokens = generation.output_tokens
         else:
-            stream = client.generate_stream(text, timeout=config.timeout, **config.params)
+            stream = client.generate_stream(text, timeout=config.timeout, **params)
             last = None
             async for _ in stream:
                 now = time.perf_counter() - origin
@@ -240,12 +307,16 @@ async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: f
                     gaps.append(now - last)
                 last = now
             if stream.end is not None:
-                batch = int(stream.end.metadata.get("batch-size", 0)) or None
+                metadata = stream.end.metadata
                 tokens = stream.end.generated_tokens
         code = "OK"
+        batch = int(metadata.get("batch-size", 0)) or None
     except T5ElectraError as error:
         code = error.code.name
-    return Sample(sent, time.perf_counter() - origin, code, ttft, tuple(gaps), batch, tokens)
+    done = time.perf_counter() - origin
+    return Sample(
+        sent, done, code, ttft, tuple(gaps), batch, tokens, group, server_timing(metadata.get("server-timing"))
+    )
 
 
 async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
@@ -274,8 +345,11 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
             claimed += 1
             return True
 
+        turns = itertools.count()
+
         async def record(text: str) -> None:
-            sample = await send_one(client, config, text, origin)
+            group = next(turns) % len(config.mix) if config.mix else 0
+            sample = await send_one(client, config, text, origin, group)
             if sample.sent >= config.warmup:
                 samples.append(sample)
 

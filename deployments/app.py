@@ -26,38 +26,45 @@ GRPC_SERVICER_FUNCTIONS = [
 ]
 
 
-def limit_proxy_messages(settings: Settings) -> None:
-    """Ray's gRPC proxy accepts messages of up to 2 GiB unless
-    RAY_SERVE_GRPC_MAX_MESSAGE_SIZE says otherwise; the proxy reads it from
-    its own environment. A Ray started by this process inherits it; on a
-    cluster started elsewhere it must be set on the nodes (see README)."""
+def configure_ray_environment(settings: Settings) -> None:
+    """Environment that Ray's own processes read, for a Ray this process
+    starts. Ray's gRPC proxy accepts messages of up to 2 GiB unless
+    RAY_SERVE_GRPC_MAX_MESSAGE_SIZE says otherwise; the proxy and controller
+    read Serve's switches from their environment too. On a cluster started
+    elsewhere these must be set on the nodes (see README); the replicas get
+    the switches through their runtime environment either way."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(settings.limits.max_request_bytes)
+    os.environ.update(settings.ray_serve_env)
 
 
 def grpc_options(port: int) -> gRPCOptions:
     return gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS)
 
 
-def _model_options(settings: ModelDeployment) -> dict[str, Any]:
+def _actor_options(options: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    return {**options, "runtime_env": {"env_vars": dict(settings.ray_serve_env)}}
+
+
+def _model_options(model: ModelDeployment, settings: Settings) -> dict[str, Any]:
     return {
-        "autoscaling_config": settings.autoscaling.to_serve(),
-        "max_ongoing_requests": settings.max_ongoing_requests,
-        "max_queued_requests": settings.max_queued_requests,
-        "ray_actor_options": settings.ray_actor_options(),
+        "autoscaling_config": model.autoscaling.to_serve(),
+        "max_ongoing_requests": model.max_ongoing_requests,
+        "max_queued_requests": model.max_queued_requests,
+        "ray_actor_options": _actor_options(model.ray_actor_options(), settings),
         "logging_config": {"enable_access_log": False},
-        **settings.placement_options(),
+        **model.placement_options(),
     }
 
 
 def build_app(settings: Settings) -> Application:
-    t5 = TextGenerator.options(**_model_options(settings.t5)).bind(settings.t5, settings.limits)
-    electra = Detector.options(**_model_options(settings.electra)).bind(settings.electra, settings.limits)
+    t5 = TextGenerator.options(**_model_options(settings.t5, settings)).bind(settings.t5, settings.limits)
+    electra = Detector.options(**_model_options(settings.electra, settings)).bind(settings.electra, settings.limits)
     ingress = settings.ingress
     return Ingress.options(
         autoscaling_config=ingress.autoscaling(),
         max_ongoing_requests=ingress.max_ongoing_requests,
         max_queued_requests=ingress.max_queued_requests,
-        ray_actor_options=ingress.ray_actor_options(),
+        ray_actor_options=_actor_options(ingress.ray_actor_options(), settings),
         logging_config={"enable_access_log": False},
         **ingress.placement_options(),
     ).bind(t5, electra, settings)

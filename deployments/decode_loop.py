@@ -30,6 +30,7 @@ from t5electra.server.domain import BatchTiming
 
 Policy = Literal["continuous", "static"]
 _END = object()
+_REPORTS_PER_WAKE = 16
 
 
 class Admissible(Protocol):
@@ -95,6 +96,7 @@ class DecodeLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._live: dict[int, _Entry] = {}
+        self._reports: list[StepReport] = []
         self.steps = 0
         self.rows_stepped = 0
 
@@ -103,21 +105,29 @@ class DecodeLoop:
         """Requests admitted and not yet answered or dropped."""
         return len(self._live)
 
-    async def stream(self, item: Admissible) -> AsyncIterator[tuple[Any, BatchTiming | None]]:
-        """Queues ``item`` and yields each event the session gives it, the
-        last one with its timing. Leaving the iteration early cancels it."""
+    async def stream(self, item: Admissible) -> AsyncIterator[list[tuple[Any, BatchTiming | None]]]:
+        """Queues ``item`` and yields the events the session gives it, the
+        last one with its timing: each time, every event that arrived since
+        the caller last asked, so a caller slower than the steps gets fewer,
+        larger answers instead of a growing backlog. Leaving the iteration
+        early cancels the request."""
         self._start()
         entry = _Entry(item)
         self._inbox.append(entry)
         self._wake.set()
         try:
             while True:
-                output = await entry.outputs.get()
-                if output is _END:
+                outputs = [await entry.outputs.get()]
+                while not entry.outputs.empty():
+                    outputs.append(entry.outputs.get_nowait())
+                for output in outputs:
+                    if isinstance(output, BaseException):
+                        raise output
+                events = [o for o in outputs if o is not _END]
+                if events:
+                    yield events
+                if outputs[-1] is _END:
                     return
-                if isinstance(output, BaseException):
-                    raise output
-                yield output
         finally:
             entry.abandoned = True
             self._wake.set()
@@ -125,8 +135,8 @@ class DecodeLoop:
     async def call(self, item: Admissible) -> tuple[Any, BatchTiming | None]:
         """Queues ``item`` and returns its last event (its result)."""
         last = None
-        async for output in self.stream(item):
-            last = output
+        async for events in self.stream(item):
+            last = events[-1]
         if last is None:
             raise RuntimeError("the decoding loop ended a request without a result")
         return last
@@ -215,10 +225,15 @@ class DecodeLoop:
                     (entry.admitted - entry.arrived) * 1000, (now - entry.admitted) * 1000, round(rows)
                 )
             outputs.append((entry, (event, timing)))
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._route, outputs, report)
+        self._reports.append(report)
+        # Waking the event loop costs the decoding thread the GIL for a
+        # moment: steps that answer nobody only report metrics, in bulk.
+        if outputs or len(self._reports) >= _REPORTS_PER_WAKE:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._route, outputs, self._reports)
+            self._reports = []
 
-    def _route(self, outputs: list[tuple[_Entry, Any]], report: StepReport) -> None:
+    def _route(self, outputs: list[tuple[_Entry, Any]], reports: list[StepReport]) -> None:
         """On the event loop: hands each output to its caller."""
         for entry, (event, timing) in outputs:
             if entry.abandoned:
@@ -227,7 +242,8 @@ class DecodeLoop:
             if timing is not None:
                 entry.outputs.put_nowait(_END)
         if self._on_step is not None:
-            self._on_step(report)
+            for report in reports:
+                self._on_step(report)
 
     def _fail_all(self, error: Exception) -> None:
         entries, self._live = list(self._live.values()), {}

@@ -2,18 +2,24 @@
 
 Asking the controller is the only view that covers every replica of every
 deployment (a handle call would only reach one, and would queue behind real
-traffic under load). The answer is cached briefly because probes can be
-frequent and the controller is shared.
+traffic under load). The answer is cached because probes can be frequent and
+the controller is shared, and a stale answer is refreshed in the background:
+a request never waits for the controller once a first answer exists (a
+blocking refresh once a second put 5 ms on every Generate at concurrency 1,
+whose requests are more than a second apart).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 from ray import serve
 from ray.serve.schema import ApplicationStatus
+
+logger = logging.getLogger("ray.serve")
 
 CACHE_SECONDS = 1.0
 LIVENESS = "liveness"
@@ -44,13 +50,26 @@ class Readiness:
         self._services = services
         self._cached: tuple[float, Snapshot] | None = None
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def snapshot(self) -> Snapshot:
-        async with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] > CACHE_SECONDS:
-                self._cached = (now, await asyncio.to_thread(self._read))
-            return self._cached[1]
+        """The latest answer, at most about ``CACHE_SECONDS`` old plus one
+        controller round trip; only the very first call waits for it."""
+        if self._cached is None:
+            async with self._lock:
+                if self._cached is None:
+                    self._cached = (time.monotonic(), await asyncio.to_thread(self._read))
+        elif time.monotonic() - self._cached[0] > CACHE_SECONDS and self._refreshing is None:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        return self._cached[1]
+
+    async def _refresh(self) -> None:
+        try:
+            self._cached = (time.monotonic(), await asyncio.to_thread(self._read))
+        except Exception:  # keep the last answer; the next call tries again
+            logger.warning("could not read Serve's status; health answers from the last reading", exc_info=True)
+        finally:
+            self._refreshing = None
 
     def _read(self) -> Snapshot:
         app = serve.status().applications.get(self._app)

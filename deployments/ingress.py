@@ -59,6 +59,17 @@ class _Call:
     model: str = ""
     timing: BatchTiming | None = None
     caller: str = ""
+    model_call_ms: float = 0.0
+
+    @asynccontextmanager
+    async def model_call(self) -> AsyncIterator[None]:
+        """Times the wait on a model deployment (Ray's router, the call to
+        the replica, the replica's work and the way back)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.model_call_ms += (time.perf_counter() - started) * 1000
 
 
 @serve.deployment
@@ -88,7 +99,8 @@ class Ingress:
             domain = wire.generation_request(request, call.request_id)
             validation.check_generation(domain, self._limits)
             await self._require(GENERATION_SERVICE)
-            result = await self._t5.generate.remote(domain)
+            async with call.model_call():
+                result = await self._t5.generate.remote(domain)
             call.tokens_in, call.tokens_out = result.input_tokens, result.output_tokens
             call.model, call.timing = result.model, result.timing
             return wire.generate_response(result)
@@ -102,11 +114,12 @@ class Ingress:
             domain = wire.generation_request(request, call.request_id)
             validation.check_generation(domain, self._limits, streaming=True)
             await self._require(GENERATION_SERVICE)
-            async for piece in self._t5.options(stream=True).generate_stream.remote(domain):
-                if piece.is_last:
-                    call.tokens_in, call.tokens_out = piece.input_tokens, piece.generated_tokens
-                    call.model, call.timing = piece.model, piece.timing
-                yield wire.stream_response(piece)
+            async with call.model_call():
+                async for piece in self._t5.options(stream=True).generate_stream.remote(domain):
+                    if piece.is_last:
+                        call.tokens_in, call.tokens_out = piece.input_tokens, piece.generated_tokens
+                        call.model, call.timing = piece.model, piece.timing
+                    yield wire.stream_response(piece)
 
     async def DetectReplacements(
         self, request: detection_pb2.DetectReplacementsRequest, grpc_context: RayServegRPCContext
@@ -116,7 +129,8 @@ class Ingress:
             domain = wire.detection_request(request, call.request_id)
             validation.check_detection(domain, self._limits)
             await self._require(DETECTION_SERVICE)
-            detection = await self._electra.detect.remote(domain)
+            async with call.model_call():
+                detection = await self._electra.detect.remote(domain)
             call.tokens_in, call.model, call.timing = detection.input_tokens, detection.model, detection.timing
             return wire.detect_response(detection)
         return detection_pb2.DetectReplacementsResponse()
@@ -202,6 +216,7 @@ class Ingress:
                     ("queue-ms", f"{timing.queue_ms:.2f}"),
                     ("inference-ms", f"{timing.inference_ms:.2f}"),
                     ("batch-size", str(timing.batch_size)),
+                    ("server-timing", _server_timing(call, elapsed_ms, timing)),
                 ]
             )
         self._requests.inc(tags={"rpc": call.rpc, "code": call.code.name})
@@ -222,6 +237,23 @@ class Ingress:
                 }
             )
         )
+
+
+def _server_timing(call: _Call, elapsed_ms: float, timing: BatchTiming) -> str:
+    """Where the request's time went, in the W3C Server-Timing syntax:
+    ``ingress`` is all of it inside the ingress, ``model-call`` the wait on
+    the model deployment within that (for a stream, also the time the proxy
+    takes each piece), ``replica`` the model replica's part of
+    that wait, and ``queue`` plus ``inference`` the batcher's part of that.
+    A client subtracts its neighbours to get each hop (``t5electra bench``)."""
+    spans = {
+        "ingress": elapsed_ms,
+        "model-call": call.model_call_ms,
+        "replica": timing.replica_ms,
+        "queue": timing.queue_ms,
+        "inference": timing.inference_ms,
+    }
+    return ", ".join(f"{name};dur={value:.2f}" for name, value in spans.items())
 
 
 def _metadata(grpc_context: RayServegRPCContext, name: str) -> str | None:

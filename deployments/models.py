@@ -1,9 +1,10 @@
 """Ray Serve deployments that own a model each and batch its requests.
 
 They wrap the engines and know nothing of tokenizers or protos: requests and
-results are the domain's dataclasses. Model work runs on one worker thread
-per replica so that the replica's event loop keeps accepting requests (and
-noticing cancellations) while a batch computes.
+results are the domain's dataclasses. Requests come from the ingress, which
+checked their fields, so the engines only count tokens. Model work runs on a
+thread of its own per replica so that the replica's event loop keeps
+accepting requests (and noticing cancellations) while the model computes.
 """
 
 from __future__ import annotations
@@ -137,19 +138,25 @@ class TextGenerator:
         return {**_describe(self._engine), "decoding": self._loop.decoding, "steps": self._loop.steps}
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        event, timing = await self._loop.call(self._engine.prepare(request))
-        return self._stamp(event, timing).result
+        entered = time.perf_counter()
+        event, timing = await self._loop.call(self._engine.prepare(request, checked=True))
+        return self._stamp(event, timing, entered).result
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece]:
         # Leaving this generator early (the caller cancelled or disconnected)
         # cancels the request; its row leaves the batch at the next step.
-        async for event, timing in self._loop.stream(self._engine.prepare(request, stream=True)):
-            if event.piece is not None:
-                yield self._stamp(event, timing).piece
+        entered = time.perf_counter()
+        async for events in self._loop.stream(self._engine.prepare(request, stream=True, checked=True)):
+            pieces = [self._stamp(event, timing, entered).piece for event, timing in events if event.piece is not None]
+            if pieces:
+                # Pieces that piled up while the ingress took the last one
+                # travel as one message: under load, fewer and larger messages.
+                yield StreamPiece.joined(pieces)
 
-    def _stamp(self, event: StepEvent, timing: BatchTiming | None) -> StepEvent:
+    def _stamp(self, event: StepEvent, timing: BatchTiming | None, entered: float) -> StepEvent:
         if event.result is None or timing is None:
             return event
+        timing = replace(timing, replica_ms=(time.perf_counter() - entered) * 1000)
         self._metrics.count_tokens(event.result.input_tokens, event.result.output_tokens)
         piece = replace(event.piece, timing=timing) if event.piece is not None else None
         return replace(event, piece=piece, result=replace(event.result, timing=timing))
@@ -170,7 +177,9 @@ class Detector:
         return _describe(self._engine)
 
     async def detect(self, request: DetectionRequest) -> Detection:
-        return await self._batcher.call(Ticket(self._engine.prepare(request)))
+        entered = time.perf_counter()
+        detection: Detection = await self._batcher.call(Ticket(self._engine.prepare(request, checked=True)))
+        return replace(detection, timing=replace(detection.timing, replica_ms=(time.perf_counter() - entered) * 1000))
 
     async def _score(self, batch: Batch[Ticket]) -> None:
         loop = asyncio.get_running_loop()

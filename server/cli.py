@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from t5electra.deployments.app import build_app, grpc_options, limit_proxy_messages
+    from t5electra.deployments.app import build_app, configure_ray_environment, grpc_options
 
     overrides: dict[str, Any] = {"port": args.port}
     if args.t5_model:
@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.load(args.config, **overrides)
 
     started = time.monotonic()
-    limit_proxy_messages(settings)
+    configure_ray_environment(settings)
     if args.address:
         context = ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
     else:
@@ -231,6 +231,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         prompts=prompts,
         params=params,
+        mix=tuple(args.mix or ()),
     )
     report = asyncio.run(run_load(config, progress=sys.stderr.isatty()))
     print(report.table())
@@ -252,6 +253,7 @@ def _bench(args: argparse.Namespace) -> int:
         "electra_model": args.electra_model,
         "max_new_tokens": args.max_new_tokens,
         "torch_threads": args.torch_threads,
+        "mixed": not args.no_mixed,
     }
     if args.sizes:
         chosen["sizes"] = tuple(args.sizes.split(","))
@@ -411,6 +413,14 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--timeout", type=float, default=30.0, help="per-request deadline (30)")
     load.add_argument("--prompts", type=Path, help="file with one prompt per line (default: built-in set)")
     load.add_argument("--max-new-tokens", type=int, help="for generate and generate-stream")
+    load.add_argument(
+        "--mix",
+        action="append",
+        type=json.loads,
+        metavar="JSON",
+        help="generation parameters that requests take in turn, reported apart; repeat it, e.g. "
+        '--mix \'{"max_new_tokens": 4, "min_new_tokens": 4}\' --mix \'{"max_new_tokens": 48, "min_new_tokens": 48}\'',
+    )
     load.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON")
     load.add_argument("--plot", type=Path, metavar="PATH.png", help="latency histogram and throughput chart")
     load.set_defaults(run=_loadtest)
@@ -433,6 +443,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-new-tokens", type=int, default=32, help="for generation requests (32)")
     bench.add_argument(
         "--torch-threads", type=int, default=1, help="intra-op threads of replicas, plain server and engine (1)"
+    )
+    bench.add_argument(
+        "--no-mixed", action="store_true", help="skip the mixed-length phase (continuous vs static T5 scheduler)"
     )
     bench.add_argument("--t5-model", help="real weights for the small size: hub id or path (e.g. t5-small)")
     bench.add_argument("--electra-model", help="real weights for the small size: hub id or path")

@@ -24,11 +24,53 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 
 from .domain import FinishReason
 from .logits import RowParameters
 from .text_stream import TextStream
+
+HEADROOM = 32
+"""Decoder positions a row's self-attention history has room for before its
+buffer is copied into a larger one (which then has as much room again as it
+holds)."""
+
+
+class _History(DynamicLayer):
+    """A self-attention cache layer whose keys and values sit in a buffer with
+    room to grow, so a step writes one column in place. transformers'
+    DynamicLayer concatenates instead, copying every row's whole history in
+    every layer at every step: a tenth of a t5-small step at 40 tokens, and a
+    share that grows with the length."""
+
+    def __init__(self, keys: torch.Tensor | None = None, values: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if keys is not None and values is not None:
+            self._hold(keys, values, HEADROOM)
+
+    def _hold(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+        length = keys.size(2)
+        shape = (keys.size(0), keys.size(1), length + room, keys.size(3))
+        self._key_buffer, self._value_buffer = keys.new_empty(shape), values.new_empty(shape)
+        self._key_buffer[:, :, :length] = keys
+        self._value_buffer[:, :, :length] = values
+        self.device, self.is_initialized, self._length = keys.device, True, length
+        self.keys, self.values = self._key_buffer[:, :, :length], self._value_buffer[:, :, :length]
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self._hold(key_states, value_states, HEADROOM)
+            return self.keys, self.values
+        start, end = self._length, self._length + key_states.size(2)
+        if end > self._key_buffer.size(2):
+            self._hold(self.keys, self.values, max(HEADROOM, end))
+        self._key_buffer[:, :, start:end] = key_states
+        self._value_buffer[:, :, start:end] = value_states
+        self._length = end
+        self.keys, self.values = self._key_buffer[:, :, :end], self._value_buffer[:, :, :end]
+        return self.keys, self.values
 
 
 def _pad(tensor: torch.Tensor, dim: int, size: int, value: float, *, left: bool) -> torch.Tensor:
@@ -177,4 +219,12 @@ def _cache(
 ) -> EncoderDecoderCache:
     """A cache holding these tensors; its cross-attention part counts as
     computed, so the decoder reuses it instead of projecting encoder states."""
-    return EncoderDecoderCache(DynamicCache(self_kv or None), DynamicCache(cross_kv))
+    return EncoderDecoderCache(history_cache(self_kv), DynamicCache(cross_kv))
+
+
+def history_cache(self_kv: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> DynamicCache:
+    """A self-attention cache of :class:`_History` layers, empty or holding ``self_kv``."""
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = _History
+    cache.layers = [_History(keys, values) for keys, values in self_kv]
+    return cache

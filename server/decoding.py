@@ -29,7 +29,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from . import logits
-from .decode_batch import DecodeBatch
+from .decode_batch import DecodeBatch, history_cache
 from .domain import (
     FinishReason,
     GeneratedSequence,
@@ -184,9 +184,7 @@ class GenerationSession:
             texts=[TextStream(g.decode, r.parameters.stop_sequences, lazy=not r.stream) for r in rows],
             hidden=hidden,
             encoder_mask=mask.index_select(0, expand),
-            cache=EncoderDecoderCache(
-                DynamicCache(), DynamicCache(g.cross_attention_states(hidden.index_select(0, expand)))
-            ),
+            cache=EncoderDecoderCache(history_cache(), DynamicCache(g.cross_attention_states(hidden))),
             start_id=g.start_id,
         )
 
@@ -258,7 +256,7 @@ class GenerationSession:
                         pieces[key], last.generated_tokens, last.finish_reason, result.input_tokens, result.model
                     )
                 events.append(StepEvent(key, piece, result))
-            elif prepared.stream and pieces.get(key):
+            elif prepared.stream:
                 events.append(StepEvent(key, StreamPiece(pieces[key], generated[rows[0]])))
         for key in complete:
             self._requests.pop(key)

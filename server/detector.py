@@ -69,9 +69,11 @@ class ReplacementDetector:
         # Room for [CLS] and [SEP] around every window.
         self.window = limit - 2
 
-    def prepare(self, request: DetectionRequest) -> PreparedDetection:
-        """Validates and tokenizes one request; raises :class:`InvalidInput`."""
-        check_detection(request, self.limits)
+    def prepare(self, request: DetectionRequest, *, checked: bool = False) -> PreparedDetection:
+        """Validates and tokenizes one request; raises :class:`InvalidInput`.
+        ``checked``: as for :meth:`T5Generator.prepare`."""
+        if not checked:
+            check_detection(request, self.limits)
         ids, encoding = encode_untrusted(self.tokenizer, request.text, add_special_tokens=False, offsets=True)
         if len(ids) > self.limits.max_detection_input_tokens:
             raise InvalidInput(

@@ -9,7 +9,8 @@ that converts them to and from protos.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 
 class FinishReason(enum.IntEnum):
@@ -64,13 +65,17 @@ class GeneratedSequence:
 class BatchTiming:
     """Where a request's time went inside a model replica.
 
-    ``queue_ms`` is from arrival at the replica to the start of its batch;
-    ``inference_ms`` from that start to the request's last token.
+    ``queue_ms`` is from arrival at the replica's batcher to the start of its
+    batch (T5: to the step it joined); ``inference_ms`` from that start to the
+    request's last token; ``replica_ms`` from the replica method's start to
+    its answer, preparation included. ``batch_size`` is the batch's requests
+    (T5: the mean rows of the steps that decoded the request).
     """
 
     queue_ms: float = 0.0
     inference_ms: float = 0.0
     batch_size: int = 1
+    replica_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,12 @@ class StreamPiece:
     @property
     def is_last(self) -> bool:
         return self.finish_reason is not None
+
+    @staticmethod
+    def joined(pieces: Sequence[StreamPiece]) -> StreamPiece:
+        """Consecutive pieces of one stream as one: their text, and the
+        counts and ending of the last."""
+        return replace(pieces[-1], text="".join(p.text for p in pieces))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ray.serve.api import RunTarget
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
 from t5electra.clients.v1 import detection_pb2_grpc, generation_pb2_grpc
-from t5electra.deployments.app import build_app, grpc_options, limit_proxy_messages
+from t5electra.deployments.app import build_app, configure_ray_environment, grpc_options
 from t5electra.server.settings import Settings
 
 from conftest import free_port
@@ -74,7 +74,7 @@ class ServerUnderTest:
         # by default; a test that waits for a scale-up wants them every second.
         os.environ["RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
         os.environ["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
-        limit_proxy_messages(settings)
+        configure_ray_environment(settings)
         ray.init(
             num_cpus=2,
             include_dashboard=False,

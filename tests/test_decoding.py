@@ -99,6 +99,22 @@ def test_seeded_sampling_joining_mid_decode_equals_transformers(generator: T5Gen
         assert [s.text for s in run.results[label].sequences] == expected_texts(generator, request), label
 
 
+def test_several_sampling_requests_joining_in_one_step_keep_their_rows(generator: T5Generator) -> None:
+    """Requests that join together, each with several rows, keep their own
+    prompts and generators."""
+    first = GenerationParameters(do_sample=True, seed=5, temperature=2.0, num_return_sequences=2)
+    second = GenerationParameters(do_sample=True, seed=6, temperature=1.5, top_k=30, num_return_sequences=3)
+    schedule = [
+        (0, "busy", GenerationRequest(PROMPTS[4], GenerationParameters(min_new_tokens=15, max_new_tokens=15)), False),
+        (3, "first", GenerationRequest(PROMPTS[0], first), False),
+        (3, "greedy", GenerationRequest(PROMPTS[3]), False),
+        (3, "second", GenerationRequest(PROMPTS[2], second), False),
+    ]
+    run = drive(generator, schedule)
+    for _, label, request, _ in schedule:
+        assert [s.text for s in run.results[label].sequences] == expected_texts(generator, request), label
+
+
 def test_stream_joining_mid_decode_joins_to_generate_text(generator: T5Generator) -> None:
     stopped = GenerationParameters(stop_sequences=("Hund",))
     schedule = [

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,12 @@ from t5electra.server.domain import GenerationParameters
 
 from . import checkpoints, engine
 from .checkpoints import ModelPair
+from .processes import replica_peak_rss_mb
 
 RPCS = ("generate", "generate-stream", "detect")
 REFERENCE_CONCURRENCY = 16
+SCHEDULERS = ("continuous", "static")
+SHORT, LONG = 4, 48
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class BenchConfig:
     # thread counts. One is what a replica of the default config gets
     # (num_cpus 0.5 makes Ray set OMP_NUM_THREADS=1).
     torch_threads: int = 1
+    # The mixed-length phase: GenerateStream at the reference concurrency,
+    # requests wanting SHORT or LONG tokens in turn, then all LONG, under
+    # each T5 scheduler.
+    mixed: bool = True
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
@@ -68,6 +75,7 @@ class SizeResult:
     served: list[dict[str, Any]] = field(default_factory=list)
     plain: list[dict[str, Any]] = field(default_factory=list)
     engine: list[dict[str, Any]] = field(default_factory=list)
+    mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,7 +85,9 @@ class SizeResult:
             "served": self.served,
             "plain": self.plain,
             "engine": self.engine,
+            "mixed": self.mixed,
             "ratios": ratios(self),
+            "scheduling": scheduling_ratios(self.mixed),
         }
 
 
@@ -121,6 +131,21 @@ def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
             "served_over_plain": divide(rate(served_ref), rate(plain_ref)),
             "p50_overhead_ms": overhead,
         }
+    return out
+
+
+def scheduling_ratios(mixed: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """R1 (mixed tokens/s over all-LONG tokens/s), R2 (first piece p50 under
+    the mixed load over the p50 latency of its LONG requests) per scheduler,
+    and continuous over static tokens/s at mixed lengths."""
+    out: dict[str, float | None] = {}
+    for scheduler, phase in mixed.items():
+        long = phase["mixed"]["groups"][1]["latency_ms"]["p50"]
+        out[f"r1_{scheduler}"] = phase["mixed"]["tokens_per_s"] / phase["all_long"]["tokens_per_s"]
+        out[f"r2_{scheduler}"] = phase["mixed"]["ttft_ms"]["p50"] / long if long else None
+    if set(SCHEDULERS) <= mixed.keys():
+        tokens = {name: mixed[name]["mixed"]["tokens_per_s"] for name in SCHEDULERS}
+        out["continuous_over_static"] = tokens["continuous"] / tokens["static"] if tokens["static"] else None
     return out
 
 
@@ -181,11 +206,20 @@ def started_process(
                 process.wait()
 
 
+def _load(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
+    figures = asyncio.run(run_load(load, progress=False)).to_json()
+    say(
+        f"  {label:<10} {load.rpc:<16} c={load.concurrency:<3} {figures['throughput_rps']:8.1f} req/s  "
+        f"{figures.get('tokens_per_s', 0):7.0f} tok/s  p50 {figures['latency_ms']['p50']:7.1f} ms  "
+        f"errors {sum(figures['errors'].values())}"
+    )
+    return figures
+
+
 def _loads(address: str, config: BenchConfig, say: Callable[[str], None], label: str) -> list[dict[str, Any]]:
-    points = []
-    for rpc in config.rpcs:
-        for concurrency in config.concurrencies:
-            load = LoadConfig(
+    return [
+        _load(
+            LoadConfig(
                 address=address,
                 rpc=rpc,  # type: ignore[arg-type]
                 concurrency=concurrency,
@@ -193,14 +227,34 @@ def _loads(address: str, config: BenchConfig, say: Callable[[str], None], label:
                 warmup=config.warmup,
                 timeout=120.0,
                 params={} if rpc == "detect" else {"max_new_tokens": config.max_new_tokens},
-            )
-            figures = asyncio.run(run_load(load, progress=False)).to_json()
-            say(
-                f"  {label:<7} {rpc:<16} c={concurrency:<3} {figures['throughput_rps']:8.1f} req/s  "
-                f"p50 {figures['latency_ms']['p50']:7.1f} ms  errors {sum(figures['errors'].values())}"
-            )
-            points.append(figures)
-    return points
+            ),
+            say,
+            label,
+        )
+        for rpc in config.rpcs
+        for concurrency in config.concurrencies
+    ]
+
+
+def _exact(tokens: int) -> dict[str, int]:
+    return {"max_new_tokens": tokens, "min_new_tokens": tokens}
+
+
+def _mixed_phase(address: str, config: BenchConfig, say: Callable[[str], None], scheduler: str) -> dict[str, Any]:
+    """GenerateStream at the reference concurrency: SHORT and LONG requests
+    in turn, then all LONG."""
+    base = LoadConfig(
+        address=address,
+        rpc="generate-stream",
+        concurrency=REFERENCE_CONCURRENCY,
+        duration=config.duration,
+        warmup=config.warmup,
+        timeout=120.0,
+    )
+    return {
+        "mixed": _load(replace(base, mix=(_exact(SHORT), _exact(LONG))), say, f"{scheduler[:6]} mix"),
+        "all_long": _load(replace(base, params=_exact(LONG)), say, f"{scheduler[:6]} {LONG}"),
+    }
 
 
 def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[int]]) -> list[dict[str, Any]]:
@@ -233,8 +287,9 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
     return points
 
 
-def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callable[[str], None]) -> SizeResult:
-    result = SizeResult(models)
+@contextmanager
+def _served(models: ModelPair, config: BenchConfig, workdir: Path, scheduler: str) -> Iterator[tuple[Started, str]]:
+    """A ``t5electra serve`` process with ``scheduler`` for T5; yields it and its address."""
     port = free_port()
     env = {
         "T5ELECTRA_PORT": str(port),
@@ -244,12 +299,28 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
         "T5ELECTRA_ELECTRA__MODEL": models.electra,
         "T5ELECTRA_T5__TORCH_THREADS": str(config.torch_threads),
         "T5ELECTRA_ELECTRA__TORCH_THREADS": str(config.torch_threads),
+        "T5ELECTRA_T5__SCHEDULER": scheduler,
     }
     serve = [sys.executable, "-m", "t5electra.server.cli", "serve"]
+    log = workdir / f"serve-{models.size}-{scheduler}.log"
+    with started_process("t5electra serve", serve, "serving on", log, env) as up:
+        yield up, f"127.0.0.1:{port}"
+
+
+def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callable[[str], None]) -> SizeResult:
+    result = SizeResult(models)
     say(f"{models.size}: served system (t5electra serve, {models.weights})")
-    with started_process("t5electra serve", serve, "serving on", workdir / f"serve-{models.size}.log", env) as up:
+    with _served(models, config, workdir, "continuous") as (up, address):
         result.startup_s = up.seconds
-        result.served = _loads(f"127.0.0.1:{port}", config, say, "served")
+        result.served = _loads(address, config, say, "served")
+        if config.mixed:
+            result.mixed["continuous"] = _mixed_phase(address, config, say, "continuous")
+            result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, "TextGenerator")
+    if config.mixed:
+        say(f"{models.size}: served system, static T5 scheduler")
+        with _served(models, config, workdir, "static") as (up, address):
+            result.mixed["static"] = _mixed_phase(address, config, say, "static")
+            result.mixed["static"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, "TextGenerator")
 
     plain_port = free_port()
     plain = [

@@ -24,10 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, percentile, send_one
 
+from .processes import serving_memory_mb
 from .runner import free_port, started_process
 
 MODEL_DEPLOYMENTS = ("TextGenerator", "Detector")
@@ -53,23 +52,6 @@ class Faults:
 
     def in_burst(self, moment: float) -> bool:
         return any(start <= moment < end for start, end in self.bursts)
-
-
-def serving_memory_mb(root_pid: int) -> float:
-    """Resident memory of the server process and every Ray process it started
-    (its process tree), in MiB."""
-    try:
-        root = psutil.Process(root_pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total / 2**20
 
 
 class ReplicaKiller:
