@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -131,9 +132,13 @@ class AsyncGenerationStream:
         self._request_id = request_id
         self._call: Any = None
         self.end: StreamEnd | None = None
+        # When the first message arrived (time.perf_counter()), text or not:
+        # the time to first token, for a model whose first tokens print nothing.
+        self.first_token_at: float | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
         first = await self._client._with_retries(self._open, self._timeout)
+        self.first_token_at = time.perf_counter()
         text, last = "", None
         try:
             message = first

@@ -139,9 +139,13 @@ class GenerationStream:
         self._request_id = request_id
         self._call: Any = None
         self.end: StreamEnd | None = None
+        # When the first message arrived (time.perf_counter()), text or not:
+        # the time to first token, for a model whose first tokens print nothing.
+        self.first_token_at: float | None = None
 
     def __iter__(self) -> Iterator[str]:
         first, rest = self._client._with_retries(self._open, self._timeout)
+        self.first_token_at = time.perf_counter()
         text, last = "", None
         try:
             for message in _chain(first, rest):

@@ -75,7 +75,7 @@ class LoadConfig:
 class Sample:
     """One finished request: when it was sent and done (seconds since the
     start of the run), its status, and for streams the time to the first
-    piece and the gaps between pieces."""
+    message (first token) and the gaps between pieces of text."""
 
     sent: float
     done: float
@@ -301,11 +301,11 @@ async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: f
             last = None
             async for _ in stream:
                 now = time.perf_counter() - origin
-                if last is None:
-                    ttft = now - sent
-                else:
+                if last is not None:
                     gaps.append(now - last)
                 last = now
+            if stream.first_token_at is not None:
+                ttft = stream.first_token_at - origin - sent
             if stream.end is not None:
                 metadata = stream.end.metadata
                 tokens = stream.end.generated_tokens

@@ -123,6 +123,7 @@ class TextGenerator:
         _set_threads(settings)
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._metrics = _BatchMetrics(self._engine.name)
+        self._stream_interval_s = settings.stream_interval_s
         self._loop = DecodeLoop(
             self._engine.session,
             max_rows=settings.max_batch_size,
@@ -146,12 +147,17 @@ class TextGenerator:
         # Leaving this generator early (the caller cancelled or disconnected)
         # cancels the request; its row leaves the batch at the next step.
         entered = time.perf_counter()
+        held: list[StreamPiece] = []
+        sent = None
         async for events in self._loop.stream(self._engine.prepare(request, stream=True, checked=True)):
-            pieces = [self._stamp(event, timing, entered).piece for event, timing in events if event.piece is not None]
-            if pieces:
-                # Pieces that piled up while the ingress took the last one
-                # travel as one message: under load, fewer and larger messages.
-                yield StreamPiece.joined(pieces)
+            held += [self._stamp(event, timing, entered).piece for event, timing in events if event.piece is not None]
+            now = time.perf_counter()
+            # The first and the last piece leave at once; in between, pieces
+            # made within stream_interval_s of the last message (or waiting
+            # while the ingress took it) travel together as one message.
+            if held and (sent is None or held[-1].is_last or now - sent >= self._stream_interval_s):
+                yield StreamPiece.joined(held)
+                held, sent = [], now
 
     def _stamp(self, event: StepEvent, timing: BatchTiming | None, entered: float) -> StepEvent:
         if event.result is None or timing is None:

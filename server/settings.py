@@ -168,6 +168,13 @@ class T5Deployment(ModelDeployment):
         "static: a batch decodes until its longest request ends before others join",
     )
 
+    stream_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="GenerateStream: pieces made within this long after the previous message travel "
+        "together as one (the first and the last piece never wait); 0 sends one per token",
+    )
+
     @model_validator(mode="after")
     def _one_loop(self) -> T5Deployment:
         if self.max_concurrent_batches != 1:

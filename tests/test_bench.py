@@ -95,3 +95,32 @@ def test_table_plot_and_markdown_are_written(bench: tuple[dict, str, Path]) -> N
     assert table.startswith("Measured with `t5electra bench --quick")
     rows = [line for line in table.splitlines() if line.startswith("| detect | served |")]
     assert len(rows) == len([p for p in figures["sizes"][0]["served"] if p["rpc"] == "detect"])
+
+
+def test_mixed_lengths_compare_the_schedulers(bench: tuple[dict, str, Path]) -> None:
+    figures, stdout, _ = bench
+    (size,) = figures["sizes"]
+    assert set(size["mixed"]) == {"continuous", "static"}
+    for scheduler, phase in size["mixed"].items():
+        short, long = phase["mixed"]["groups"]
+        assert short["params"] == {"max_new_tokens": 4, "min_new_tokens": 4}
+        assert long["params"] == {"max_new_tokens": 48, "min_new_tokens": 48}
+        assert short["successes"] > 0 and long["successes"] > 0
+        assert phase["all_long"]["tokens_per_s"] > 0 and phase["replica_peak_rss_mb"] > 100
+        ratios = size["scheduling"]
+        assert ratios[f"r1_{scheduler}"] == pytest.approx(
+            phase["mixed"]["tokens_per_s"] / phase["all_long"]["tokens_per_s"]
+        )
+        assert ratios[f"r2_{scheduler}"] == pytest.approx(phase["mixed"]["ttft_ms"]["p50"] / long["latency_ms"]["p50"])
+    assert size["scheduling"]["continuous_over_static"] > 0
+    assert "mixed lengths" in stdout and "mean ms per hop" in stdout
+
+
+def test_unary_points_break_latency_down_by_hop(bench: tuple[dict, str, Path]) -> None:
+    figures, _, _ = bench
+    (size,) = figures["sizes"]
+    detect = next(p for p in size["served"] if p["rpc"] == "detect" and p["concurrency"] == 1)
+    hops = detect["hops_ms"]
+    assert set(hops) == {"proxy", "ingress", "model call", "replica", "queue", "engine"}
+    assert hops["engine"] > 0 and hops["proxy"] > 0
+    assert sum(hops.values()) == pytest.approx(detect["latency_ms"]["mean"], rel=0.01)

@@ -129,6 +129,28 @@ def test_first_piece_arrives_before_generation_ends(server: ServerUnderTest) -> 
     assert arrivals[0][0] < arrivals[-1][0]
 
 
+def test_short_requests_join_a_running_decode_and_leave_before_it_ends(
+    server: ServerUnderTest, generator: T5Generator
+) -> None:
+    """Continuous batching through real gRPC: while a 300-token stream
+    decodes, short requests arrive, decode alongside it, and are answered
+    long before it ends, with the same text as the engine alone."""
+    server.wait_until_idle()
+    long = generation_pb2.GenerateRequest(
+        text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=300, max_new_tokens=300)
+    )
+    with server.channel() as channel, server.client() as client, ThreadPoolExecutor(4) as pool:
+        stream = server.generation_stub(channel).GenerateStream(long, timeout=120)
+        next(stream)
+        shorts = list(pool.map(lambda p: client.generate(p), PROMPTS[1:5]))
+        rest = list(stream)
+    assert rest[-1].generated_tokens == 300 and rest[-1].finish_reason == generation_pb2.LENGTH
+    assert len(rest) > 100, "the long stream was still decoding when every short answer had arrived"
+    for prompt, result in zip(PROMPTS[1:5], shorts, strict=True):
+        assert [s.text for s in result.sequences] == in_process(generator, prompt)
+        assert int(result.metadata["batch-size"]) >= 2, "decoded in company of the long stream"
+
+
 def test_concurrent_mixed_requests_are_batched_and_unchanged(server: ServerUnderTest, generator: T5Generator) -> None:
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(20)]
     params = [{"max_new_tokens": 2 + i} if i % 3 == 0 else {} for i in range(20)]
