@@ -119,6 +119,9 @@ class Ingress:
                     if piece.is_last:
                         call.tokens_in, call.tokens_out = piece.input_tokens, piece.generated_tokens
                         call.model, call.timing = piece.model, piece.timing
+                        # Serve's proxy applies the context with each message
+                        # it receives: a stream's trailers go with its last one.
+                        _answered(call, grpc_context)
                     yield wire.stream_response(piece)
 
     async def DetectReplacements(
@@ -209,16 +212,7 @@ class Ingress:
         elapsed_ms = (time.perf_counter() - call.started) * 1000
         timing = call.timing or BatchTiming(batch_size=0)
         if call.code == grpc.StatusCode.OK:
-            grpc_context.set_trailing_metadata(
-                [
-                    ("x-request-id", call.request_id),
-                    ("model", call.model),
-                    ("queue-ms", f"{timing.queue_ms:.2f}"),
-                    ("inference-ms", f"{timing.inference_ms:.2f}"),
-                    ("batch-size", str(timing.batch_size)),
-                    ("server-timing", _server_timing(call, elapsed_ms, timing)),
-                ]
-            )
+            _answered(call, grpc_context)
         self._requests.inc(tags={"rpc": call.rpc, "code": call.code.name})
         self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
         logger.info(
@@ -237,6 +231,22 @@ class Ingress:
                 }
             )
         )
+
+
+def _answered(call: _Call, grpc_context: RayServegRPCContext) -> None:
+    """The trailing metadata of a successful call."""
+    elapsed_ms = (time.perf_counter() - call.started) * 1000
+    timing = call.timing or BatchTiming(batch_size=0)
+    grpc_context.set_trailing_metadata(
+        [
+            ("x-request-id", call.request_id),
+            ("model", call.model),
+            ("queue-ms", f"{timing.queue_ms:.2f}"),
+            ("inference-ms", f"{timing.inference_ms:.2f}"),
+            ("batch-size", str(timing.batch_size)),
+            ("server-timing", _server_timing(call, elapsed_ms, timing)),
+        ]
+    )
 
 
 def _server_timing(call: _Call, elapsed_ms: float, timing: BatchTiming) -> str:

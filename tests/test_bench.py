@@ -51,7 +51,8 @@ def test_every_phase_measured_every_point(bench: tuple[dict, str, Path]) -> None
         assert {(p["rpc"], p["concurrency"]) for p in size[system]} == {
             (rpc, c) for rpc in ("detect", "generate-stream") for c in (1, REFERENCE_CONCURRENCY)
         }
-    formed = {(p["rpc"], max(1, round(p["batch_size"]["mean"]))) for p in size["served"] if "batch_size" in p}
+    assert all("batch_size" in p for p in size["served"]), "every served point knows its batch size"
+    formed = {(p["rpc"], max(1, round(p["batch_size"]["mean"]))) for p in size["served"]}
     engine = {(p["rpc"], p["batch_size"]) for p in size["engine"]}
     assert formed <= engine and {("detect", 1), ("generate-stream", 1)} <= engine
 

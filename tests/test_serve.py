@@ -102,6 +102,9 @@ def test_trailing_metadata_describes_the_request(server: ServerUnderTest) -> Non
     assert metadata["model"] == "tiny-t5"
     assert float(metadata["queue-ms"]) >= 0 and float(metadata["inference-ms"]) > 0
     assert int(metadata["batch-size"]) >= 1
+    spans = dict(part.strip().split(";dur=") for part in metadata["server-timing"].split(","))
+    assert list(spans) == ["ingress", "model-call", "replica", "queue", "inference"]
+    assert float(spans["ingress"]) >= float(spans["model-call"]) >= float(spans["replica"]) > 0
 
 
 def test_stream_joins_to_generate_and_arrives_in_pieces(server: ServerUnderTest) -> None:
@@ -113,6 +116,8 @@ def test_stream_joins_to_generate_and_arrives_in_pieces(server: ServerUnderTest)
     assert len(pieces) > 1
     assert stream.end is not None and stream.end.text == expected
     assert stream.end.finish_reason == "EOS_TOKEN"
+    assert stream.end.metadata["model"] == "tiny-t5" and int(stream.end.metadata["batch-size"]) >= 1
+    assert "inference;dur=" in stream.end.metadata["server-timing"]
 
 
 def test_first_piece_arrives_before_generation_ends(server: ServerUnderTest) -> None:
