@@ -131,10 +131,10 @@ def table(bench: dict[str, Any]) -> str:
         lines.append("ratios:")
         for rpc, values in sorted(size["ratios"].items()):
             for name, value in values.items():
-                shown = "n/a" if value is None else f"{value:.2f}"
+                shown = "n/a" if value is None else f"{value:.3g}"
                 lines.append(f"  {rpc:<16}{name:<24}{shown:>8}  {verdict(name, rpc, value)}")
         for rpc, name, value in _scheduling_lines(size):
-            shown = "n/a" if value is None else f"{value:.3f}"
+            shown = "n/a" if value is None else f"{value:.3g}"
             lines.append(f"  {rpc:<16}{name:<24}{shown:>8}  {verdict(name, rpc, value)}")
     return "\n".join(lines)
 
@@ -210,9 +210,9 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         lines += ["", "| rpc | ratio | value | target |", "| --- | --- | --- | --- |"]
         for rpc, values in sorted(size["ratios"].items()):
             for name, value in values.items():
-                shown = "n/a" if value is None else f"{value:.2f}"
+                shown = "n/a" if value is None else f"{value:.3g}"
                 lines.append(f"| {rpc} | {name} | {shown} | {verdict(name, rpc, value) or '-'} |")
         for rpc, name, value in _scheduling_lines(size):
-            shown = "n/a" if value is None else f"{value:.3f}"
+            shown = "n/a" if value is None else f"{value:.3g}"
             lines.append(f"| {rpc} | {name} | {shown} | {verdict(name, rpc, value) or '-'} |")
     return "\n".join(lines) + "\n"
