@@ -8,7 +8,22 @@
 from .aio import AsyncClient, AsyncGenerationStream
 from .client import Client, GenerationStream
 from .options import NO_RETRY, RetryPolicy
-from .results import Detection, Generation, Sequence, Span, StreamEnd, T5ElectraError, TokenScore
+from .results import (
+    Detection,
+    Generation,
+    ModelInfo,
+    Sequence,
+    Span,
+    StreamEnd,
+    Suggestion,
+    T5ElectraError,
+    Token,
+    Tokenization,
+    TokenLogprob,
+    TokenScore,
+    TopToken,
+    Word,
+)
 
 __all__ = [
     "NO_RETRY",
@@ -18,10 +33,17 @@ __all__ = [
     "Detection",
     "Generation",
     "GenerationStream",
+    "ModelInfo",
     "RetryPolicy",
     "Sequence",
     "Span",
     "StreamEnd",
+    "Suggestion",
     "T5ElectraError",
+    "Token",
+    "TokenLogprob",
     "TokenScore",
+    "Tokenization",
+    "TopToken",
+    "Word",
 ]

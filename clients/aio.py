@@ -13,7 +13,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .options import (
-    CHANNEL_OPTIONS,
     ClientConfig,
     RetryPolicy,
     deadline_after,
@@ -21,9 +20,19 @@ from .options import (
     generate_request,
     pause_before_retry,
     remaining,
+    tokenize_request,
 )
-from .results import Detection, Generation, StreamEnd, T5ElectraError, _metadata
-from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
+from .results import (
+    Detection,
+    Generation,
+    ModelInfo,
+    StreamEnd,
+    T5ElectraError,
+    Tokenization,
+    TokenLogprob,
+    _metadata,
+)
+from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 
 T = TypeVar("T")
 
@@ -45,12 +54,13 @@ class AsyncClient:
         self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
         credentials = self.config.credentials()
         self.channel = (
-            grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            grpc.aio.secure_channel(address, credentials, options=self.config.channel_options())
             if credentials
-            else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            else grpc.aio.insecure_channel(address, options=self.config.channel_options())
         )
         self.generation = generation_pb2_grpc.TextGenerationStub(self.channel)
         self.detection = detection_pb2_grpc.ReplacementDetectionStub(self.channel)
+        self.models = models_pb2_grpc.ModelsStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
     async def generate(
@@ -70,12 +80,32 @@ class AsyncClient:
         text: str,
         *,
         threshold: float | None = None,
+        word_scoring: str | None = None,
+        offset_unit: str | None = None,
+        suggestions: int | None = None,
         timeout: float | None = None,
         request_id: str | None = None,
     ) -> Detection:
-        request = detect_request(text, threshold)
+        """``word_scoring``: max, first or mean; ``offset_unit``: code_point,
+        utf8_byte or utf16_code_unit; ``suggestions``: originals per replaced
+        word (needs a server with a generator)."""
+        request = detect_request(text, threshold, word_scoring, offset_unit, suggestions)
         response, trailing = await self._unary(self.detection.DetectReplacements, request, timeout, request_id)
         return Detection.from_proto(response, trailing)
+
+    async def tokenize(
+        self, text: str, *, model: str = "t5", timeout: float | None = None, request_id: str | None = None
+    ) -> Tokenization:
+        """The tokens ``model`` (t5 or electra) would read and bill for ``text``."""
+        request = tokenize_request(text, model)
+        response, _ = await self._unary(self.models.Tokenize, request, timeout, request_id)
+        return Tokenization.from_proto(response)
+
+    async def model_info(self, *, timeout: float | None = None) -> tuple[ModelInfo, ...]:
+        """Every served model and the request fields it accepts."""
+        request = models_pb2.GetModelInfoRequest()
+        response, _ = await self._unary(self.models.GetModelInfo, request, timeout, None)
+        return ModelInfo.all_from(response)
 
     async def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         try:
@@ -112,7 +142,7 @@ class AsyncClient:
                 return await call(remaining(deadline))
             except grpc.RpcError as error:
                 failure = T5ElectraError.from_rpc_error(error)
-            await asyncio.sleep(pause_before_retry(self.config.retry, failure, attempt, deadline))
+            await asyncio.sleep(pause_before_retry(self.config.own_retries, failure, attempt, deadline))
         raise AssertionError("unreachable")
 
 
@@ -139,11 +169,12 @@ class AsyncGenerationStream:
     async def __aiter__(self) -> AsyncIterator[str]:
         first = await self._client._with_retries(self._open, self._timeout)
         self.first_token_at = time.perf_counter()
-        text, last = "", None
+        text, last, tokens = "", None, []
         try:
             message = first
             while message is not None and message is not grpc.aio.EOF:
                 text += message.text
+                tokens += TokenLogprob.all_from(message.tokens)
                 last = message
                 if message.text:
                     yield message.text
@@ -157,7 +188,8 @@ class AsyncGenerationStream:
                 last.generated_tokens,
                 last.usage.input_tokens,
                 last.model,
-                _metadata(await self._call.trailing_metadata()),
+                tokens=tuple(tokens),
+                metadata=_metadata(await self._call.trailing_metadata()),
             )
 
     async def _open(self, remaining: float | None) -> Any:

@@ -11,7 +11,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .options import (
-    CHANNEL_OPTIONS,
     ClientConfig,
     RetryPolicy,
     deadline_after,
@@ -19,9 +18,19 @@ from .options import (
     generate_request,
     pause_before_retry,
     remaining,
+    tokenize_request,
 )
-from .results import Detection, Generation, StreamEnd, T5ElectraError, _metadata
-from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc
+from .results import (
+    Detection,
+    Generation,
+    ModelInfo,
+    StreamEnd,
+    T5ElectraError,
+    Tokenization,
+    TokenLogprob,
+    _metadata,
+)
+from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 
 T = TypeVar("T")
 
@@ -49,12 +58,13 @@ class Client:
         self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
         credentials = self.config.credentials()
         self.channel = (
-            grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            grpc.secure_channel(address, credentials, options=self.config.channel_options())
             if credentials
-            else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+            else grpc.insecure_channel(address, options=self.config.channel_options())
         )
         self.generation = generation_pb2_grpc.TextGenerationStub(self.channel)
         self.detection = detection_pb2_grpc.ReplacementDetectionStub(self.channel)
+        self.models = models_pb2_grpc.ModelsStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
     def generate(
@@ -77,12 +87,32 @@ class Client:
         text: str,
         *,
         threshold: float | None = None,
+        word_scoring: str | None = None,
+        offset_unit: str | None = None,
+        suggestions: int | None = None,
         timeout: float | None = None,
         request_id: str | None = None,
     ) -> Detection:
-        request = detect_request(text, threshold)
+        """``word_scoring``: max, first or mean; ``offset_unit``: code_point,
+        utf8_byte or utf16_code_unit; ``suggestions``: originals per replaced
+        word (needs a server with a generator)."""
+        request = detect_request(text, threshold, word_scoring, offset_unit, suggestions)
         response, trailing = self._unary(self.detection.DetectReplacements.with_call, request, timeout, request_id)
         return Detection.from_proto(response, trailing)
+
+    def tokenize(
+        self, text: str, *, model: str = "t5", timeout: float | None = None, request_id: str | None = None
+    ) -> Tokenization:
+        """The tokens ``model`` (t5 or electra) would read and bill for ``text``."""
+        request = tokenize_request(text, model)
+        response, _ = self._unary(self.models.Tokenize.with_call, request, timeout, request_id)
+        return Tokenization.from_proto(response)
+
+    def model_info(self, *, timeout: float | None = None) -> tuple[ModelInfo, ...]:
+        """Every served model and the request fields it accepts."""
+        request = models_pb2.GetModelInfoRequest()
+        response, _ = self._unary(self.models.GetModelInfo.with_call, request, timeout, None)
+        return ModelInfo.all_from(response)
 
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN; raises on transport errors."""
@@ -119,7 +149,7 @@ class Client:
                 return call(remaining(deadline))
             except grpc.RpcError as error:
                 failure = T5ElectraError.from_rpc_error(error)
-            time.sleep(pause_before_retry(self.config.retry, failure, attempt, deadline))
+            time.sleep(pause_before_retry(self.config.own_retries, failure, attempt, deadline))
         raise AssertionError("unreachable")
 
 
@@ -146,10 +176,11 @@ class GenerationStream:
     def __iter__(self) -> Iterator[str]:
         first, rest = self._client._with_retries(self._open, self._timeout)
         self.first_token_at = time.perf_counter()
-        text, last = "", None
+        text, last, tokens = "", None, []
         try:
             for message in _chain(first, rest):
                 text += message.text
+                tokens += TokenLogprob.all_from(message.tokens)
                 last = message
                 if message.text:
                     yield message.text
@@ -162,7 +193,8 @@ class GenerationStream:
                 last.generated_tokens,
                 last.usage.input_tokens,
                 last.model,
-                _metadata(self._call.trailing_metadata()),
+                tokens=tuple(tokens),
+                metadata=_metadata(self._call.trailing_metadata()),
             )
 
     def _open(self, remaining: float | None) -> tuple[Any, Any]:

@@ -61,6 +61,8 @@ class LoadConfig:
     timeout: float = 30.0
     prompts: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    # DetectReplacements options (suggestions, word_scoring, offset_unit).
+    detect_options: dict[str, Any] = field(default_factory=dict)
     # Parameter sets that requests take in turn on top of ``params`` (e.g.
     # short and long answers); figures are also reported per set.
     mix: tuple[dict[str, Any], ...] = ()
@@ -290,7 +292,7 @@ async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: f
     params = {**config.params, **(config.mix[group] if config.mix else {})}
     try:
         if config.rpc == "detect":
-            detection = await client.detect_replacements(text, timeout=config.timeout)
+            detection = await client.detect_replacements(text, timeout=config.timeout, **config.detect_options)
             metadata = detection.metadata
         elif config.rpc == "generate":
             generation = await client.generate(text, timeout=config.timeout, **params)

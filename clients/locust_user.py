@@ -6,7 +6,8 @@
 from an installed package). Each simulated user calls Generate, GenerateStream
 and DetectReplacements through :class:`~t5electra.clients.Client`, and every
 call is reported to Locust with its latency, response size and, for failures,
-the gRPC status code. Subclass it to change the prompts or the task weights.
+the gRPC status code. Subclass it to change the prompts, the task weights or
+the request options (log-probabilities, suggestions, offset units).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class T5ElectraUser(User):
     wait_time = between(0.1, 0.5)
     prompts = GENERATION_PROMPTS
     texts = DETECTION_TEXTS
+    # Extra request options, e.g. {"logprobs": True, "top_logprobs": 3} and
+    # {"suggestions": 3, "offset_unit": "utf16_code_unit"}; subclass to set them.
+    generation_options: dict[str, Any] = {}  # noqa: RUF012 - read-only class-level defaults
+    detection_options: dict[str, Any] = {}  # noqa: RUF012
     abstract = False
 
     def on_start(self) -> None:
@@ -63,14 +68,22 @@ class T5ElectraUser(User):
     @task(3)
     def generate(self) -> None:
         prompt = random.choice(self.prompts)
-        self._report("Generate", lambda: self.client.generate(prompt), lambda g: len(g.text))
+        self._report("Generate", lambda: self.client.generate(prompt, **self.generation_options), lambda g: len(g.text))
 
     @task(1)
     def generate_stream(self) -> None:
         prompt = random.choice(self.prompts)
-        self._report("GenerateStream", lambda: "".join(self.client.generate_stream(prompt)), lambda text: len(text))
+        self._report(
+            "GenerateStream",
+            lambda: "".join(self.client.generate_stream(prompt, **self.generation_options)),
+            lambda text: len(text),
+        )
 
     @task(2)
     def detect_replacements(self) -> None:
         text = random.choice(self.texts)
-        self._report("DetectReplacements", lambda: self.client.detect_replacements(text), lambda d: len(d.tokens))
+        self._report(
+            "DetectReplacements",
+            lambda: self.client.detect_replacements(text, **self.detection_options),
+            lambda d: len(d.tokens),
+        )

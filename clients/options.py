@@ -3,16 +3,18 @@ metadata, the retry policy and request building."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from .results import T5ElectraError
-from .v1 import detection_pb2, generation_pb2
+from .v1 import detection_pb2, generation_pb2, models_pb2
 
 # Large enough for a detection of a maximal text; keepalive pings spaced so
 # that servers with gRPC's default ping policy do not answer GOAWAY.
@@ -24,6 +26,11 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 0),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+SERVICES = ("t5electra.v1.TextGeneration", "t5electra.v1.ReplacementDetection", "t5electra.v1.Models")
+# gRPC clamps a retryPolicy's maxAttempts to 5; a policy that wants more
+# (riding over a replica restart) is carried out by the client itself.
+GRPC_MAX_ATTEMPTS = 5
+SERVICE_CONFIG = Path(__file__).with_name("service_config.json")
 GENERATION_FIELDS = frozenset(generation_pb2.GenerationParameters.DESCRIPTOR.fields_by_name)
 
 
@@ -33,10 +40,32 @@ class RetryPolicy:
     RESOURCE_EXHAUSTED only: both mean the request was not processed.
     ``max_attempts`` counts the first try."""
 
-    max_attempts: int = 4
+    max_attempts: int = 5
     initial_backoff_s: float = 0.1
     max_backoff_s: float = 2.0
     multiplier: float = 2.0
+
+    def service_config(self) -> dict[str, Any] | None:
+        """The same policy as a gRPC service config, which any gRPC client
+        (Go, Java, …) can be given; None when gRPC cannot carry it out (one
+        attempt, or more than gRPC allows). gRPC's backoff is full jitter
+        too, and it waits ``grpc-retry-pushback-ms`` when the server says."""
+        if not 1 < self.max_attempts <= GRPC_MAX_ATTEMPTS:
+            return None
+        return {
+            "methodConfig": [
+                {
+                    "name": [{"service": service} for service in SERVICES],
+                    "retryPolicy": {
+                        "maxAttempts": self.max_attempts,
+                        "initialBackoff": f"{self.initial_backoff_s:g}s",
+                        "maxBackoff": f"{self.max_backoff_s:g}s",
+                        "backoffMultiplier": self.multiplier,
+                        "retryableStatusCodes": sorted(code.name for code in RETRYABLE),
+                    },
+                }
+            ]
+        }
 
     def backoff(self, attempt: int, hint_ms: str | None = None) -> float:
         ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
@@ -80,6 +109,19 @@ class ClientConfig:
     application: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    def channel_options(self) -> list[tuple[str, Any]]:
+        """The channel's retries carry out the policy wherever gRPC can."""
+        config = self.retry.service_config()
+        if config is None:
+            return [*CHANNEL_OPTIONS, ("grpc.enable_retries", 0)]
+        return [*CHANNEL_OPTIONS, ("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(config))]
+
+    @property
+    def own_retries(self) -> RetryPolicy:
+        """What the client's own retry loop does: the policy when gRPC cannot
+        carry it out, else a single attempt (the channel retries)."""
+        return self.retry if self.retry.service_config() is None else NO_RETRY
+
     def credentials(self) -> grpc.ChannelCredentials | None:
         if not self.tls and self.root_certificates is None:
             return None
@@ -110,8 +152,27 @@ def generate_request(text: str, params: dict[str, Any]) -> generation_pb2.Genera
     return message
 
 
-def detect_request(text: str, threshold: float | None) -> detection_pb2.DetectReplacementsRequest:
+def detect_request(
+    text: str,
+    threshold: float | None,
+    word_scoring: str | None = None,
+    offset_unit: str | None = None,
+    suggestions: int | None = None,
+) -> detection_pb2.DetectReplacementsRequest:
+    """``word_scoring`` (max, first, mean) and ``offset_unit`` (code_point,
+    utf8_byte, utf16_code_unit) by name, in either case."""
     message = detection_pb2.DetectReplacementsRequest(text=text)
     if threshold is not None:
         message.threshold = threshold
+    if word_scoring is not None:
+        message.word_scoring = detection_pb2.WordScoring.Value(word_scoring.upper())
+    if offset_unit is not None:
+        message.offset_unit = detection_pb2.OffsetUnit.Value(offset_unit.upper())
+    if suggestions is not None:
+        message.suggestions = suggestions
     return message
+
+
+def tokenize_request(text: str, model: str) -> models_pb2.TokenizeRequest:
+    """``model`` is t5 or electra, in either case."""
+    return models_pb2.TokenizeRequest(text=text, model=models_pb2.ModelKind.Value(model.upper()))

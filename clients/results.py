@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from .v1 import detection_pb2, generation_pb2
+from .v1 import detection_pb2, generation_pb2, models_pb2
 
 
 class T5ElectraError(Exception):
@@ -32,10 +32,33 @@ def _metadata(pairs: Any) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class TopToken:
+    id: int
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    id: int
+    token: str
+    logprob: float
+    top: tuple[TopToken, ...] = ()
+
+    @classmethod
+    def all_from(cls, messages: Any) -> tuple[TokenLogprob, ...]:
+        return tuple(
+            cls(t.id, t.token, t.logprob, tuple(TopToken(a.id, a.token, a.logprob) for a in t.top)) for t in messages
+        )
+
+
+@dataclass(frozen=True)
 class Sequence:
     text: str
     finish_reason: str  # LENGTH, EOS_TOKEN or STOP_SEQUENCE
     generated_tokens: int
+    tokens: tuple[TokenLogprob, ...] = ()  # with logprobs=True
+    score: float | None = None  # with logprobs=True and beam search
 
 
 @dataclass(frozen=True)
@@ -56,7 +79,13 @@ class Generation:
     def from_proto(cls, message: generation_pb2.GenerateResponse, metadata: dict[str, str]) -> Generation:
         return cls(
             tuple(
-                Sequence(s.text, generation_pb2.FinishReason.Name(s.finish_reason), s.generated_tokens)
+                Sequence(
+                    s.text,
+                    generation_pb2.FinishReason.Name(s.finish_reason),
+                    s.generated_tokens,
+                    TokenLogprob.all_from(s.tokens),
+                    s.score if s.HasField("score") else None,
+                )
                 for s in message.sequences
             ),
             message.usage.input_tokens,
@@ -77,6 +106,7 @@ class StreamEnd:
     input_tokens: int
     model: str
     metadata: dict[str, str] = field(default_factory=dict)
+    tokens: tuple[TokenLogprob, ...] = ()  # with logprobs=True, every message's
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,22 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: int
+    end: int
+    score: float
+    replaced: bool
+    suggestions: tuple[Suggestion, ...] = ()
+
+
+@dataclass(frozen=True)
 class Detection:
     tokens: tuple[TokenScore, ...]
     replaced_spans: tuple[Span, ...]
@@ -104,6 +150,8 @@ class Detection:
     model: str
     metadata: dict[str, str] = field(default_factory=dict)
     proto: detection_pb2.DetectReplacementsResponse | None = field(default=None, repr=False)
+    words: tuple[Word, ...] = ()
+    offset_unit: str = "CODE_POINT"
 
     @classmethod
     def from_proto(cls, message: detection_pb2.DetectReplacementsResponse, metadata: dict[str, str]) -> Detection:
@@ -114,4 +162,70 @@ class Detection:
             message.model,
             metadata,
             message,
+            tuple(
+                Word(
+                    w.text,
+                    w.start,
+                    w.end,
+                    w.score,
+                    w.replaced,
+                    tuple(Suggestion(x.text, x.probability) for x in w.suggestions),
+                )
+                for w in message.words
+            ),
+            detection_pb2.OffsetUnit.Name(message.offset_unit or detection_pb2.CODE_POINT),
+        )
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    token: str
+    start: int
+    end: int
+    special: bool
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    tokens: tuple[Token, ...]
+    count: int
+    max_tokens: int
+    model: str
+
+    @classmethod
+    def from_proto(cls, message: models_pb2.TokenizeResponse) -> Tokenization:
+        tokens = tuple(Token(t.id, t.token, t.start, t.end, t.special) for t in message.tokens)
+        return cls(tokens, message.count, message.max_tokens, message.model)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    kind: str  # T5 or ELECTRA
+    name: str
+    architecture: str
+    parameters: int
+    dtype: str
+    device: str
+    max_input_tokens: int
+    max_input_chars: int
+    parameters_accepted: dict[str, str]
+    suggestion_generator: str
+
+    @classmethod
+    def all_from(cls, message: models_pb2.GetModelInfoResponse) -> tuple[ModelInfo, ...]:
+        return tuple(
+            cls(
+                models_pb2.ModelKind.Name(m.kind),
+                m.name,
+                m.architecture,
+                m.parameters,
+                m.dtype,
+                m.device,
+                m.max_input_tokens,
+                m.max_input_chars,
+                dict(m.parameters_accepted),
+                m.suggestion_generator,
+            )
+            for m in message.models
         )

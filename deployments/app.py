@@ -22,6 +22,7 @@ from .models import Detector, TextGenerator
 GRPC_SERVICER_FUNCTIONS = [
     "t5electra.deployments.servicers.add_text_generation",
     "t5electra.deployments.servicers.add_replacement_detection",
+    "t5electra.deployments.servicers.add_models",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
 
@@ -53,6 +54,7 @@ def _model_options(model: ModelDeployment, settings: Settings) -> dict[str, Any]
         "ray_actor_options": _actor_options(model.ray_actor_options(), settings),
         "logging_config": {"enable_access_log": False},
         **model.placement_options(),
+        **model.stop_options(),
     }
 
 
@@ -67,6 +69,7 @@ def build_app(settings: Settings) -> Application:
         ray_actor_options=_actor_options(ingress.ray_actor_options(), settings),
         logging_config={"enable_access_log": False},
         **ingress.placement_options(),
+        **ingress.stop_options(),
     ).bind(t5, electra, settings)
 
 

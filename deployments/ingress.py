@@ -25,16 +25,16 @@ from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Gauge, Histogram
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2
+from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server import validation
 from t5electra.server.auth import TokenTable
 from t5electra.server.domain import BatchTiming
-from t5electra.server.errors import ModelNotReady
+from t5electra.server.errors import ModelNotReady, NotConfigured
 from t5electra.server.settings import Settings
 
 from . import wire
 from .health import LIVENESS, Readiness
-from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
+from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
 
 logger = logging.getLogger("ray.serve")
@@ -60,6 +60,8 @@ class _Call:
     timing: BatchTiming | None = None
     caller: str = ""
     model_call_ms: float = 0.0
+    logprobs: int = 0
+    suggestions: int = 0
 
     @asynccontextmanager
     async def model_call(self) -> AsyncIterator[None]:
@@ -90,6 +92,10 @@ class Ingress:
         self._requests = Counter("t5electra_requests", "RPCs answered", ("rpc", "code"))
         self._latency = Histogram("t5electra_latency_ms", "RPC latency inside the server", _LATENCY_BUCKETS, ("rpc",))
         self._replicas = Gauge("t5electra_replicas", "Running replicas per model deployment", ("model_deployment",))
+        self._extras = Counter(
+            "t5electra_extras", "Token log-probabilities and word suggestions returned", ("rpc", "kind")
+        )
+        self._generator = settings.electra.generator_model
 
     async def Generate(
         self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
@@ -103,6 +109,7 @@ class Ingress:
                 result = await self._t5.generate.remote(domain)
             call.tokens_in, call.tokens_out = result.input_tokens, result.output_tokens
             call.model, call.timing = result.model, result.timing
+            call.logprobs = sum(len(s.tokens) for s in result.sequences)
             return wire.generate_response(result)
         return generation_pb2.GenerateResponse()
 
@@ -116,6 +123,7 @@ class Ingress:
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
                 async for piece in self._t5.options(stream=True).generate_stream.remote(domain):
+                    call.logprobs += len(piece.tokens)
                     if piece.is_last:
                         call.tokens_in, call.tokens_out = piece.input_tokens, piece.generated_tokens
                         call.model, call.timing = piece.model, piece.timing
@@ -131,12 +139,46 @@ class Ingress:
             self._admit(call, grpc_context)
             domain = wire.detection_request(request, call.request_id)
             validation.check_detection(domain, self._limits)
+            if domain.suggestions and not self._generator:
+                raise NotConfigured(
+                    "suggestions: this server has no generator; set electra.generator_model (a hub id or "
+                    "path of an ELECTRA generator, or 'embedded')"
+                )
             await self._require(DETECTION_SERVICE)
             async with call.model_call():
                 detection = await self._electra.detect.remote(domain)
             call.tokens_in, call.model, call.timing = detection.input_tokens, detection.model, detection.timing
+            call.suggestions = detection.suggestions_made
             return wire.detect_response(detection)
         return detection_pb2.DetectReplacementsResponse()
+
+    async def Tokenize(
+        self, request: models_pb2.TokenizeRequest, grpc_context: RayServegRPCContext
+    ) -> models_pb2.TokenizeResponse:
+        async with self._answering("Tokenize", grpc_context) as call:
+            self._admit(call, grpc_context)
+            kind, text = wire.tokenize_request(request)
+            validation.check_text(text, self._limits)
+            service, handle = (GENERATION_SERVICE, self._t5) if kind == "t5" else (DETECTION_SERVICE, self._electra)
+            await self._require(service)
+            async with call.model_call():
+                tokenization = await handle.tokenize.remote(text)
+            call.tokens_in, call.model = len(tokenization.tokens), tokenization.model
+            return wire.tokenize_response(tokenization)
+        return models_pb2.TokenizeResponse()
+
+    async def GetModelInfo(
+        self, request: models_pb2.GetModelInfoRequest, grpc_context: RayServegRPCContext
+    ) -> models_pb2.GetModelInfoResponse:
+        async with self._answering("GetModelInfo", grpc_context) as call:
+            self._admit(call, grpc_context)
+            wire.model_info_request(request)
+            await self._require(GENERATION_SERVICE)
+            await self._require(DETECTION_SERVICE)
+            async with call.model_call():
+                models = await asyncio.gather(self._t5.describe.remote(), self._electra.describe.remote())
+            return wire.model_info_response(list(models))
+        return models_pb2.GetModelInfoResponse()
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
@@ -144,7 +186,7 @@ class Ingress:
         """grpc.health.v1: SERVING once every model the service needs has a
         running replica; NOT_SERVING before that and while the app drains.
         ``liveness`` is SERVING as long as the proxy and an ingress answer."""
-        known = {"", GENERATION_SERVICE, DETECTION_SERVICE, LIVENESS}
+        known = {"", GENERATION_SERVICE, DETECTION_SERVICE, MODELS_SERVICE, LIVENESS}
         if request.service not in known:
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
             grpc_context.set_details(f"unknown service {request.service!r}; known: {sorted(known)}")
@@ -154,7 +196,7 @@ class Ingress:
         snapshot = await self._readiness.snapshot()
         for deployment, count in snapshot.replicas.items():
             self._replicas.set(count, tags={"model_deployment": deployment})
-        serving = snapshot.serving(request.service or None)
+        serving = snapshot.serving(None if request.service in ("", MODELS_SERVICE) else request.service)
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse(status=status)
 
@@ -205,7 +247,7 @@ class Ingress:
             logger.exception("request %s (%s) failed", call.request_id, call.rpc, exc_info=error)
         grpc_context.set_code(code)
         grpc_context.set_details(message)
-        grpc_context.set_trailing_metadata([("x-request-id", call.request_id), *retry_hint(code)])
+        grpc_context.set_trailing_metadata([("x-request-id", call.request_id), *retry_hint(error, code)])
 
     def _finish(self, call: _Call, grpc_context: RayServegRPCContext) -> None:
         """Trailing metadata, metrics and the one log line of a request."""
@@ -214,6 +256,9 @@ class Ingress:
         if call.code == grpc.StatusCode.OK:
             _answered(call, grpc_context)
         self._requests.inc(tags={"rpc": call.rpc, "code": call.code.name})
+        for kind, count in (("logprobs", call.logprobs), ("suggestions", call.suggestions)):
+            if count:
+                self._extras.inc(count, tags={"rpc": call.rpc, "kind": kind})
         self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
         logger.info(
             json.dumps(
@@ -224,6 +269,8 @@ class Ingress:
                     "status": call.code.name,
                     "tokens_in": call.tokens_in,
                     "tokens_out": call.tokens_out,
+                    "logprobs": call.logprobs,
+                    "suggestions": call.suggestions,
                     "queue_ms": round(timing.queue_ms, 2),
                     "inference_ms": round(timing.inference_ms, 2),
                     "batch_size": timing.batch_size,

@@ -31,7 +31,9 @@ from t5electra.server.domain import (
     DetectionRequest,
     GenerationRequest,
     GenerationResult,
+    ModelDescription,
     StreamPiece,
+    Tokenization,
 )
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import Limits, ModelDeployment, T5Deployment
@@ -138,6 +140,12 @@ class TextGenerator:
         step), and how many decoding steps it has run."""
         return {**_describe(self._engine), "decoding": self._loop.decoding, "steps": self._loop.steps}
 
+    def describe(self) -> ModelDescription:
+        return self._engine.describe()
+
+    def tokenize(self, text: str) -> Tokenization:
+        return self._engine.tokenize(text)
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         entered = time.perf_counter()
         event, timing = await self._loop.call(self._engine.prepare(request, checked=True))
@@ -174,13 +182,25 @@ class Detector:
 
     def __init__(self, settings: ModelDeployment, limits: Limits) -> None:
         _set_threads(settings)
-        self._engine = ReplacementDetector(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
+        self._engine = ReplacementDetector(
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            limits=limits,
+            generator=settings.generator_model,
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="electra")
         self._metrics = _BatchMetrics(self._engine.name)
         self._batcher = _batcher(settings, self._score)
 
     def info(self) -> dict[str, Any]:
         return _describe(self._engine)
+
+    def describe(self) -> ModelDescription:
+        return self._engine.describe()
+
+    def tokenize(self, text: str) -> Tokenization:
+        return self._engine.tokenize(text)
 
     async def detect(self, request: DetectionRequest) -> Detection:
         entered = time.perf_counter()

@@ -16,10 +16,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2
+from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
 
 GENERATION_SERVICE = "t5electra.v1.TextGeneration"
 DETECTION_SERVICE = "t5electra.v1.ReplacementDetection"
+MODELS_SERVICE = "t5electra.v1.Models"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,25 @@ def add_replacement_detection(servicer: Any, server: Any) -> None:
                 servicer.DetectReplacements,
                 request_deserializer=_decoder(detection_pb2.DetectReplacementsRequest),
                 response_serializer=detection_pb2.DetectReplacementsResponse.SerializeToString,
+            ),
+        },
+    )
+
+
+def add_models(servicer: Any, server: Any) -> None:
+    _register(
+        server,
+        MODELS_SERVICE,
+        {
+            "Tokenize": grpc.unary_unary_rpc_method_handler(
+                servicer.Tokenize,
+                request_deserializer=_decoder(models_pb2.TokenizeRequest),
+                response_serializer=models_pb2.TokenizeResponse.SerializeToString,
+            ),
+            "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+                servicer.GetModelInfo,
+                request_deserializer=_decoder(models_pb2.GetModelInfoRequest),
+                response_serializer=models_pb2.GetModelInfoResponse.SerializeToString,
             ),
         },
     )

@@ -8,13 +8,19 @@ bug and answers INTERNAL.
 
 from __future__ import annotations
 
+import random
+
 import grpc
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
-from t5electra.server.errors import InvalidInput, ModelNotReady, PermissionDenied, Unauthenticated
+from t5electra.server.errors import InvalidInput, ModelNotReady, NotConfigured, PermissionDenied, Unauthenticated
 
 RETRY_AFTER_MS = 200
+# A model with no running replica comes back when Serve has started one
+# (6-9 s on two cores): retrying sooner only spends the caller's attempts,
+# of which gRPC's own retries allow at most five.
+RETRY_AFTER_NO_REPLICA_MS = 2500
 
 
 def unwrap(error: BaseException) -> BaseException:
@@ -28,6 +34,8 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
     error = unwrap(error)
     if isinstance(error, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+    if isinstance(error, NotConfigured):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(error)
     if isinstance(error, Unauthenticated):
         return grpc.StatusCode.UNAUTHENTICATED, str(error)
     if isinstance(error, PermissionDenied):
@@ -43,8 +51,14 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see server logs"
 
 
-def retry_hint(code: grpc.StatusCode) -> list[tuple[str, str]]:
-    """Trailing metadata that tells a client when retrying makes sense."""
-    if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
-        return [("retry-after-ms", str(RETRY_AFTER_MS))]
-    return []
+def retry_hint(error: BaseException, code: grpc.StatusCode) -> list[tuple[str, str]]:
+    """Trailing metadata that tells a client when retrying makes sense: the
+    standard ``grpc-retry-pushback-ms``, which gRPC's own retries (a service
+    config's retryPolicy) obey, and ``retry-after-ms`` for older clients."""
+    if code not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+        return []
+    base = RETRY_AFTER_NO_REPLICA_MS if isinstance(unwrap(error), ModelNotReady) else RETRY_AFTER_MS
+    # gRPC waits exactly the pushback: callers refused together would come
+    # back together and be refused again, so each is told a different wait.
+    wait = round(base * random.uniform(0.5, 1.5))
+    return [("grpc-retry-pushback-ms", str(wait)), ("retry-after-ms", str(wait))]

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2
+from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server.domain import (
+    OFFSET_UNITS,
+    WORD_SCORINGS,
     Detection,
     DetectionRequest,
     GenerationParameters,
     GenerationRequest,
     GenerationResult,
+    ModelDescription,
     StreamPiece,
+    Tokenization,
+    TokenLogprob,
 )
 from t5electra.server.errors import InvalidInput
 
@@ -30,7 +35,13 @@ _SCALARS = (
     "repetition_penalty",
     "num_return_sequences",
     "seed",
+    "logprobs",
+    "top_logprobs",
 )
+# Enum numbers on the wire <-> names in the domain; 0 (unset) is the default.
+_WORD_SCORINGS = {detection_pb2.WordScoring.Value(name.upper()): name for name in WORD_SCORINGS}
+_OFFSET_UNITS = {detection_pb2.OffsetUnit.Value(name.upper()): name for name in OFFSET_UNITS}
+_MODEL_KINDS = {models_pb2.T5: "t5", models_pb2.ELECTRA: "electra"}
 
 
 def _decoded(message: Message | Undecodable) -> None:
@@ -58,14 +69,57 @@ def detection_request(
 ) -> DetectionRequest:
     _decoded(message)
     threshold = message.threshold if message.HasField("threshold") else DetectionRequest.threshold
-    return DetectionRequest(text=message.text, threshold=threshold, request_id=request_id)
+    return DetectionRequest(
+        text=message.text,
+        threshold=threshold,
+        request_id=request_id,
+        word_scoring=_enum(message.word_scoring, _WORD_SCORINGS, DetectionRequest.word_scoring),
+        offset_unit=_enum(message.offset_unit, _OFFSET_UNITS, DetectionRequest.offset_unit),
+        suggestions=message.suggestions,
+    )
+
+
+def _enum(number: int, names: dict[int, str], default: str) -> str:
+    """The domain's name for an enum number; an unknown number keeps a name
+    that validation refuses, naming the field."""
+    if number == 0:
+        return default
+    return names.get(number, f"value {number}")
+
+
+def model_info_request(message: models_pb2.GetModelInfoRequest | Undecodable) -> None:
+    _decoded(message)
+
+
+def tokenize_request(message: models_pb2.TokenizeRequest | Undecodable) -> tuple[str, str]:
+    """(model kind, text); an unset or unknown model is INVALID_ARGUMENT."""
+    _decoded(message)
+    if message.model not in _MODEL_KINDS:
+        raise InvalidInput("model", "must be T5 or ELECTRA")
+    return _MODEL_KINDS[message.model], message.text
+
+
+def _token_logprobs(tokens: tuple[TokenLogprob, ...]) -> list[generation_pb2.TokenLogprob]:
+    return [
+        generation_pb2.TokenLogprob(
+            id=t.id,
+            token=t.token,
+            logprob=t.logprob,
+            top=[generation_pb2.TopToken(id=a.id, token=a.token, logprob=a.logprob) for a in t.top],
+        )
+        for t in tokens
+    ]
 
 
 def generate_response(result: GenerationResult) -> generation_pb2.GenerateResponse:
     return generation_pb2.GenerateResponse(
         sequences=[
             generation_pb2.GeneratedSequence(
-                text=s.text, finish_reason=int(s.finish_reason), generated_tokens=s.generated_tokens
+                text=s.text,
+                finish_reason=int(s.finish_reason),
+                generated_tokens=s.generated_tokens,
+                tokens=_token_logprobs(s.tokens),
+                score=s.score,
             )
             for s in result.sequences
         ],
@@ -75,7 +129,9 @@ def generate_response(result: GenerationResult) -> generation_pb2.GenerateRespon
 
 
 def stream_response(piece: StreamPiece) -> generation_pb2.GenerateStreamResponse:
-    message = generation_pb2.GenerateStreamResponse(text=piece.text, generated_tokens=piece.generated_tokens)
+    message = generation_pb2.GenerateStreamResponse(
+        text=piece.text, generated_tokens=piece.generated_tokens, tokens=_token_logprobs(piece.tokens)
+    )
     if piece.is_last:
         message.finish_reason = int(piece.finish_reason)
         message.usage.input_tokens = piece.input_tokens
@@ -95,4 +151,49 @@ def detect_response(detection: Detection) -> detection_pb2.DetectReplacementsRes
         ],
         replaced_fraction=detection.replaced_fraction,
         model=detection.model,
+        words=[
+            detection_pb2.Word(
+                text=w.text,
+                start=w.start,
+                end=w.end,
+                score=w.score,
+                replaced=w.replaced,
+                suggestions=[detection_pb2.Suggestion(text=x.text, probability=x.probability) for x in w.suggestions],
+            )
+            for w in detection.words
+        ],
+        offset_unit=detection_pb2.OffsetUnit.Value(detection.offset_unit.upper()),
+    )
+
+
+def tokenize_response(tokenization: Tokenization) -> models_pb2.TokenizeResponse:
+    return models_pb2.TokenizeResponse(
+        tokens=[
+            models_pb2.Token(id=t.id, token=t.token, start=t.start, end=t.end, special=t.special)
+            for t in tokenization.tokens
+        ],
+        count=len(tokenization.tokens),
+        max_tokens=tokenization.max_tokens,
+        model=tokenization.model,
+    )
+
+
+def model_info_response(models: list[ModelDescription]) -> models_pb2.GetModelInfoResponse:
+    kinds = {name: number for number, name in _MODEL_KINDS.items()}
+    return models_pb2.GetModelInfoResponse(
+        models=[
+            models_pb2.ModelInfo(
+                kind=kinds[m.kind],
+                name=m.name,
+                architecture=m.architecture,
+                parameters=m.parameters,
+                dtype=m.dtype,
+                device=m.device,
+                max_input_tokens=m.max_input_tokens,
+                max_input_chars=m.max_input_chars,
+                parameters_accepted=m.parameters_accepted,
+                suggestion_generator=m.suggestion_generator,
+            )
+            for m in models
+        ]
     )

@@ -9,6 +9,7 @@ arguments, which Ray shows in its status and dashboard::
       - name: billing-service        # what logs and metrics show
         token: "a long random string"
         rpcs: [Generate, GenerateStream]   # or ["*"] for every RPC
+                                           # (Tokenize and GetModelInfo too)
 
 Only SHA-256 digests of the tokens are kept in memory, and a token never
 appears in an error message or a log line; the caller's name does.
@@ -27,7 +28,7 @@ import yaml
 from .errors import PermissionDenied, Unauthenticated
 
 ALL_RPCS = "*"
-KNOWN_RPCS = frozenset({"Generate", "GenerateStream", "DetectReplacements"})
+KNOWN_RPCS = frozenset({"Generate", "GenerateStream", "DetectReplacements", "Tokenize", "GetModelInfo"})
 
 
 @dataclass(frozen=True)

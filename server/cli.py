@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,63 +24,41 @@ def _join_cluster_auth() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if args.address:
-        _join_cluster_auth()
-    import ray
-    from ray import serve
-
-    from t5electra.deployments.app import build_app, configure_ray_environment, grpc_options
+    from t5electra.deployments import lifecycle
 
     overrides: dict[str, Any] = {"port": args.port}
     if args.t5_model:
         overrides["t5"] = {"model": args.t5_model}
-    if args.electra_model:
-        overrides["electra"] = {"model": args.electra_model}
+    electra = {"model": args.electra_model, "generator_model": args.electra_generator}
+    if any(electra.values()):
+        overrides["electra"] = {k: v for k, v in electra.items() if v}
     settings = Settings.load(args.config, **overrides)
+    if not args.address and not lifecycle.is_server_child():
+        return lifecycle.supervise(sys.argv[1:], settings, _say)
 
+    stop = None if args.address else lifecycle.StopRequest()
+    if args.address:
+        _join_cluster_auth()
     started = time.monotonic()
-    configure_ray_environment(settings)
-    if args.address:
-        context = ray.init(address=args.address, namespace="t5electra", logging_level=logging.WARNING)
-    else:
-        # No dashboard: it costs seconds and memory on a small machine; start
-        # Ray yourself (`ray start --head`) and pass --address to have one.
-        context = ray.init(
-            namespace="t5electra",
-            logging_level=logging.WARNING,
-            include_dashboard=False,
-            log_to_driver=False,
-            _metrics_export_port=settings.metrics_port,
-        )
-    serve.start(
-        proxy_location=settings.proxy_location,
-        grpc_options=grpc_options(settings.port),
-        http_options={"host": "127.0.0.1", "port": settings.http_port},
-    )
-    serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
-    elapsed = time.monotonic() - started
-    print(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {elapsed:.1f}s", flush=True)
-    print(f"  T5 model:      {settings.t5.model}", flush=True)
-    print(f"  ELECTRA model: {settings.electra.model}", flush=True)
-    # A ray:// client context has no address_info; the address given is the answer then.
-    cluster = getattr(context, "address_info", {}).get("gcs_address", args.address)
-    print(f"  Ray cluster:   {cluster}", flush=True)
-    if args.address:
-        print(f"  deployed onto the Ray cluster at {args.address}; it keeps running after this command", flush=True)
+    cluster = lifecycle.start(settings, args.address)
+    if stop is not None:
+        stop.install()
+    _say(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {time.monotonic() - started:.1f}s")
+    _say(f"  T5 model:      {settings.t5.model}")
+    _say(f"  ELECTRA model: {settings.electra.model}")
+    _say(f"  Ray cluster:   {cluster}")
+    if stop is None:
+        _say(f"  deployed onto the Ray cluster at {args.address}; it keeps running after this command")
         return 0
-    print(f"  metrics:       http://127.0.0.1:{settings.metrics_port}/metrics (Prometheus)", flush=True)
-    print("Ctrl-C or SIGTERM stops it.", flush=True)
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    _say(f"  metrics:       http://127.0.0.1:{settings.metrics_port}/metrics (Prometheus)")
+    _say("Ctrl-C or SIGTERM stops it.")
     stop.wait()
-    print("draining...", flush=True)
-    serve.delete(settings.app_name)
-    serve.shutdown()
-    ray.shutdown()
-    print("stopped", flush=True)
+    lifecycle.drain_and_stop(settings.app_name, _say)
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _join_cluster(address: str) -> bool:
@@ -131,6 +108,8 @@ def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {name: getattr(args, name) for name in GENERATION_FIELDS if hasattr(args, name)}
     params["do_sample"] = True if args.do_sample else None
     params["stop_sequences"] = args.stop or None
+    if args.show_logprobs is not None:
+        params["logprobs"], params["top_logprobs"] = True, args.show_logprobs
     return params
 
 
@@ -150,18 +129,27 @@ def _generate(args: argparse.Namespace) -> int:
                 print()
                 if stream.end is not None:
                     print(f"[{stream.end.finish_reason}, {stream.end.generated_tokens} tokens]", file=sys.stderr)
+                    _print_logprobs(stream.end.tokens)
             else:
                 for sequence in client.generate(args.text, **params).sequences:
-                    print(sequence.text)
+                    score = "" if sequence.score is None else f"  [score {sequence.score:.4f}]"
+                    print(sequence.text + score)
+                    _print_logprobs(sequence.tokens)
         except T5ElectraError as error:
             print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
             return 1
     return 0
 
 
+def _print_logprobs(tokens: Any) -> None:
+    for token in tokens:
+        alternatives = "  ".join(f"{a.token} {a.logprob:.3f}" for a in token.top)
+        print(f"  {token.logprob:8.4f}  {token.token:<16} {alternatives}")
+
+
 def _generation_json(generation: Any) -> dict[str, Any]:
     return {
-        "sequences": [vars(s) for s in generation.sequences],
+        "sequences": [asdict(s) for s in generation.sequences],
         "input_tokens": generation.input_tokens,
         "output_tokens": generation.output_tokens,
         "model": generation.model,
@@ -174,7 +162,13 @@ def _detect(args: argparse.Namespace) -> int:
 
     with Client(args.address, timeout=args.timeout) as client:
         try:
-            detection = client.detect_replacements(args.text, threshold=args.threshold)
+            detection = client.detect_replacements(
+                args.text,
+                threshold=args.threshold,
+                word_scoring=args.word_scoring,
+                offset_unit=_OFFSET_UNITS[args.offsets],
+                suggestions=args.suggest,
+            )
         except T5ElectraError as error:
             print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
             return 1
@@ -182,21 +176,82 @@ def _detect(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "tokens": [vars(t) for t in detection.tokens],
-                    "replaced_spans": [vars(s) for s in detection.replaced_spans],
+                    "tokens": [asdict(t) for t in detection.tokens],
+                    "words": [asdict(w) for w in detection.words],
+                    "replaced_spans": [asdict(s) for s in detection.replaced_spans],
                     "replaced_fraction": detection.replaced_fraction,
+                    "offset_unit": detection.offset_unit,
                     "model": detection.model,
                 },
                 indent=2,
             )
         )
         return 0
-    print(highlight(args.text, [(s.start, s.end) for s in detection.replaced_spans], sys.stdout.isatty()))
+    at = _code_points(args.text, _OFFSET_UNITS[args.offsets])
+    spans = [(at[s.start], at[s.end]) for s in detection.replaced_spans]
+    print(highlight(args.text, spans, sys.stdout.isatty()))
     print(f"replaced: {detection.replaced_fraction:.1%} of {len(detection.tokens)} tokens", file=sys.stderr)
     if args.scores:
         for token in detection.tokens:
             mark = "*" if token.replaced else " "
             print(f"{mark} {token.score:.3f}  {token.token:<20} [{token.start}:{token.end}]")
+    if args.words or args.suggest:
+        for word in detection.words:
+            mark = "*" if word.replaced else " "
+            ideas = ", ".join(f"{x.text} ({x.probability:.3f})" for x in word.suggestions)
+            print(f"{mark} {word.score:.3f}  {word.text:<20} [{word.start}:{word.end}]  {ideas}")
+    return 0
+
+
+_OFFSET_UNITS = {"code-point": "code_point", "utf8": "utf8_byte", "utf16": "utf16_code_unit"}
+
+
+def _code_points(text: str, unit: str) -> dict[int, int]:
+    """Offsets in ``unit`` back to code points, for highlighting."""
+    from .offsets import converter
+
+    to_unit = converter(text, unit)
+    return {to_unit(i): i for i in range(len(text) + 1)}
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from t5electra.clients import Client, T5ElectraError
+
+    with Client(args.address, timeout=args.timeout) as client:
+        try:
+            tokenization = client.tokenize(args.text, model=args.model)
+        except T5ElectraError as error:
+            print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(asdict(tokenization), indent=2))
+        return 0
+    for token in tokenization.tokens:
+        where = "(added)" if token.special else f"[{token.start}:{token.end}]"
+        print(f"{token.id:>8}  {token.token:<20} {where}")
+    print(f"{tokenization.count} tokens of {tokenization.model}; at most {tokenization.max_tokens} accepted")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from t5electra.clients import Client, T5ElectraError
+
+    with Client(args.address, timeout=args.timeout) as client:
+        try:
+            models = client.model_info()
+        except T5ElectraError as error:
+            print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([asdict(m) for m in models], indent=2))
+        return 0
+    for m in models:
+        print(f"{m.kind}: {m.name} ({m.architecture}, {m.parameters:,} parameters, {m.dtype} on {m.device})")
+        print(f"  at most {m.max_input_tokens} input tokens, {m.max_input_chars} characters")
+        if m.suggestion_generator:
+            print(f"  suggestions from {m.suggestion_generator}")
+        for field, accepted in m.parameters_accepted.items():
+            print(f"  {field:<22} {accepted}")
     return 0
 
 
@@ -219,7 +274,9 @@ def _loadtest(args: argparse.Namespace) -> int:
     prompts: tuple[str, ...] = ()
     if args.prompts:
         prompts = tuple(line.strip() for line in args.prompts.read_text().splitlines() if line.strip())
-    params = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    params: dict[str, Any] = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    if args.logprobs is not None:
+        params.update(logprobs=True, top_logprobs=args.logprobs)
     config = LoadConfig(
         address=args.address,
         rpc=args.rpc,
@@ -231,6 +288,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         prompts=prompts,
         params=params,
+        detect_options={"suggestions": args.suggestions} if args.suggestions else {},
         mix=tuple(args.mix or ()),
     )
     report = asyncio.run(run_load(config, progress=sys.stderr.isatty()))
@@ -302,7 +360,7 @@ def _soak(args: argparse.Namespace) -> int:
 def _make_checkpoints(args: argparse.Namespace) -> int:
     import torch
 
-    from .training import electra, t5
+    from .training import electra, generator, t5
 
     torch.set_num_threads(args.threads)
     out: Path = args.out
@@ -310,6 +368,10 @@ def _make_checkpoints(args: argparse.Namespace) -> int:
         t5.train(out / "tiny-t5", seed=args.seed, steps=args.t5_steps)
     if args.only in (None, "electra"):
         electra.train(out / "tiny-electra", seed=args.seed, steps=args.electra_steps)
+    if args.only in (None, "electra", "generator"):
+        generator.train(
+            out / "tiny-electra-generator", out / "tiny-electra", seed=args.seed, steps=args.generator_steps
+        )
     return 0
 
 
@@ -329,6 +391,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--t5-model", metavar="ID_OR_PATH", help="T5-family checkpoint (default: embedded tiny-t5)")
     serve.add_argument(
         "--electra-model", metavar="ID_OR_PATH", help="ELECTRA discriminator (default: embedded tiny-electra)"
+    )
+    serve.add_argument(
+        "--electra-generator",
+        metavar="ID_OR_PATH",
+        help="ELECTRA generator for DetectReplacements suggestions; 'embedded' for the embedded tiny one "
+        "(default: none, suggestions off)",
     )
     serve.add_argument("--config", type=Path, help="Serve config YAML (e.g. deployments/gpu.yaml)")
     serve.add_argument(
@@ -382,6 +450,13 @@ def parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int)
     generate.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
     generate.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    generate.add_argument(
+        "--logprobs",
+        type=int,
+        metavar="K",
+        dest="show_logprobs",
+        help="list each token's log-probability and the K most likely alternatives (0..10)",
+    )
     generate.set_defaults(run=_generate)
 
     detect = commands.add_parser(
@@ -394,7 +469,29 @@ def parser() -> argparse.ArgumentParser:
     _client_flags(detect)
     detect.add_argument("--threshold", type=float, help="score from which a token counts as replaced (0.5)")
     detect.add_argument("--scores", action="store_true", help="also list every token with its score")
+    detect.add_argument("--words", action="store_true", help="also list every word with its score")
+    detect.add_argument("--word-scoring", choices=["max", "first", "mean"], help="word score from its tokens (max)")
+    detect.add_argument(
+        "--suggest", type=int, metavar="N", help="up to N likely originals per replaced word (needs a generator)"
+    )
+    detect.add_argument(
+        "--offsets", choices=list(_OFFSET_UNITS), default="code-point", help="unit of offsets (code-point)"
+    )
     detect.set_defaults(run=_detect)
+
+    tokenize = commands.add_parser(
+        "tokenize",
+        help="call Tokenize: the tokens a model reads and bills",
+        description="Tokenizes TEXT with the served model's tokenizer exactly as its RPC would.",
+    )
+    tokenize.add_argument("text")
+    _client_flags(tokenize)
+    tokenize.add_argument("--model", choices=["t5", "electra"], default="t5")
+    tokenize.set_defaults(run=_tokenize)
+
+    models = commands.add_parser("models", help="call GetModelInfo: the served models and what they accept")
+    _client_flags(models)
+    models.set_defaults(run=_models)
 
     load = commands.add_parser(
         "loadtest",
@@ -413,6 +510,8 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--timeout", type=float, default=30.0, help="per-request deadline (30)")
     load.add_argument("--prompts", type=Path, help="file with one prompt per line (default: built-in set)")
     load.add_argument("--max-new-tokens", type=int, help="for generate and generate-stream")
+    load.add_argument("--logprobs", type=int, metavar="K", help="generate: ask log-probabilities with K alternatives")
+    load.add_argument("--suggestions", type=int, metavar="N", help="detect: ask N suggestions per replaced word")
     load.add_argument(
         "--mix",
         action="append",
@@ -476,14 +575,17 @@ def parser() -> argparse.ArgumentParser:
     make = commands.add_parser(
         "make-checkpoints",
         help="retrain the embedded tiny checkpoints",
-        description="Trains tiny-t5 and tiny-electra from scratch on this machine's CPU, deterministic "
-        "for a seed. With one thread, tiny-t5 takes about 25 minutes and tiny-electra about 35.",
+        description="Trains tiny-t5, tiny-electra and tiny-electra-generator (suggestions; it shares "
+        "tiny-electra's vocabulary and is retrained with it) from scratch on this machine's CPU, deterministic "
+        "for a seed. With one thread, tiny-t5 takes about 25 minutes, tiny-electra about 30 and the generator "
+        "about 5.",
     )
     make.add_argument("--out", type=Path, default=Path(str(CHECKPOINTS)), help="where to write (default: package)")
-    make.add_argument("--only", choices=["t5", "electra"], help="train one of them")
+    make.add_argument("--only", choices=["t5", "electra", "generator"], help="train one of them")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--t5-steps", type=int, default=8000)
     make.add_argument("--electra-steps", type=int, default=9000)
+    make.add_argument("--generator-steps", type=int, default=3000)
     make.add_argument("--threads", type=int, default=1, help="torch threads (1, as the shipped checkpoints)")
     make.set_defaults(run=_make_checkpoints)
     return root

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 
-from .domain import FinishReason
+from .domain import FinishReason, TokenLogprob
 from .logits import RowParameters
 from .text_stream import TextStream
 
@@ -124,6 +124,8 @@ class DecodeBatch:
     max_new: list[int]
     finish: list[FinishReason | None]
     texts: list[TextStream]
+    top_logprobs: list[int]  # alternatives each row reports per token; -1: no log-probabilities
+    logprobs: list[list[TokenLogprob]]  # per row, one per generated token when asked
     hidden: torch.Tensor  # (rows, S, d) encoder output, right-padded
     encoder_mask: torch.Tensor  # (rows, S)
     cache: EncoderDecoderCache  # self-attention: (rows, heads, T - 1, d_kv); cross: (rows, heads, S, d_kv)
@@ -154,6 +156,8 @@ class DecodeBatch:
             max_new=[self.max_new[r] for r in rows],
             finish=[self.finish[r] for r in rows],
             texts=[self.texts[r] for r in rows],
+            top_logprobs=[self.top_logprobs[r] for r in rows],
+            logprobs=[self.logprobs[r] for r in rows],
             hidden=self.hidden.index_select(0, index)[:, :keep],
             encoder_mask=encoder_mask[:, :keep],
             cache=_cache(self_kv, cross_kv),
@@ -186,6 +190,8 @@ class DecodeBatch:
             max_new=[m for p in parts for m in p.max_new],
             finish=[f for p in parts for f in p.finish],
             texts=[t for p in parts for t in p.texts],
+            top_logprobs=[k for p in parts for k in p.top_logprobs],
+            logprobs=[lp for p in parts for lp in p.logprobs],
             hidden=joined([p.hidden for p in parts], 1, source, 0.0, left=False),
             encoder_mask=joined([p.encoder_mask for p in parts], 1, source, 0, left=False),
             cache=_cache(self_kv, cross_kv),  # type: ignore[arg-type]

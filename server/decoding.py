@@ -37,6 +37,8 @@ from .domain import (
     GenerationRequest,
     GenerationResult,
     StreamPiece,
+    TokenLogprob,
+    TopToken,
 )
 from .text_stream import TextStream
 
@@ -124,8 +126,9 @@ class GenerationSession:
         if parts:
             self._batch = DecodeBatch.concatenate(parts)
             pieces: dict[int, str] = defaultdict(str)
-            self._advance(self._batch, pieces)
-            events += self._events(pieces)
+            new_tokens: dict[int, list[TokenLogprob]] = defaultdict(list)
+            self._advance(self._batch, pieces, new_tokens)
+            events += self._events(pieces, new_tokens)
         return events
 
     def _drop_cancelled(self) -> None:
@@ -182,15 +185,18 @@ class GenerationSession:
             max_new=[r.parameters.max_new_tokens for r in rows],
             finish=[None] * n,
             texts=[TextStream(g.decode, r.parameters.stop_sequences, lazy=not r.stream) for r in rows],
+            top_logprobs=[r.parameters.top_logprobs if r.parameters.logprobs else -1 for r in rows],
+            logprobs=[[] for _ in rows],
             hidden=hidden,
             encoder_mask=mask.index_select(0, expand),
             cache=EncoderDecoderCache(history_cache(), DynamicCache(g.cross_attention_states(hidden))),
             start_id=g.start_id,
         )
 
-    def _advance(self, batch: DecodeBatch, pieces: dict[int, str]) -> None:
+    def _advance(self, batch: DecodeBatch, pieces: dict[int, str], new_tokens: dict[int, list[TokenLogprob]]) -> None:
         """One decoder pass over ``batch``: picks every row's next token,
-        appends it and adds the new text to ``pieces``."""
+        appends it and adds the new text to ``pieces`` (and the token's
+        log-probability to ``new_tokens`` when its request asked)."""
         g = self._g
         with torch.inference_mode():
             out = g.model(
@@ -216,6 +222,7 @@ class GenerationSession:
                     chosen[span] = torch.multinomial(probs, 1, generator=self._rng[key]).squeeze(1)
         running = torch.tensor([f is None for f in batch.finish], device=g.device)
         chosen = torch.where(running, chosen, g.pad_id)
+        self._log_probabilities(batch, scores, chosen, new_tokens)
         batch.append(chosen)
         batch.generated += running.long()
 
@@ -234,7 +241,40 @@ class GenerationSession:
             elif generated[row] >= batch.max_new[row]:
                 batch.finish[row] = FinishReason.LENGTH
 
-    def _events(self, pieces: dict[int, str]) -> list[StepEvent]:
+    def _log_probabilities(
+        self,
+        batch: DecodeBatch,
+        scores: torch.Tensor,
+        chosen: torch.Tensor,
+        new_tokens: dict[int, list[TokenLogprob]],
+    ) -> None:
+        """Log-softmax of the processed scores for the running rows that ask,
+        as transformers' output_scores; alternatives that were filtered out
+        (-inf) are left out of the top ones."""
+        rows = [r for r, k in enumerate(batch.top_logprobs) if k >= 0 and batch.finish[r] is None]
+        if not rows:
+            return
+        index = torch.tensor(rows, device=scores.device)
+        logp = scores.index_select(0, index).log_softmax(dim=-1)
+        ids = chosen.index_select(0, index)
+        picked = logp.gather(1, ids[:, None]).squeeze(1).tolist()
+        most = max(batch.top_logprobs[r] for r in rows)
+        top_values, top_ids = logp.topk(most, dim=-1) if most else (logp[:, :0], ids[:, None][:, :0])
+        pieces = self._g.tokenizer.convert_ids_to_tokens
+        for i, (row, token_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
+            k = batch.top_logprobs[row]
+            alternatives = [
+                TopToken(a, piece, v)
+                for a, piece, v in zip(
+                    top_ids[i, :k].tolist(), pieces(top_ids[i, :k].tolist()), top_values[i, :k].tolist(), strict=True
+                )
+                if v != float("-inf")
+            ]
+            entry = TokenLogprob(token_id, pieces(token_id), picked[i], tuple(alternatives))
+            batch.logprobs[row].append(entry)
+            new_tokens[batch.keys[row]].append(entry)
+
+    def _events(self, pieces: dict[int, str], new_tokens: dict[int, list[TokenLogprob]]) -> list[StepEvent]:
         """Results of the requests whose rows all finished (their rows leave),
         and the new text of streamed requests still running."""
         assert self._batch is not None
@@ -247,17 +287,25 @@ class GenerationSession:
                 sequences = []
                 for r in rows:
                     pieces[key] += batch.texts[r].finish()
-                    sequences.append(GeneratedSequence(batch.texts[r].sent, batch.finish[r], generated[r]))
+                    sequences.append(
+                        GeneratedSequence(batch.texts[r].sent, batch.finish[r], generated[r], tuple(batch.logprobs[r]))
+                    )
                 result = GenerationResult(tuple(sequences), len(prepared.input_ids), self._g.name)
                 piece = None
                 if prepared.stream:
                     last = sequences[0]
                     piece = StreamPiece(
-                        pieces[key], last.generated_tokens, last.finish_reason, result.input_tokens, result.model
+                        pieces[key],
+                        last.generated_tokens,
+                        last.finish_reason,
+                        result.input_tokens,
+                        result.model,
+                        tokens=tuple(new_tokens[key]),
                     )
                 events.append(StepEvent(key, piece, result))
             elif prepared.stream:
-                events.append(StepEvent(key, StreamPiece(pieces[key], generated[rows[0]])))
+                piece = StreamPiece(pieces[key], generated[rows[0]], tokens=tuple(new_tokens[key]))
+                events.append(StepEvent(key, piece))
         for key in complete:
             self._requests.pop(key)
             self._rng.pop(key, None)

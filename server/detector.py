@@ -9,17 +9,20 @@ whole text is covered, never truncated.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import AutoTokenizer, ElectraForPreTraining
 
-from .domain import Detection, DetectionRequest, Span, TokenScore
+from . import words as wording
+from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenPiece, TokenScore
 from .errors import InvalidInput
 from .loading import model_name, pick_device, pick_dtype
+from .offsets import converter
 from .settings import Limits
+from .suggestions import SuggestionGenerator
 from .tokenization import encode_untrusted
-from .validation import check_detection
+from .validation import check_detection, check_text, detection_fields
 
 MAX_WINDOWS_PER_FORWARD = 64
 
@@ -52,9 +55,19 @@ def best_window(position: int, starts: Sequence[int], size: int) -> int:
 
 
 class ReplacementDetector:
-    """Loads an ELECTRA discriminator by hub id or path and scores batches."""
+    """Loads an ELECTRA discriminator by hub id or path and scores batches;
+    with ``generator`` (a masked language model sharing the text's language),
+    it also suggests originals for replaced words."""
 
-    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        limits: Limits | None = None,
+        generator: str | None = None,
+    ) -> None:
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.limits = limits or Limits()
@@ -68,6 +81,9 @@ class ReplacementDetector:
         limit = min(positions, model_max) if model_max and model_max < 1_000_000 else positions
         # Room for [CLS] and [SEP] around every window.
         self.window = limit - 2
+        self.generator = (
+            None if generator is None else SuggestionGenerator(generator, device=self.device, dtype=self.dtype)
+        )
 
     def prepare(self, request: DetectionRequest, *, checked: bool = False) -> PreparedDetection:
         """Validates and tokenizes one request; raises :class:`InvalidInput`.
@@ -96,7 +112,54 @@ class ReplacementDetector:
             rows = [batch[i].ids[s : s + self.window] for i, s in chunk]
             for key, scores in zip(chunk, self._score_windows(rows), strict=True):
                 window_scores[key] = scores
-        return [self._detection(i, p, window_scores) for i, p in enumerate(batch)]
+        detections = [self._detection(i, p, window_scores) for i, p in enumerate(batch)]
+        if self.generator is not None:
+            detections = self._with_suggestions(batch, detections)
+        return [_in_unit(d, p.request) for d, p in zip(detections, batch, strict=True)]
+
+    def _with_suggestions(self, batch: Sequence[PreparedDetection], detections: list[Detection]) -> list[Detection]:
+        """One generator pass for every replaced word of the requests that ask."""
+        assert self.generator is not None
+        asks = [
+            (i, w, (p.request.text, word.start, word.end, p.request.suggestions))
+            for i, (p, d) in enumerate(zip(batch, detections, strict=True))
+            if p.request.suggestions
+            for w, word in enumerate(d.words)
+            if word.replaced
+        ]
+        if not asks:
+            return detections
+        found = self.generator.suggest([ask for _, _, ask in asks])
+        updated = [list(d.words) for d in detections]
+        for (i, w, _), suggestions in zip(asks, found, strict=True):
+            updated[i][w] = replace(updated[i][w], suggestions=suggestions)
+        return [replace(d, words=tuple(ws)) for d, ws in zip(detections, updated, strict=True)]
+
+    def tokenize(self, text: str) -> Tokenization:
+        """The tokens DetectReplacements scores and bills: [CLS] and [SEP]
+        frame each window and are neither scored nor counted."""
+        check_text(text, self.limits)
+        ids, encoding = encode_untrusted(self.tokenizer, text, add_special_tokens=False, offsets=True)
+        pieces = self.tokenizer.convert_ids_to_tokens(ids)
+        tokens = tuple(
+            TokenPiece(i, piece, start, end, False)
+            for i, piece, (start, end) in zip(ids, pieces, encoding["offset_mapping"], strict=True)
+        )
+        return Tokenization(tokens, self.limits.max_detection_input_tokens, self.name)
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(
+            kind="electra",
+            name=self.name,
+            architecture=self.model.config.model_type,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            dtype=str(self.dtype).removeprefix("torch."),
+            device=self.device.type,
+            max_input_tokens=self.limits.max_detection_input_tokens,
+            max_input_chars=self.limits.max_input_chars,
+            parameters_accepted=detection_fields(self.limits, suggestions=self.generator is not None),
+            suggestion_generator=self.generator.name if self.generator is not None else "",
+        )
 
     def _score_windows(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
         tok = self.tokenizer
@@ -121,27 +184,27 @@ class ReplacementDetector:
             window = starts[best_window(position, starts, self.window)]
             score = window_scores[(index, window)][position - window]
             tokens.append(TokenScore(name, start, end, score, score >= threshold))
-        spans = _replaced_words(text, tokens, prepared.words)
+        found = wording.words(text, tokens, prepared.words, prepared.request.word_scoring, threshold)
         replaced = sum(t.replaced for t in tokens)
         return Detection(
             tuple(tokens),
-            tuple(spans),
+            tuple(wording.spans(text, found)),
             replaced / len(tokens) if tokens else 0.0,
             self.name,
             input_tokens=len(tokens),
+            words=tuple(found),
         )
 
 
-def _replaced_words(text: str, tokens: Sequence[TokenScore], words: Sequence[int | None]) -> list[Span]:
-    """Whole words (as the tokenizer's pre-tokenizer splits them) that hold at
-    least one replaced token, each scored by its most suspicious token."""
-    grouped: dict[tuple[str, int], list[TokenScore]] = {}
-    for position, (token, word) in enumerate(zip(tokens, words, strict=True)):
-        key = ("token", position) if word is None else ("word", word)
-        grouped.setdefault(key, []).append(token)
-    spans = []
-    for members in grouped.values():
-        if any(t.replaced for t in members):
-            start, end = members[0].start, members[-1].end
-            spans.append(Span(start, end, text[start:end], max(t.score for t in members)))
-    return sorted(spans, key=lambda s: s.start)
+def _in_unit(detection: Detection, request: DetectionRequest) -> Detection:
+    """The detection with every offset in the unit the request asked for."""
+    if request.offset_unit == "code_point":
+        return detection
+    at = converter(request.text, request.offset_unit)
+    return replace(
+        detection,
+        tokens=tuple(replace(t, start=at(t.start), end=at(t.end)) for t in detection.tokens),
+        replaced_spans=tuple(replace(s, start=at(s.start), end=at(s.end)) for s in detection.replaced_spans),
+        words=tuple(replace(w, start=at(w.start), end=at(w.end)) for w in detection.words),
+        offset_unit=request.offset_unit,
+    )

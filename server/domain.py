@@ -41,6 +41,8 @@ class GenerationParameters:
     num_return_sequences: int = 1
     seed: int | None = None
     stop_sequences: tuple[str, ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     @property
     def is_beam_search(self) -> bool:
@@ -55,10 +57,30 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TopToken:
+    id: int
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token and its log-probability after the request's logits
+    processing; ``top`` holds the most probable alternatives when asked."""
+
+    id: int
+    token: str
+    logprob: float
+    top: tuple[TopToken, ...] = ()
+
+
+@dataclass(frozen=True)
 class GeneratedSequence:
     text: str
     finish_reason: FinishReason
     generated_tokens: int
+    tokens: tuple[TokenLogprob, ...] = ()
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,7 @@ class StreamPiece:
     input_tokens: int = 0
     model: str = ""
     timing: BatchTiming | None = None
+    tokens: tuple[TokenLogprob, ...] = ()
 
     @property
     def is_last(self) -> bool:
@@ -108,9 +131,15 @@ class StreamPiece:
 
     @staticmethod
     def joined(pieces: Sequence[StreamPiece]) -> StreamPiece:
-        """Consecutive pieces of one stream as one: their text, and the
-        counts and ending of the last."""
-        return replace(pieces[-1], text="".join(p.text for p in pieces))
+        """Consecutive pieces of one stream as one: their text and tokens,
+        and the counts and ending of the last."""
+        return replace(
+            pieces[-1], text="".join(p.text for p in pieces), tokens=tuple(t for p in pieces for t in p.tokens)
+        )
+
+
+WORD_SCORINGS = ("max", "first", "mean")
+OFFSET_UNITS = ("code_point", "utf8_byte", "utf16_code_unit")
 
 
 @dataclass(frozen=True)
@@ -118,6 +147,9 @@ class DetectionRequest:
     text: str
     threshold: float = 0.5
     request_id: str = ""
+    word_scoring: str = "max"  # one of WORD_SCORINGS
+    offset_unit: str = "code_point"  # one of OFFSET_UNITS
+    suggestions: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,10 +170,69 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: int
+    end: int
+    score: float
+    replaced: bool
+    suggestions: tuple[Suggestion, ...] = ()
+
+
+@dataclass(frozen=True)
 class Detection:
+    """Offsets of tokens, words and spans count ``offset_unit``s."""
+
     tokens: tuple[TokenScore, ...]
     replaced_spans: tuple[Span, ...]
     replaced_fraction: float
     model: str
     input_tokens: int = 0
     timing: BatchTiming = field(default_factory=BatchTiming)
+    words: tuple[Word, ...] = ()
+    offset_unit: str = "code_point"
+
+    @property
+    def suggestions_made(self) -> int:
+        return sum(len(w.suggestions) for w in self.words)
+
+
+@dataclass(frozen=True)
+class TokenPiece:
+    """A token as Tokenize reports it; offsets in code points, (0, 0) and
+    ``special`` for a token the server adds."""
+
+    id: int
+    token: str
+    start: int
+    end: int
+    special: bool
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    tokens: tuple[TokenPiece, ...]
+    max_tokens: int
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What GetModelInfo says of a served model."""
+
+    kind: str  # "t5" or "electra"
+    name: str
+    architecture: str
+    parameters: int
+    dtype: str
+    device: str
+    max_input_tokens: int
+    max_input_chars: int
+    parameters_accepted: dict[str, str]
+    suggestion_generator: str = ""

@@ -28,6 +28,11 @@ class InvalidInput(ServingError):
         return (type(self), (self.field, str(self).split(": ", 1)[1]))
 
 
+class NotConfigured(ServingError):
+    """The request asks for something this server was not set up to do
+    (FAILED_PRECONDITION); the message names the setting that enables it."""
+
+
 class ModelNotReady(ServingError):
     """The model is still loading or has no live replica (UNAVAILABLE)."""
 

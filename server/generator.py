@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -21,13 +22,16 @@ from .domain import (
     GeneratedSequence,
     GenerationRequest,
     GenerationResult,
+    ModelDescription,
+    Tokenization,
+    TokenPiece,
 )
 from .errors import InvalidInput
 from .loading import model_name, pick_device, pick_dtype
 from .settings import Limits
 from .text_stream import TextStream
 from .tokenization import encode_untrusted
-from .validation import check_generation
+from .validation import check_generation, check_text, generation_fields
 
 _SEEDS = random.SystemRandom()
 
@@ -80,6 +84,32 @@ class T5Generator:
         seed = request.parameters.seed
         return PreparedGeneration(request, tuple(ids), _SEEDS.getrandbits(63) if seed is None else seed, stream)
 
+    def tokenize(self, text: str) -> Tokenization:
+        """The prompt's tokens as :meth:`prepare` makes them, the end-of-
+        sequence token the server adds included (as billed)."""
+        check_text(text, self.limits)
+        ids, encoding = encode_untrusted(self.tokenizer, text, add_special_tokens=True, offsets=True)
+        pieces = self.tokenizer.convert_ids_to_tokens(ids)
+        marks = encoding["special_tokens_mask"]
+        tokens = tuple(
+            TokenPiece(i, piece, *((0, 0) if added else span), bool(added))
+            for i, piece, span, added in zip(ids, pieces, encoding["offset_mapping"], marks, strict=True)
+        )
+        return Tokenization(tokens, self.limits.max_generation_input_tokens, self.name)
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(
+            kind="t5",
+            name=self.name,
+            architecture=self.model.config.model_type,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            dtype=str(self.dtype).removeprefix("torch."),
+            device=self.device.type,
+            max_input_tokens=self.limits.max_generation_input_tokens,
+            max_input_chars=self.limits.max_input_chars,
+            parameters_accepted=generation_fields(self.limits),
+        )
+
     def session(self, batch: Sequence[PreparedGeneration] = ()) -> GenerationSession:
         """A decoding session starting with ``batch``, whose keys are their
         positions in it; more requests may join it later."""
@@ -123,7 +153,8 @@ class T5Generator:
 
     def beam_search(self, group: Sequence[PreparedGeneration]) -> list[GenerationResult]:
         """Beam search for requests with equal parameters, as ``model.generate``
-        does it; stop sequences then cut the returned beams."""
+        does it; stop sequences then cut the returned beams. With logprobs,
+        each sequence carries the score transformers ranked it by."""
         p = group[0].parameters
         input_ids, mask = self.encode_batch([g.input_ids for g in group])
         with torch.inference_mode():
@@ -136,15 +167,17 @@ class T5Generator:
                 max_new_tokens=p.max_new_tokens,
                 min_new_tokens=p.min_new_tokens or None,
                 repetition_penalty=p.repetition_penalty,
+                output_scores=p.logprobs,
+                return_dict_in_generate=True,
             )
-        rows = output[:, 1:].tolist()  # without the decoder start token
+        rows = output.sequences[:, 1:].tolist()  # without the decoder start token
+        scores = output.sequences_scores.tolist() if p.logprobs else [None] * len(rows)
+        beams = [
+            replace(self._cut_beam(ids, p.stop_sequences), score=score) for ids, score in zip(rows, scores, strict=True)
+        ]
         n = p.num_return_sequences
         return [
-            GenerationResult(
-                tuple(self._cut_beam(ids, p.stop_sequences) for ids in rows[i * n : (i + 1) * n]),
-                len(prepared.input_ids),
-                self.name,
-            )
+            GenerationResult(tuple(beams[i * n : (i + 1) * n]), len(prepared.input_ids), self.name)
             for i, prepared in enumerate(group)
         ]
 

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 CHECKPOINTS = files("t5electra.server") / "checkpoints"
 TINY_T5 = str(CHECKPOINTS / "tiny-t5")
 TINY_ELECTRA = str(CHECKPOINTS / "tiny-electra")
+TINY_ELECTRA_GENERATOR = str(CHECKPOINTS / "tiny-electra-generator")
 
 
 # Measured on a 2-core machine with the t5-small and electra-small shapes
@@ -63,6 +64,8 @@ class Limits(_Strict):
     max_num_return_sequences: int = Field(8, ge=1)
     max_stop_sequences: int = Field(8, ge=0)
     max_stop_sequence_chars: int = Field(64, ge=1)
+    max_top_logprobs: int = Field(10, ge=0, le=10, description="alternatives per generated token")
+    max_suggestions: int = Field(10, ge=0, le=10, description="suggestions per replaced word")
 
 
 class Autoscaling(_Strict):
@@ -101,6 +104,30 @@ class Placement(_Strict):
         description="spreads replicas over nodes, so that losing a node loses at most this many; replicas "
         "that find no node stay pending until one joins",
     )
+
+    graceful_shutdown_timeout_s: float = Field(
+        20.0,
+        ge=0,
+        description="when a replica stops (a rollout, a scale-down, a drain, a stop), how long its requests "
+        "in flight may take to finish; Serve routes no new ones to it meanwhile, and those still running after "
+        "this get UNAVAILABLE",
+    )
+
+    health_check_period_s: float = Field(
+        2.0,
+        gt=0,
+        description="how often Serve's controller checks a replica; a dead one is replaced after about "
+        "this long (Ray's default, 10 s, left a crashed replica unnoticed for 12 s)",
+    )
+
+    def stop_options(self) -> dict[str, Any]:
+        """Serve's health-check and graceful-shutdown options; Serve checks
+        every half second whether a stopping replica's requests are done."""
+        return {
+            "health_check_period_s": self.health_check_period_s,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+            "graceful_shutdown_wait_loop_s": 0.5,
+        }
 
     def placement_options(self) -> dict[str, Any]:
         """Deployment options for Ray Serve; unset ones are left to Ray."""
@@ -188,6 +215,17 @@ class T5Deployment(ModelDeployment):
 class ElectraDeployment(ModelDeployment):
     model: str = Field(TINY_ELECTRA, description="hub id or path of an ELECTRA discriminator")
     max_batch_size: int = Field(32, ge=1)
+    generator_model: str | None = Field(
+        None,
+        description="hub id or path of an ELECTRA generator (masked language model) for suggestions, "
+        "'embedded' for the embedded tiny one; unset, suggestions are off (FAILED_PRECONDITION)",
+    )
+
+    @model_validator(mode="after")
+    def _embedded_generator(self) -> ElectraDeployment:
+        if self.generator_model == "embedded":
+            self.generator_model = TINY_ELECTRA_GENERATOR
+        return self
 
 
 class Ingress(Placement):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import unicodedata
 
-from .domain import DetectionRequest, GenerationParameters, GenerationRequest
+from .domain import OFFSET_UNITS, WORD_SCORINGS, DetectionRequest, GenerationParameters, GenerationRequest
 from .errors import InvalidInput
 from .settings import Limits
 
@@ -83,6 +83,10 @@ def check_parameters(p: GenerationParameters, limits: Limits, *, streaming: bool
             f"{p.num_return_sequences}: GenerateStream streams a single sequence",
         )
 
+    _in_range(prefix + "top_logprobs", p.top_logprobs, 0, limits.max_top_logprobs)
+    if p.top_logprobs and not p.logprobs:
+        raise InvalidInput(prefix + "top_logprobs", f"{p.top_logprobs} needs logprobs=true")
+
     if len(p.stop_sequences) > limits.max_stop_sequences:
         raise InvalidInput(
             prefix + "stop_sequences",
@@ -106,3 +110,40 @@ def check_generation(request: GenerationRequest, limits: Limits, *, streaming: b
 def check_detection(request: DetectionRequest, limits: Limits) -> None:
     check_text(request.text, limits)
     _in_range("threshold", request.threshold, 0, 1)
+    _in_range("suggestions", request.suggestions, 0, limits.max_suggestions)
+    for field, value, allowed in (
+        ("word_scoring", request.word_scoring, WORD_SCORINGS),
+        ("offset_unit", request.offset_unit, OFFSET_UNITS),
+    ):
+        if value not in allowed:
+            raise InvalidInput(field, f"{value} is not one of {', '.join(a.upper() for a in allowed)}")
+
+
+def generation_fields(limits: Limits) -> dict[str, str]:
+    """The GenerationParameters fields and the ranges this server accepts,
+    as GetModelInfo reports them; the checks above enforce the same."""
+    return {
+        "max_new_tokens": f"1..{limits.max_new_tokens}",
+        "min_new_tokens": "0..max_new_tokens",
+        "num_beams": f"1..{limits.max_num_beams}",
+        "do_sample": "true|false",
+        "temperature": "(0, 100], needs do_sample",
+        "top_k": "0 (off) or more, needs do_sample",
+        "top_p": "(0, 1], needs do_sample",
+        "repetition_penalty": "(0, 10]",
+        "num_return_sequences": f"1..{limits.max_num_return_sequences}",
+        "seed": "uint64, needs do_sample",
+        "stop_sequences": f"at most {limits.max_stop_sequences}, 1..{limits.max_stop_sequence_chars} characters each",
+        "logprobs": "true|false",
+        "top_logprobs": f"0..{limits.max_top_logprobs}, needs logprobs",
+    }
+
+
+def detection_fields(limits: Limits, *, suggestions: bool) -> dict[str, str]:
+    """The DetectReplacementsRequest fields and ranges, as for generation."""
+    return {
+        "threshold": "[0, 1]",
+        "word_scoring": "|".join(s.upper() for s in WORD_SCORINGS),
+        "offset_unit": "|".join(u.upper() for u in OFFSET_UNITS),
+        "suggestions": f"0..{limits.max_suggestions}" if suggestions else "0 (no generator configured)",
+    }

@@ -28,7 +28,7 @@ from t5electra.server.settings import Settings
 
 from conftest import free_port
 
-T5_QUEUE = 8
+T5_QUEUE = 24
 
 
 def test_settings(port: int, http_port: int) -> Settings:
@@ -43,6 +43,7 @@ def test_settings(port: int, http_port: int) -> Settings:
             "num_cpus": 0.4,
         },
         electra={
+            "generator_model": "embedded",
             "max_batch_size": 32,
             "batch_wait_timeout_s": 0.05,
             "num_cpus": 0.4,
@@ -134,9 +135,11 @@ class ServerUnderTest:
 
     def deploy_broken_t5(self, name: str) -> str:
         """A second application whose T5 checkpoint does not exist: its
-        ingress and ELECTRA run, T5 never does."""
+        ingress and ELECTRA (without a generator) run, T5 never does."""
         t5 = self.settings.t5.model_copy(update={"model": "/nonexistent/t5-checkpoint"})
-        return self.deploy_variant(name, ("Ingress", "Detector"), t5=t5)
+        one = self.settings.electra.autoscaling.model_copy(update={"max_replicas": 1})
+        electra = self.settings.electra.model_copy(update={"generator_model": None, "autoscaling": one})
+        return self.deploy_variant(name, ("Ingress", "Detector"), t5=t5, electra=electra)
 
     def delete_app(self, name: str, timeout: float = 60) -> None:
         """Deletes an application and waits until the proxy routes calls
@@ -152,6 +155,13 @@ class ServerUnderTest:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
+
+    def replica_pids(self, deployment: str) -> list[int]:
+        """Process ids of the deployment's running replicas, from the
+        controller's instance details (what `t5electra status` reads)."""
+        app = serve.context._get_global_client().get_serve_details()["applications"][self.settings.app_name]
+        replicas = app["deployments"][deployment]["replicas"]
+        return [r["pid"] for r in replicas if r["state"] == "RUNNING"]
 
     def wait_until_idle(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ def served() -> Iterator[tuple[str, subprocess.Popen, list[str]]]:
     port = free_port()
     env = {**os.environ, "T5ELECTRA_HTTP_PORT": str(free_port()), "T5ELECTRA_METRICS_PORT": str(free_port())}
     process = subprocess.Popen(
-        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port), "--electra-generator", "embedded"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -74,6 +74,53 @@ def test_generate_command_streams_the_answer(served) -> None:
     with Client(address) as client:
         assert result.stdout.strip() == client.generate("reverse words: apple river stone").text
     assert "EOS_TOKEN" in result.stderr
+
+
+def test_generate_command_lists_log_probabilities(served) -> None:
+    address, _, _ = served
+    prompt = "reverse words: apple river stone"
+    result = t5electra("generate", prompt, "--address", address, "--logprobs", "2", "--no-stream")
+    assert result.returncode == 0, result.stderr
+    text, *rows = result.stdout.splitlines()
+    with Client(address) as client:
+        expected = client.generate(prompt, logprobs=True, top_logprobs=2).sequences[0]
+    assert text == expected.text
+    assert [row.split()[1] for row in rows] == [t.token for t in expected.tokens]
+    assert [float(row.split()[0]) for row in rows] == pytest.approx([t.logprob for t in expected.tokens], abs=1e-3)
+
+
+def test_detect_command_words_suggestions_and_utf16_offsets(served) -> None:
+    address, _, _ = served
+    text = "The callable 😀 is invoked with a single banana argument."
+    result = t5electra(
+        "detect", text, "--address", address, "--suggest", "3", "--offsets", "utf16", "--threshold", "0.4", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["offset_unit"] == "UTF16_CODE_UNIT"
+    encoded = text.encode("utf-16-le")
+    for word in answer["words"]:
+        assert encoded[2 * word["start"] : 2 * word["end"]].decode("utf-16-le") == word["text"]
+    replaced = [w for w in answer["words"] if w["replaced"]]
+    assert replaced and all(w["suggestions"] for w in replaced)
+    shown = t5electra("detect", text, "--address", address, "--words", "--offsets", "utf16", "--threshold", "0.4")
+    assert shown.returncode == 0, shown.stderr
+    for span in answer["replaced_spans"]:
+        assert f"[[{span['text']}]]" in shown.stdout.splitlines()[0]
+    assert len(shown.stdout.splitlines()) == 1 + len(answer["words"])
+
+
+def test_tokenize_and_models_commands(served) -> None:
+    address, _, _ = served
+    tokenized = t5electra("tokenize", "reverse words: apple river", "--address", address, "--json")
+    assert tokenized.returncode == 0, tokenized.stderr
+    tokens = json.loads(tokenized.stdout)
+    with Client(address) as client:
+        assert tokens["count"] == client.generate("reverse words: apple river").input_tokens
+    listed = t5electra("models", "--address", address)
+    assert listed.returncode == 0, listed.stderr
+    assert "T5: tiny-t5 (t5," in listed.stdout and "ELECTRA: tiny-electra (electra," in listed.stdout
+    assert "suggestions from tiny-electra-generator" in listed.stdout
 
 
 def test_generate_command_json_and_errors(served) -> None:

@@ -10,9 +10,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import pytest
 
 from t5electra.clients import NO_RETRY, RetryPolicy, T5ElectraError
+from t5electra.clients.options import SERVICE_CONFIG
+from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc
 
 from serving import ServerUnderTest
 
@@ -74,3 +77,28 @@ def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server:
     assert server.replicas("TextGenerator") == 1
     assert server.t5_info()["pid"] != victim
     assert patient_results and set(patient_results) == {"forest candle"}, set(patient_results)
+
+
+def test_plain_channel_with_the_published_service_config_rides_over_a_replica_restart(
+    server: ServerUnderTest,
+) -> None:
+    """gRPC's own retries, configured by clients/service_config.json (what a
+    Go or Java client is given), and the server's grpc-retry-pushback-ms carry
+    every call of a plain channel over the restart of the only ELECTRA replica."""
+    options = [("grpc.service_config", SERVICE_CONFIG.read_text()), ("grpc.enable_retries", 1)]
+    request = detection_pb2.DetectReplacementsRequest(text="The callable is invoked with a single banana.")
+    with grpc.insecure_channel(server.address, options=options) as channel:
+        stub = detection_pb2_grpc.ReplacementDetectionStub(channel)
+        stub.DetectReplacements(request, timeout=30)
+        victims = server.replica_pids("Detector")
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        killed_at, answers = time.monotonic(), []
+        while time.monotonic() - killed_at < 60:
+            answers.append(stub.DetectReplacements(request, timeout=60))
+            if server.replica_pids("Detector") and not set(server.replica_pids("Detector")) & set(victims):
+                break
+    replaced_after = time.monotonic() - killed_at
+    assert answers and all(answer.tokens for answer in answers)
+    assert not set(server.replica_pids("Detector")) & set(victims)
+    print(f"\n{len(answers)} calls answered while the replica was replaced in {replaced_after:.1f} s")

@@ -300,6 +300,10 @@ def test_overload_is_resource_exhausted_and_recovers(server: ServerUnderTest) ->
 
 
 def test_detector_autoscales_up_under_load_and_back_down(server: ServerUnderTest) -> None:
+    # Earlier tests' load may have scaled it up already: start from one replica.
+    settle = time.monotonic() + 120
+    while server.replicas("Detector") != 1 and time.monotonic() < settle:
+        time.sleep(0.5)
     assert server.replicas("Detector") == 1
     long_text = " ".join(SENTENCES * 20)
     scaled_up = threading.Event()
@@ -367,8 +371,14 @@ def test_model_without_replica_is_not_serving_and_unavailable(server: ServerUnde
                 client.generate(PROMPTS[0], timeout=30)
             assert raised.value.code == grpc.StatusCode.UNAVAILABLE
             assert "TextGenerator has no running replica" in raised.value.details
-            assert raised.value.metadata.get("retry-after-ms")
+            assert raised.value.metadata.get("retry-after-ms") == raised.value.metadata.get("grpc-retry-pushback-ms")
             assert client.detect_replacements(SENTENCES[0]).tokens
+            with pytest.raises(T5ElectraError) as refused:
+                client.detect_replacements(SENTENCES[0], suggestions=2)
+            assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert refused.value.details.startswith(
+                "suggestions: this server has no generator; set electra.generator_model"
+            )
     finally:
         server.delete_app(broken)
     with server.client() as client:

@@ -41,6 +41,8 @@ LIMITS = Limits()
         ({"stop_sequences": ("",)}, r"parameters.stop_sequences\[0\]", "must not be empty"),
         ({"stop_sequences": ("x" * 65,)}, r"parameters.stop_sequences\[0\]", "at most 64 are allowed"),
         ({"stop_sequences": tuple("abcdefghi")}, "parameters.stop_sequences", "has 9 entries; at most 8"),
+        ({"logprobs": True, "top_logprobs": 11}, "parameters.top_logprobs", r"must be in \[0, 10\], got 11"),
+        ({"top_logprobs": 3}, "parameters.top_logprobs", "3 needs logprobs=true"),
     ],
 )
 def test_invalid_generation_parameters(params: dict, field: str, message: str) -> None:
@@ -78,6 +80,19 @@ def test_invalid_text(text: str, message: str) -> None:
         check_generation(GenerationRequest(text), LIMITS)
     with pytest.raises(InvalidInput, match=f"^text: .*{message}"):
         check_detection(DetectionRequest(text), LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"suggestions": 11}, "suggestions", r"must be in \[0, 10\], got 11"),
+        ({"word_scoring": "median"}, "word_scoring", "median is not one of MAX, FIRST, MEAN"),
+        ({"offset_unit": "value 9"}, "offset_unit", "value 9 is not one of CODE_POINT, UTF8_BYTE, UTF16_CODE_UNIT"),
+    ],
+)
+def test_invalid_detection_options(fields: dict, field: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=f"^{field}: {message}"):
+        check_detection(DetectionRequest("some text", **fields), LIMITS)
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.01, math.nan])

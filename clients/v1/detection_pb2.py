@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ct5electra/v1/detection.proto\x12\x0ct5electra.v1\"O\n\x19\x44\x65tectReplacementsRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x16\n\tthreshold\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"X\n\nTokenScore\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x10\n\x08replaced\x18\x05 \x01(\x08\"?\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\"\x9c\x01\n\x1a\x44\x65tectReplacementsResponse\x12(\n\x06tokens\x18\x01 \x03(\x0b\x32\x18.t5electra.v1.TokenScore\x12*\n\x0ereplaced_spans\x18\x02 \x03(\x0b\x32\x12.t5electra.v1.Span\x12\x19\n\x11replaced_fraction\x18\x03 \x01(\x02\x12\r\n\x05model\x18\x04 \x01(\t2\x7f\n\x14ReplacementDetection\x12g\n\x12\x44\x65tectReplacements\x12\'.t5electra.v1.DetectReplacementsRequest\x1a(.t5electra.v1.DetectReplacementsResponseB.\n\x10\x64\x65v.t5electra.v1P\x01Z\x18t5electra/v1;t5electrav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ct5electra/v1/detection.proto\x12\x0ct5electra.v1\"\xd9\x01\n\x19\x44\x65tectReplacementsRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x16\n\tthreshold\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12/\n\x0cword_scoring\x18\x03 \x01(\x0e\x32\x19.t5electra.v1.WordScoring\x12-\n\x0boffset_unit\x18\x04 \x01(\x0e\x32\x18.t5electra.v1.OffsetUnit\x12\x18\n\x0bsuggestions\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_thresholdB\x0e\n\x0c_suggestions\"X\n\nTokenScore\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x10\n\x08replaced\x18\x05 \x01(\x08\"?\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\"\x80\x01\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x10\n\x08replaced\x18\x05 \x01(\x08\x12-\n\x0bsuggestions\x18\x06 \x03(\x0b\x32\x18.t5electra.v1.Suggestion\"/\n\nSuggestion\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xee\x01\n\x1a\x44\x65tectReplacementsResponse\x12(\n\x06tokens\x18\x01 \x03(\x0b\x32\x18.t5electra.v1.TokenScore\x12*\n\x0ereplaced_spans\x18\x02 \x03(\x0b\x32\x12.t5electra.v1.Span\x12\x19\n\x11replaced_fraction\x18\x03 \x01(\x02\x12\r\n\x05model\x18\x04 \x01(\t\x12!\n\x05words\x18\x05 \x03(\x0b\x32\x12.t5electra.v1.Word\x12-\n\x0boffset_unit\x18\x06 \x01(\x0e\x32\x18.t5electra.v1.OffsetUnit*I\n\x0bWordScoring\x12\x1c\n\x18WORD_SCORING_UNSPECIFIED\x10\x00\x12\x07\n\x03MAX\x10\x01\x12\t\n\x05\x46IRST\x10\x02\x12\x08\n\x04MEAN\x10\x03*]\n\nOffsetUnit\x12\x1b\n\x17OFFSET_UNIT_UNSPECIFIED\x10\x00\x12\x0e\n\nCODE_POINT\x10\x01\x12\r\n\tUTF8_BYTE\x10\x02\x12\x13\n\x0fUTF16_CODE_UNIT\x10\x03\x32\x7f\n\x14ReplacementDetection\x12g\n\x12\x44\x65tectReplacements\x12\'.t5electra.v1.DetectReplacementsRequest\x1a(.t5electra.v1.DetectReplacementsResponseB.\n\x10\x64\x65v.t5electra.v1P\x01Z\x18t5electra/v1;t5electrav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,14 +32,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 't5electra.clients.v1.detect
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.t5electra.v1P\001Z\030t5electra/v1;t5electrav1'
-  _globals['_DETECTREPLACEMENTSREQUEST']._serialized_start=46
-  _globals['_DETECTREPLACEMENTSREQUEST']._serialized_end=125
-  _globals['_TOKENSCORE']._serialized_start=127
-  _globals['_TOKENSCORE']._serialized_end=215
-  _globals['_SPAN']._serialized_start=217
-  _globals['_SPAN']._serialized_end=280
-  _globals['_DETECTREPLACEMENTSRESPONSE']._serialized_start=283
-  _globals['_DETECTREPLACEMENTSRESPONSE']._serialized_end=439
-  _globals['_REPLACEMENTDETECTION']._serialized_start=441
-  _globals['_REPLACEMENTDETECTION']._serialized_end=568
+  _globals['_WORDSCORING']._serialized_start=842
+  _globals['_WORDSCORING']._serialized_end=915
+  _globals['_OFFSETUNIT']._serialized_start=917
+  _globals['_OFFSETUNIT']._serialized_end=1010
+  _globals['_DETECTREPLACEMENTSREQUEST']._serialized_start=47
+  _globals['_DETECTREPLACEMENTSREQUEST']._serialized_end=264
+  _globals['_TOKENSCORE']._serialized_start=266
+  _globals['_TOKENSCORE']._serialized_end=354
+  _globals['_SPAN']._serialized_start=356
+  _globals['_SPAN']._serialized_end=419
+  _globals['_WORD']._serialized_start=422
+  _globals['_WORD']._serialized_end=550
+  _globals['_SUGGESTION']._serialized_start=552
+  _globals['_SUGGESTION']._serialized_end=599
+  _globals['_DETECTREPLACEMENTSRESPONSE']._serialized_start=602
+  _globals['_DETECTREPLACEMENTSRESPONSE']._serialized_end=840
+  _globals['_REPLACEMENTDETECTION']._serialized_start=1012
+  _globals['_REPLACEMENTDETECTION']._serialized_end=1139
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dt5electra/v1/generation.proto\x12\x0ct5electra.v1\"W\n\x0fGenerateRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x36\n\nparameters\x18\x02 \x01(\x0b\x32\".t5electra.v1.GenerationParameters\"\xd0\x03\n\x14GenerationParameters\x12\x1b\n\x0emax_new_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1b\n\x0emin_new_tokens\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tnum_beams\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x16\n\tdo_sample\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x12\n\x05top_k\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12!\n\x14num_return_sequences\x18\t \x01(\rH\x08\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\t\x88\x01\x01\x12\x16\n\x0estop_sequences\x18\x0b \x03(\tB\x11\n\x0f_max_new_tokensB\x11\n\x0f_min_new_tokensB\x0c\n\n_num_beamsB\x0c\n\n_do_sampleB\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x17\n\x15_num_return_sequencesB\x07\n\x05_seed\"n\n\x11GeneratedSequence\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.t5electra.v1.FinishReason\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\"y\n\x10GenerateResponse\x12\x32\n\tsequences\x18\x01 \x03(\x0b\x32\x1f.t5electra.v1.GeneratedSequence\x12\"\n\x05usage\x18\x02 \x01(\x0b\x32\x13.t5electra.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\"\xa6\x01\n\x16GenerateStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.t5electra.v1.FinishReason\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.t5electra.v1.Usage\x12\r\n\x05model\x18\x05 \x01(\t*[\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\n\n\x06LENGTH\x10\x01\x12\r\n\tEOS_TOKEN\x10\x02\x12\x11\n\rSTOP_SEQUENCE\x10\x03\x32\xb4\x01\n\x0eTextGeneration\x12I\n\x08Generate\x12\x1d.t5electra.v1.GenerateRequest\x1a\x1e.t5electra.v1.GenerateResponse\x12W\n\x0eGenerateStream\x12\x1d.t5electra.v1.GenerateRequest\x1a$.t5electra.v1.GenerateStreamResponse0\x01\x42.\n\x10\x64\x65v.t5electra.v1P\x01Z\x18t5electra/v1;t5electrav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dt5electra/v1/generation.proto\x12\x0ct5electra.v1\"W\n\x0fGenerateRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x36\n\nparameters\x18\x02 \x01(\x0b\x32\".t5electra.v1.GenerationParameters\"\xa0\x04\n\x14GenerationParameters\x12\x1b\n\x0emax_new_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1b\n\x0emin_new_tokens\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tnum_beams\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x16\n\tdo_sample\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x12\n\x05top_k\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12!\n\x14num_return_sequences\x18\t \x01(\rH\x08\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\t\x88\x01\x01\x12\x16\n\x0estop_sequences\x18\x0b \x03(\t\x12\x15\n\x08logprobs\x18\x0c \x01(\x08H\n\x88\x01\x01\x12\x19\n\x0ctop_logprobs\x18\r \x01(\rH\x0b\x88\x01\x01\x42\x11\n\x0f_max_new_tokensB\x11\n\x0f_min_new_tokensB\x0c\n\n_num_beamsB\x0c\n\n_do_sampleB\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x17\n\x15_num_return_sequencesB\x07\n\x05_seedB\x0b\n\t_logprobsB\x0f\n\r_top_logprobs\"_\n\x0cTokenLogprob\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12#\n\x03top\x18\x04 \x03(\x0b\x32\x16.t5electra.v1.TopToken\"6\n\x08TopToken\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"\xb8\x01\n\x11GeneratedSequence\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.t5electra.v1.FinishReason\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\x12*\n\x06tokens\x18\x04 \x03(\x0b\x32\x1a.t5electra.v1.TokenLogprob\x12\x12\n\x05score\x18\x05 \x01(\x02H\x00\x88\x01\x01\x42\x08\n\x06_score\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\"y\n\x10GenerateResponse\x12\x32\n\tsequences\x18\x01 \x03(\x0b\x32\x1f.t5electra.v1.GeneratedSequence\x12\"\n\x05usage\x18\x02 \x01(\x0b\x32\x13.t5electra.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\"\xd2\x01\n\x16GenerateStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.t5electra.v1.FinishReason\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.t5electra.v1.Usage\x12\r\n\x05model\x18\x05 \x01(\t\x12*\n\x06tokens\x18\x06 \x03(\x0b\x32\x1a.t5electra.v1.TokenLogprob*[\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\n\n\x06LENGTH\x10\x01\x12\r\n\tEOS_TOKEN\x10\x02\x12\x11\n\rSTOP_SEQUENCE\x10\x03\x32\xb4\x01\n\x0eTextGeneration\x12I\n\x08Generate\x12\x1d.t5electra.v1.GenerateRequest\x1a\x1e.t5electra.v1.GenerateResponse\x12W\n\x0eGenerateStream\x12\x1d.t5electra.v1.GenerateRequest\x1a$.t5electra.v1.GenerateStreamResponse0\x01\x42.\n\x10\x64\x65v.t5electra.v1P\x01Z\x18t5electra/v1;t5electrav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,20 +32,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 't5electra.clients.v1.genera
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.t5electra.v1P\001Z\030t5electra/v1;t5electrav1'
-  _globals['_FINISHREASON']._serialized_start=1061
-  _globals['_FINISHREASON']._serialized_end=1152
+  _globals['_FINISHREASON']._serialized_start=1413
+  _globals['_FINISHREASON']._serialized_end=1504
   _globals['_GENERATEREQUEST']._serialized_start=47
   _globals['_GENERATEREQUEST']._serialized_end=134
   _globals['_GENERATIONPARAMETERS']._serialized_start=137
-  _globals['_GENERATIONPARAMETERS']._serialized_end=601
-  _globals['_GENERATEDSEQUENCE']._serialized_start=603
-  _globals['_GENERATEDSEQUENCE']._serialized_end=713
-  _globals['_USAGE']._serialized_start=715
-  _globals['_USAGE']._serialized_end=767
-  _globals['_GENERATERESPONSE']._serialized_start=769
-  _globals['_GENERATERESPONSE']._serialized_end=890
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=893
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1059
-  _globals['_TEXTGENERATION']._serialized_start=1155
-  _globals['_TEXTGENERATION']._serialized_end=1335
+  _globals['_GENERATIONPARAMETERS']._serialized_end=681
+  _globals['_TOKENLOGPROB']._serialized_start=683
+  _globals['_TOKENLOGPROB']._serialized_end=778
+  _globals['_TOPTOKEN']._serialized_start=780
+  _globals['_TOPTOKEN']._serialized_end=834
+  _globals['_GENERATEDSEQUENCE']._serialized_start=837
+  _globals['_GENERATEDSEQUENCE']._serialized_end=1021
+  _globals['_USAGE']._serialized_start=1023
+  _globals['_USAGE']._serialized_end=1075
+  _globals['_GENERATERESPONSE']._serialized_start=1077
+  _globals['_GENERATERESPONSE']._serialized_end=1198
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1201
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1411
+  _globals['_TEXTGENERATION']._serialized_start=1507
+  _globals['_TEXTGENERATION']._serialized_end=1687
 # @@protoc_insertion_point(module_scope)

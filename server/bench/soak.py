@@ -48,6 +48,7 @@ class SoakConfig:
 @dataclass
 class Faults:
     kills: list[dict[str, Any]] = field(default_factory=list)
+    kill_errors: list[str] = field(default_factory=list)
     bursts: list[tuple[float, float]] = field(default_factory=list)
 
     def in_burst(self, moment: float) -> bool:
@@ -71,7 +72,11 @@ class ReplicaKiller:
         """The thread's body; the process must already be connected to Ray."""
         while not self._stop.wait(self._every):
             deployment = self._rng.choice(MODEL_DEPLOYMENTS)
-            victim = self._pid(deployment)
+            try:
+                victim = self._pid(deployment)
+            except Exception as error:  # reported, and the next kill is tried
+                self.faults.kill_errors.append(f"{deployment}: could not find the replica: {error!r}"[:300])
+                continue
             killed = time.monotonic()
             os.kill(victim, signal.SIGKILL)
             replaced = None
@@ -175,6 +180,7 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
         "answered": len(samples) - lost,
         "lost": lost,
         "replica_kills": killer.faults.kills,
+        "replica_kill_errors": killer.faults.kill_errors,
         "replicas_restarted": sum(k["replaced_after_s"] is not None for k in killer.faults.kills),
         "bursts": len(killer.faults.bursts),
         "ok_latency_ms": {
@@ -200,6 +206,8 @@ def table(report: dict[str, Any]) -> str:
         f"  memory of the serving processes: {report['memory_mb']['start']} MiB at start, "
         f"{report['memory_mb']['end']} MiB at the end",
     ]
+    for error in report["replica_kill_errors"]:
+        lines.append(f"  kill not done: {error}")
     for kill in report["replica_kills"]:
         after = kill["replaced_after_s"]
         lines.append(

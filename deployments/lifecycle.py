@@ -1,0 +1,156 @@
+"""How ``t5electra serve`` starts, deploys and stops: its Ray, its Serve
+application, and the signals that end them.
+
+Ray puts every process it starts (GCS, raylet, workers, replicas) in the
+process group of the process that called ``ray.init``. A supervisor that
+stops a service by signalling its process group (systemd's default
+``KillMode=control-group``, ``kill -TERM -PGID``, a container runtime) then
+kills the raylet at once, and the command hangs until its driver gives up on
+the cluster. So the command supervises: the server runs in a child process in
+a session of its own, with Ray beneath it, and the command relays the first
+SIGINT or SIGTERM, wherever it came from, as a request to drain; a second one
+stops everything at once. The child also drains when the command dies
+(Linux's parent-death signal), so an orphaned server never lingers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from t5electra.server.settings import Settings
+
+SERVER_CHILD = "T5ELECTRA_SERVER_CHILD"
+"""Set in the child's environment: it runs the server instead of supervising."""
+_PR_SET_PDEATHSIG = 1
+
+
+def supervise(argv: list[str], settings: Settings, say: Callable[[str], None]) -> int:
+    """Runs ``t5electra <argv>`` as the server child and waits for it.
+
+    The first stop signal asks the child to drain (``drain_budget_s``); a
+    second one, or a drain that overruns, kills the child's whole session.
+    Exit code: the child's (0 after a clean drain), 130 when it was killed."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "t5electra.server.cli", *argv],
+        env={**os.environ, SERVER_CHILD: "1"},
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    stops: list[float] = []
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stops.append(time.monotonic())
+        if len(stops) == 1:
+            child.send_signal(signal.SIGTERM)
+        else:
+            say("stopping at once")
+            _kill_session(child.pid)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, on_signal)
+    code = None
+    while code is None:
+        try:
+            code = child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if stops and time.monotonic() - stops[0] > drain_budget_s(settings):
+                say(f"the drain took longer than {drain_budget_s(settings):.0f}s; stopping at once")
+                _kill_session(child.pid)
+    _kill_session(child.pid)  # whatever of the session outlived the child
+    return 130 if code == -signal.SIGKILL else code
+
+
+def drain_budget_s(settings: Settings) -> float:
+    """How long a stop may take: the slowest deployment's graceful shutdown,
+    plus time for Serve's controller and Ray to stop."""
+    slowest = max(settings.t5.graceful_shutdown_timeout_s, settings.electra.graceful_shutdown_timeout_s)
+    return max(slowest, settings.ingress.graceful_shutdown_timeout_s) + 15.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM (a drain) when the command dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _kill_session(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def is_server_child() -> bool:
+    return os.environ.get(SERVER_CHILD) == "1"
+
+
+def start(settings: Settings, address: str | None) -> str:
+    """Starts Ray here (``address`` None) or joins the cluster at
+    ``address``, starts Serve's proxies and deploys the application; returns
+    the cluster's GCS address."""
+    import ray
+    from ray import serve
+
+    from .app import build_app, configure_ray_environment, grpc_options
+
+    configure_ray_environment(settings)
+    if address:
+        context = ray.init(address=address, namespace="t5electra", logging_level=logging.WARNING)
+    else:
+        # No dashboard: it costs seconds and memory on a small machine; start
+        # Ray yourself (`ray start --head`) and pass --address to have one.
+        context = ray.init(
+            namespace="t5electra",
+            logging_level=logging.WARNING,
+            include_dashboard=False,
+            log_to_driver=False,
+            _metrics_export_port=settings.metrics_port,
+        )
+    serve.start(
+        proxy_location=settings.proxy_location,
+        grpc_options=grpc_options(settings.port),
+        http_options={"host": "127.0.0.1", "port": settings.http_port},
+    )
+    serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
+    # A ray:// client context has no address_info; the address given is the answer then.
+    return getattr(context, "address_info", {}).get("gcs_address", address)
+
+
+class StopRequest:
+    """Set by SIGINT or SIGTERM in the server child."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.install()
+
+    def install(self) -> None:
+        """Takes SIGINT and SIGTERM (again): ``ray.init`` installs a handler
+        of its own for SIGTERM, which ends the process with a stack trace."""
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: self._event.set())
+
+    def wait(self) -> None:
+        self._event.wait()
+
+
+def drain_and_stop(app_name: str, say: Callable[[str], None]) -> None:
+    """Deletes the application (Serve stops routing to its replicas, health
+    answers NOT_SERVING, and each replica finishes its requests within its
+    ``graceful_shutdown_timeout_s``), then stops Serve and Ray."""
+    import ray
+    from ray import serve
+
+    started = time.monotonic()
+    say("draining...")
+    serve.delete(app_name)
+    serve.shutdown()
+    ray.shutdown()
+    say(f"stopped after {time.monotonic() - started:.1f}s")

@@ -1,0 +1,135 @@
+"""Trains the embedded tiny ELECTRA generator: a masked language model that
+shares tiny-electra's vocabulary, so that DetectReplacements can suggest
+what a replaced word probably was.
+
+ELECTRA trains its discriminator against such a generator; here the two are
+trained apart (the discriminator against random replacements, see
+:mod:`.electra`), and the generator serves only suggestions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, ElectraConfig, ElectraForMaskedLM, PreTrainedTokenizerBase
+
+from . import corpus
+from .electra import MAX_POSITIONS, encode, length_buckets
+from .loop import fit
+
+MASK_RATE = 0.15
+
+
+def build_model(vocab_size: int, seed: int) -> ElectraForMaskedLM:
+    """A quarter of the discriminator's width, as ELECTRA sizes its generators."""
+    torch.manual_seed(seed)
+    config = ElectraConfig(
+        vocab_size=vocab_size,
+        embedding_size=64,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=256,
+        max_position_embeddings=MAX_POSITIONS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return ElectraForMaskedLM(config)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor, special: torch.Tensor, tokenizer: PreTrainedTokenizerBase, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's recipe: 15% of the real tokens are predicted; of those, 80%
+    are masked, 10% replaced by a random token and 10% left as they are."""
+    labels = input_ids.clone()
+    chosen = (torch.rand(input_ids.shape, generator=rng) < MASK_RATE) & ~special.bool()
+    labels[~chosen] = -100
+    masked = input_ids.clone()
+    draw = torch.rand(input_ids.shape, generator=rng)
+    masked[chosen & (draw < 0.8)] = tokenizer.mask_token_id
+    swap = chosen & (draw >= 0.8) & (draw < 0.9)
+    masked[swap] = torch.randint(len(tokenizer), input_ids.shape, generator=rng)[swap]
+    return masked, labels
+
+
+def word_accuracy(model: ElectraForMaskedLM, tokenizer: PreTrainedTokenizerBase, sentences: list[str]) -> dict:
+    """Top-1 and top-5 accuracy at predicting a masked whole word (one that
+    is a single token), one word masked per held-out sentence."""
+    rng = random.Random(0)
+    top1 = top5 = total = 0
+    for sentence in sentences:
+        ids = tokenizer(sentence)["input_ids"]
+        singles = [
+            i
+            for i in range(1, len(ids) - 1)
+            if not tokenizer.convert_ids_to_tokens(ids[i]).startswith("##")
+            and (i + 1 == len(ids) - 1 or not tokenizer.convert_ids_to_tokens(ids[i + 1]).startswith("##"))
+            and tokenizer.convert_ids_to_tokens(ids[i]).isalpha()
+        ]
+        if not singles:
+            continue
+        position = rng.choice(singles)
+        masked = list(ids)
+        masked[position] = tokenizer.mask_token_id
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([masked])).logits[0, position]
+        best = logits.topk(5).indices.tolist()
+        top1 += best[0] == ids[position]
+        top5 += ids[position] in best
+        total += 1
+    return {"top1": top1 / max(1, total), "top5": top5 / max(1, total), "words": total}
+
+
+def train(
+    out_dir: Path,
+    tokenizer_dir: Path,
+    *,
+    seed: int = 0,
+    steps: int = 3000,
+    batch_size: int = 64,
+    learning_rate: float = 2e-3,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Trains, saves a ``save_pretrained`` directory at ``out_dir`` with the
+    tokenizer of ``tokenizer_dir`` (tiny-electra's) and returns its held-out
+    word accuracy."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    masking = torch.Generator().manual_seed(seed)
+    started = time.monotonic()
+    sentences, held = corpus.split()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build_model(len(tokenizer), seed)
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for chunk in length_buckets(sentences, batch_size, rng):
+            encoded = encode(tokenizer, chunk)
+            encoded.pop("offset_mapping")
+            special = encoded.pop("special_tokens_mask") | (encoded["attention_mask"] == 0)
+            masked, labels = mask_tokens(encoded["input_ids"], special, tokenizer, masking)
+            yield {"input_ids": masked, "attention_mask": encoded["attention_mask"], "labels": labels}
+
+    fit(model, batches(), steps=steps, learning_rate=learning_rate, log=log, name="generator")
+    scores = word_accuracy(model, tokenizer, held)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    card = {
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "mask_rate": MASK_RATE,
+        "corpus_sentences": {"train": len(sentences), "held_out": len(held)},
+        "held_out_masked_word_accuracy": scores,
+        "train_seconds": round(time.monotonic() - started),
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out_dir / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    log(f"generator held-out masked-word accuracy: {json.dumps(scores)}")
+    return scores
