@@ -129,7 +129,7 @@ class AsyncClient:
         self, method: Any, request: Any, timeout: float | None, request_id: str | None
     ) -> tuple[Any, dict[str, str]]:
         async def call(remaining: float | None) -> tuple[Any, dict[str, str]]:
-            rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id))
+            rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id, remaining))
             response = await rpc
             return response, _metadata(await rpc.trailing_metadata())
 
@@ -194,7 +194,7 @@ class AsyncGenerationStream:
 
     async def _open(self, remaining: float | None) -> Any:
         self._call = self._client.generation.GenerateStream(
-            self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id)
+            self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id, remaining)
         )
         return await self._call.read()
 

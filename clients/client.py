@@ -137,7 +137,7 @@ class Client:
         self, method: Callable[..., Any], request: Any, timeout: float | None, request_id: str | None
     ) -> tuple[Any, dict[str, str]]:
         def call(remaining: float | None) -> tuple[Any, dict[str, str]]:
-            response, rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id))
+            response, rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id, remaining))
             return response, _metadata(rpc.trailing_metadata())
 
         return self._with_retries(call, timeout)
@@ -199,7 +199,7 @@ class GenerationStream:
 
     def _open(self, remaining: float | None) -> tuple[Any, Any]:
         self._call = self._client.generation.GenerateStream(
-            self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id)
+            self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id, remaining)
         )
         # Read the first message here, inside the retry loop.
         first = next(self._call, None)

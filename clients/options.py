@@ -127,8 +127,12 @@ class ClientConfig:
             return None
         return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
 
-    def metadata(self, request_id: str | None) -> list[tuple[str, str]]:
+    def metadata(self, request_id: str | None, remaining: float | None = None) -> list[tuple[str, str]]:
+        """``remaining``: seconds left of the call's deadline, sent so that the
+        server stops generating then even if the cancel is lost on the way."""
         pairs = [("x-request-id", request_id or uuid.uuid4().hex)]
+        if remaining is not None:
+            pairs.append(("x-request-timeout-ms", str(int(remaining * 1000))))
         if self.application:
             # Ray Serve routes by this key when it runs several applications.
             pairs.append(("application", self.application))

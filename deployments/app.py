@@ -54,7 +54,7 @@ def _model_options(model: ModelDeployment, settings: Settings) -> dict[str, Any]
         "ray_actor_options": _actor_options(model.ray_actor_options(), settings),
         "logging_config": {"enable_access_log": False},
         **model.placement_options(),
-        **model.stop_options(),
+        **model.lifecycle_options(),
     }
 
 
@@ -69,7 +69,7 @@ def build_app(settings: Settings) -> Application:
         ray_actor_options=_actor_options(ingress.ray_actor_options(), settings),
         logging_config={"enable_access_log": False},
         **ingress.placement_options(),
-        **ingress.stop_options(),
+        **ingress.lifecycle_options(),
     ).bind(t5, electra, settings)
 
 

@@ -37,6 +37,10 @@ class Admissible(Protocol):
     @property
     def rows(self) -> int: ...
 
+    @property
+    def deadline(self) -> float | None:
+        """``time.time()`` after which nobody wants the answer, if known."""
+
 
 class Session(Protocol):
     """What the loop needs of a decoding session (see ``server/decoding.py``)."""
@@ -155,6 +159,7 @@ class DecodeLoop:
         while True:
             while self._inbox:
                 waiting.append(self._inbox.popleft())
+            self._expire(list(waiting) + list(self._live.values()))
             if any(e.abandoned for e in waiting):
                 waiting = deque(e for e in waiting if not e.abandoned)
             for key in [k for k, e in self._live.items() if e.abandoned]:
@@ -179,6 +184,20 @@ class DecodeLoop:
             self.steps += 1
             self.rows_stepped += rows
             self._deliver(events, StepReport(rows, admitted))
+
+    def _expire(self, entries: list[_Entry]) -> None:
+        """Requests past their deadline leave as if cancelled, and their
+        callers (if still there) get DEADLINE_EXCEEDED: a cancel that Ray's
+        proxy lost still ends the work at the deadline."""
+        now = time.time()
+        expired = [e for e in entries if not e.abandoned and e.item.deadline is not None and now > e.item.deadline]
+        if not expired:
+            return
+        for entry in expired:
+            entry.abandoned = True
+        error = TimeoutError("deadline exceeded while decoding")
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(lambda: [e.outputs.put_nowait(error) for e in expired])
 
     def _wait_for_company(self, waiting: deque[_Entry]) -> bool:
         """An idle replica waits up to ``idle_wait_s`` after the first arrival

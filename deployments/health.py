@@ -26,7 +26,7 @@ LIVENESS = "liveness"
 """Health service name that is SERVING whenever a request reaches an
 ingress, models or not: what a liveness probe should ask, since restarting a
 Ray node does not bring a model that cannot load any closer."""
-_NOT_SERVING = {ApplicationStatus.DELETING, ApplicationStatus.NOT_STARTED}
+_NOT_SERVING = {ApplicationStatus.DELETING}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class Readiness:
         self._cached: tuple[float, Snapshot] | None = None
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
+        self._last_replicas: dict[str, int] = {}
 
     async def snapshot(self) -> Snapshot:
         """The latest answer, at most about ``CACHE_SECONDS`` old plus one
@@ -74,10 +75,15 @@ class Readiness:
     def _read(self) -> Snapshot:
         app = serve.status().applications.get(self._app)
         if app is None:
+            self._last_replicas = {}
             return Snapshot(False, {}, self._services)
-        replicas = {name: d.replica_states.get("RUNNING", 0) for name, d in app.deployments.items()}
-        # DEPLOYING, UNHEALTHY and DEPLOY_FAILED can still serve from the
-        # replicas that run (a rollout, a replica being replaced, one model
-        # failing while the other runs); DELETING means draining.
+        # A deployment the application lists no longer, while the controller
+        # rebuilds it from a new config (`serve deploy`), keeps its last
+        # count: its old replicas serve until their successors run.
+        current = {name: d.replica_states.get("RUNNING", 0) for name, d in app.deployments.items()}
+        self._last_replicas = {**self._last_replicas, **current}
+        # Replica counts decide, whatever the application's status (NOT_STARTED
+        # and DEPLOYING during a redeploy, UNHEALTHY while one model fails):
+        # only DELETING means draining.
         running = app.status not in _NOT_SERVING
-        return Snapshot(running, replicas, self._services)
+        return Snapshot(running, dict(self._last_replicas), self._services)

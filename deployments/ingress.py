@@ -102,7 +102,7 @@ class Ingress:
     ) -> generation_pb2.GenerateResponse:
         async with self._answering("Generate", grpc_context) as call:
             self._admit(call, grpc_context)
-            domain = wire.generation_request(request, call.request_id)
+            domain = wire.generation_request(request, call.request_id, _deadline(grpc_context))
             validation.check_generation(domain, self._limits)
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
@@ -118,7 +118,7 @@ class Ingress:
     ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
         async with self._answering("GenerateStream", grpc_context, stream=True) as call:
             self._admit(call, grpc_context)
-            domain = wire.generation_request(request, call.request_id)
+            domain = wire.generation_request(request, call.request_id, _deadline(grpc_context))
             validation.check_generation(domain, self._limits, streaming=True)
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
@@ -315,6 +315,16 @@ def _server_timing(call: _Call, elapsed_ms: float, timing: BatchTiming) -> str:
 
 def _metadata(grpc_context: RayServegRPCContext, name: str) -> str | None:
     return next((value for key, value in grpc_context.invocation_metadata() if key == name and value), None)
+
+
+def _deadline(grpc_context: RayServegRPCContext) -> float | None:
+    """When the caller stops waiting, from ``x-request-timeout-ms`` (the
+    project's clients send their remaining deadline; gRPC's own deadline
+    does not reach code behind Ray's proxy)."""
+    given = _metadata(grpc_context, "x-request-timeout-ms")
+    if given is None or not given.isdigit():
+        return None
+    return time.time() + int(given) / 1000
 
 
 def _request_id(grpc_context: RayServegRPCContext) -> str:

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+import psutil
+
 from t5electra.server.settings import Settings
 
 SERVER_CHILD = "T5ELECTRA_SERVER_CHILD"
@@ -84,8 +86,17 @@ def _die_with_parent() -> None:
 
 
 def _kill_session(pid: int) -> None:
+    """SIGKILL to the child's process group and to every process beneath it:
+    Ray's workers run in process groups of their own."""
+    try:
+        beneath = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        beneath = []
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    for process in beneath:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def is_server_child() -> bool:

@@ -51,7 +51,9 @@ def _decoded(message: Message | Undecodable) -> None:
         )
 
 
-def generation_request(message: generation_pb2.GenerateRequest | Undecodable, request_id: str) -> GenerationRequest:
+def generation_request(
+    message: generation_pb2.GenerateRequest | Undecodable, request_id: str, deadline: float | None = None
+) -> GenerationRequest:
     """Unset optional fields take the domain's defaults; set ones are kept as
     sent, even when out of range, so that validation can name them."""
     _decoded(message)
@@ -61,6 +63,7 @@ def generation_request(message: generation_pb2.GenerateRequest | Undecodable, re
         text=message.text,
         parameters=GenerationParameters(**{**vars(_DEFAULTS), **values, "stop_sequences": tuple(p.stop_sequences)}),
         request_id=request_id,
+        deadline=deadline,
     )
 
 

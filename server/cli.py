@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .settings import CHECKPOINTS, Settings
 
@@ -75,13 +76,24 @@ def _join_cluster(address: str) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
+    answer = _answer_only_on_stdout() if args.json else sys.stdout
     if not _join_cluster(args.address):
         return 2
     from t5electra.deployments import cluster
 
     status = cluster.read_status(args.address)
-    print(json.dumps(status.to_json(), indent=2) if args.json else status.table())
+    print(json.dumps(status.to_json(), indent=2) if args.json else status.table(), file=answer, flush=True)
     return 0
+
+
+def _answer_only_on_stdout() -> TextIO:
+    """The real stdout, for the answer; everything else written to file
+    descriptor 1 from now on, such as what Ray's core prints when a node
+    dies or at exit, goes to stderr, so ``--json`` stays one JSON document."""
+    sys.stdout.flush()
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return answer
 
 
 def _shutdown(args: argparse.Namespace) -> int:
@@ -347,6 +359,7 @@ def _soak(args: argparse.Namespace) -> int:
         burst_every=args.burst_every,
         burst_factor=args.burst_factor,
         kill_every=args.kill_every,
+        rollout_every=args.rollout_every,
         timeout=args.timeout,
     )
     with tempfile.TemporaryDirectory(prefix="t5electra-soak-") as scratch:
@@ -567,6 +580,13 @@ def parser() -> argparse.ArgumentParser:
     soak_command.add_argument("--burst-every", type=float, default=90.0, help="seconds between bursts (90)")
     soak_command.add_argument("--burst-factor", type=float, default=4.0, help="rate multiplier in a burst (4)")
     soak_command.add_argument("--kill-every", type=float, default=120.0, help="seconds between replica kills (120)")
+    soak_command.add_argument(
+        "--rollout-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="redeploy a changed configuration (T5's batch size) this often, as `serve --address` does (0: never)",
+    )
     soak_command.add_argument("--timeout", type=float, default=30.0, help="per-request deadline (30)")
     soak_command.add_argument("--json", type=Path, metavar="PATH", help="write the account as JSON")
     soak_command.add_argument("--workdir", type=Path, help="keep the server log here")

@@ -64,6 +64,10 @@ class PreparedGeneration:
         """Rows of a decoding batch this request occupies."""
         return self.parameters.num_return_sequences
 
+    @property
+    def deadline(self) -> float | None:
+        return self.request.deadline
+
 
 @dataclass(frozen=True)
 class StepEvent:

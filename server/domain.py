@@ -51,9 +51,14 @@ class GenerationParameters:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """``deadline`` (``time.time()``, when the caller said) is when the
+    answer stops being wanted: decoding stops then even if the caller's
+    cancel never arrives."""
+
     text: str
     parameters: GenerationParameters = field(default_factory=GenerationParameters)
     request_id: str = ""
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)

@@ -120,13 +120,22 @@ class Placement(_Strict):
         "this long (Ray's default, 10 s, left a crashed replica unnoticed for 12 s)",
     )
 
-    def stop_options(self) -> dict[str, Any]:
-        """Serve's health-check and graceful-shutdown options; Serve checks
-        every half second whether a stopping replica's requests are done."""
+    max_surge_percent: int = Field(
+        100,
+        ge=0,
+        le=100,
+        description="extra replicas a rollout may start before it stops old ones; Ray's default, 0, stops "
+        "a single replica before its successor runs, and every request in between fails",
+    )
+
+    def lifecycle_options(self) -> dict[str, Any]:
+        """How Serve checks, replaces and stops this deployment's replicas;
+        Serve checks every half second whether a stopping replica is done."""
         return {
             "health_check_period_s": self.health_check_period_s,
             "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
             "graceful_shutdown_wait_loop_s": 0.5,
+            "max_surge_percent": self.max_surge_percent,
         }
 
     def placement_options(self) -> dict[str, Any]:

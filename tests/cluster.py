@@ -158,6 +158,17 @@ class LocalCluster:
             cwd=self.workdir,
         )
 
+    def ray_cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        """Ray's own ``ray`` command, pointed at the head."""
+        return subprocess.run(
+            [str(BIN / "ray"), *args, f"--address={self.address}"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            cwd=self.workdir,
+        )
+
     def serve_cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         """Ray's own ``serve`` command, pointed at the head's dashboard."""
         return subprocess.run(

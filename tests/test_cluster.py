@@ -1,10 +1,11 @@
 """The application on a Ray cluster of two nodes, each a separate ``ray
 start`` on this machine: deployed by ``t5electra serve --address``,
 inspected with ``t5electra status``, a node killed under traffic, replaced,
-the application and Serve removed with ``t5electra shutdown``; then the
-shipped CPU config, unchanged but for its ports, deployed and removed by
-Ray's own ``serve deploy`` and ``serve shutdown``, and the GPU configs
-accepted by Ray's controller (their model replicas wait for GPUs).
+a node drained with Ray's drain API under traffic, the application and Serve
+removed with ``t5electra shutdown``; then the shipped CPU config, unchanged
+but for its ports, deployed, rolled out under traffic and removed by Ray's
+own ``serve deploy`` and ``serve shutdown``, and the GPU configs accepted by
+Ray's controller (their model replicas wait for GPUs).
 
 The tests run in file order on one cluster (each builds on the state the
 previous one left), through subprocesses and gRPC only.
@@ -12,6 +13,7 @@ previous one left), through subprocesses and gRPC only.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -27,6 +29,7 @@ from t5electra.clients import NO_RETRY, Client, RetryPolicy, T5ElectraError
 
 from cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
 from conftest import free_port
+from traffic import traffic
 
 pytestmark = pytest.mark.cluster
 
@@ -164,10 +167,43 @@ def test_losing_a_node_under_traffic_keeps_serving_and_replicas_come_back(cluste
         assert client.generate(PROMPT).text == ANSWER
 
 
+def test_draining_a_node_under_load_loses_nothing(cluster: LocalCluster) -> None:
+    """Ray's drain API on the worker that holds a replica of each model, with
+    a third node to move to: Serve starts replacements there before the
+    draining node's replicas stop."""
+    draining = _node_id(cluster.status(), head=False)
+    cluster.add_worker("worker-3", {"zone_b": 1})
+    cluster.wait_for(lambda s: sum(n["alive"] for n in s["nodes"]) == 3, "three nodes alive", timeout=120)
+
+    def moved(status: dict) -> bool:
+        return all(
+            len(running_nodes(status, APP, name)) == 2 and draining not in running_nodes(status, APP, name)
+            for name in MODELS
+        )
+
+    with traffic(cluster.grpc_address) as calls:
+        started = time.monotonic()
+        drained = cluster.ray_cli(
+            "drain-node",
+            f"--node-id={draining}",
+            "--reason=DRAIN_NODE_REASON_PREEMPTION",
+            "--reason-message=planned maintenance",
+            "--deadline-remaining-seconds=120",
+        )
+        assert drained.returncode == 0, drained.stderr[-3000:]
+        cluster.wait_for(moved, "replicas moved off the draining node", timeout=240)
+        finished = time.monotonic()
+        time.sleep(3)
+    figures = {"seconds": round(finished - started, 1), **calls.account(started, finished + 3)}
+    print(f"\nnode drain: {json.dumps(figures)}")
+    calls.check(figures)
+
+
 def test_status_shows_placement_and_shutdown_removes_the_application(cluster: LocalCluster) -> None:
     text = cluster.t5electra("status", "--address", cluster.address)
     assert text.returncode == 0, text.stderr[-3000:]
-    assert "2 of 3 nodes alive" in text.stdout
+    # worker-1 was killed, worker-2 drained (Ray stops a drained node).
+    assert "2 of 4 nodes alive" in text.stdout
     assert f"application {APP} RUNNING" in text.stdout
     assert "TextGenerator  HEALTHY    2/2 replicas running" in text.stdout
     assert " on head " in text.stdout and " on node-1 " in text.stdout
@@ -193,18 +229,43 @@ def test_status_shows_placement_and_shutdown_removes_the_application(cluster: Lo
 def test_rays_own_serve_deploy_accepts_the_shipped_cpu_config(cluster: LocalCluster) -> None:
     """``local-cpu.yaml`` as shipped, its ports moved to free ones and one
     proxy for the machine: Ray's CLI deploys it, and it answers."""
-    port = free_port()
+    port, http_port = free_port(), free_port()
     path = cluster.workdir / "local-cpu.yaml"
-    path.write_text(yaml.safe_dump(serve_config(CPU_CONFIG, port, free_port())))
+    path.write_text(yaml.safe_dump(serve_config(CPU_CONFIG, port, http_port)))
     deployed = cluster.serve_cli("deploy", str(path))
     assert deployed.returncode == 0, deployed.stderr[-3000:]
 
     status = cluster.wait_for(
-        lambda s: all(running_nodes(s, APP, name) for name in (*MODELS, "Ingress")), "deployed by serve deploy"
+        lambda s: (
+            all(running_nodes(s, APP, name) for name in (*MODELS, "Ingress"))
+            and deployment(s, APP, "TextGenerator")["status"] == "HEALTHY"
+        ),
+        "deployed by serve deploy",
     )
-    assert deployment(status, APP, "TextGenerator")["status"] == "HEALTHY"
     with Client(f"127.0.0.1:{port}", retry=PATIENT) as client:
         assert client.generate(PROMPT).text == ANSWER
+
+    # A rollout by Ray's own CLI under load: a changed batch size replaces
+    # every T5 replica.
+    before = {r["replica_id"] for r in deployment(status, APP, "TextGenerator")["replicas"]}
+    path.write_text(yaml.safe_dump(serve_config(CPU_CONFIG, port, http_port, {"t5": {"max_batch_size": 12}})))
+
+    def rolled(s: dict) -> bool:
+        t5 = deployment(s, APP, "TextGenerator")
+        if t5 is None:  # the controller is rebuilding the application
+            return False
+        running = {r["replica_id"] for r in t5["replicas"] if r["state"] == "RUNNING"}
+        return bool(running) and not running & before and len(t5["replicas"]) == len(running)
+
+    with traffic(f"127.0.0.1:{port}") as calls:
+        started = time.monotonic()
+        assert cluster.serve_cli("deploy", str(path)).returncode == 0
+        cluster.wait_for(rolled, "T5 replicas replaced by serve deploy", timeout=240)
+        finished = time.monotonic()
+        time.sleep(3)
+    figures = {"seconds": round(finished - started, 1), **calls.account(started, finished + 3)}
+    print(f"\nrollout by serve deploy: {json.dumps(figures)}")
+    calls.check(figures)
 
     stopped = cluster.serve_cli("shutdown", "--yes")
     assert stopped.returncode == 0, stopped.stderr[-3000:]

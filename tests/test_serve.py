@@ -271,6 +271,31 @@ def test_cancelled_stream_stops_generating(server: ServerUnderTest) -> None:
     assert server.t5_info()["steps"] - steps_before < 512
 
 
+def test_a_stream_ends_at_the_callers_deadline_even_if_no_cancel_arrives(server: ServerUnderTest) -> None:
+    """The deadline the client sends in x-request-timeout-ms ends the work
+    on the server by itself: here the gRPC deadline is far later, so no
+    cancel ever comes, yet decoding stops after 0.7 s with DEADLINE_EXCEEDED.
+    This is what bounds a stream whose cancel Ray's proxy lost (README,
+    Known limits)."""
+    server.wait_until_idle()
+    steps_before = server.t5_info()["steps"]
+    request = generation_pb2.GenerateRequest(
+        text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=512, max_new_tokens=512)
+    )
+    started = time.monotonic()
+    pieces = 0
+    with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
+        stream = server.generation_stub(channel).GenerateStream(
+            request, timeout=60, metadata=[("x-request-timeout-ms", "700")]
+        )
+        for _ in stream:
+            pieces += 1
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 10
+    server.wait_until_idle()
+    assert pieces > 0 and server.t5_info()["steps"] - steps_before < 512
+
+
 def test_overload_is_resource_exhausted_and_recovers(server: ServerUnderTest) -> None:
     server.wait_until_idle()
     request = generation_pb2.GenerateRequest(

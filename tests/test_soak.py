@@ -1,6 +1,6 @@
 """The soak command end to end, briefly: its own server, traffic with a
-replica kill and an overload burst, and an account in which every request
-sent was answered."""
+replica kill, a configuration rollout and an overload burst, and an account
+in which every request sent was answered."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def test_short_soak_accounts_for_every_request(tmp_path: Path) -> None:
         "8",
         "--burst-every",
         "12",
+        "--rollout-every",
+        "10",
         "--json",
         str(report_path),
         "--workdir",
@@ -40,5 +42,6 @@ def test_short_soak_accounts_for_every_request(tmp_path: Path) -> None:
     assert report["replica_kills"], report["replica_kill_errors"]
     assert report["replicas_restarted"] == len(report["replica_kills"])
     assert report["bursts"] >= 1
+    assert report["rollouts"] and all(r["ok"] for r in report["rollouts"]), report["rollouts"]
     assert report["memory_mb"]["start"] > 0 and report["memory_mb"]["end"] > 0
     assert "lost 0" in done.stdout

@@ -16,6 +16,7 @@ import asyncio
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ class SoakConfig:
     burst_seconds: float = 10.0
     burst_factor: float = 4.0
     kill_every: float = 120.0
+    rollout_every: float = 0.0  # 0: no rollouts
     timeout: float = 30.0
     mix: tuple[tuple[str, float], ...] = (("generate", 0.4), ("generate-stream", 0.3), ("detect", 0.3))
     seed: int = 0
@@ -49,6 +51,7 @@ class SoakConfig:
 class Faults:
     kills: list[dict[str, Any]] = field(default_factory=list)
     kill_errors: list[str] = field(default_factory=list)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
     bursts: list[tuple[float, float]] = field(default_factory=list)
 
     def in_burst(self, moment: float) -> bool:
@@ -88,6 +91,36 @@ class ReplicaKiller:
                     time.sleep(0.5)
             self.faults.kills.append(
                 {"deployment": deployment, "pid": victim, "replaced_after_s": replaced and round(replaced, 1)}
+            )
+
+
+class Rollouts:
+    """Redeploys the application with a changed configuration on a schedule,
+    as an operator does with ``t5electra serve --address``: T5's batch size
+    alternates, which replaces every T5 replica and the ingress."""
+
+    def __init__(self, gcs: str, env: dict[str, str], every: float, stop: threading.Event, faults: Faults) -> None:
+        self._gcs, self._env, self._every, self._stop, self._faults = gcs, env, every, stop, faults
+
+    def run(self) -> None:
+        batch = 16
+        while not self._stop.wait(self._every):
+            batch = 15 if batch == 16 else 16
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "t5electra.server.cli", "serve", "--address", self._gcs],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **self._env, "T5ELECTRA_T5__MAX_BATCH_SIZE": str(batch)},
+                timeout=300,
+            )
+            self._faults.rollouts.append(
+                {
+                    "t5_max_batch_size": batch,
+                    "seconds": round(time.monotonic() - started, 1),
+                    "ok": done.returncode == 0,
+                    "error": done.stderr[-300:] if done.returncode else "",
+                }
             )
 
 
@@ -155,13 +188,18 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
         ray.init(address=gcs, namespace="t5electra", logging_level="ERROR", log_to_driver=False)
         stop = threading.Event()
         killer = ReplicaKiller("t5electra", config.kill_every, stop, random.Random(config.seed))
-        thread = threading.Thread(target=killer.run, daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=killer.run, daemon=True)]
+        if config.rollout_every:
+            rollouts = Rollouts(gcs, env, config.rollout_every, stop, killer.faults)
+            threads.append(threading.Thread(target=rollouts.run, daemon=True))
+        for thread in threads:
+            thread.start()
         try:
             samples = asyncio.run(_traffic(f"127.0.0.1:{port}", config, killer.faults))
         finally:
             stop.set()
-            thread.join(timeout=240)
+            for thread in threads:
+                thread.join(timeout=300)
             ray.shutdown()
         memory_end = serving_memory_mb(server.pid)
     codes = Counter(s.code for s in samples)
@@ -181,6 +219,7 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
         "lost": lost,
         "replica_kills": killer.faults.kills,
         "replica_kill_errors": killer.faults.kill_errors,
+        "rollouts": killer.faults.rollouts,
         "replicas_restarted": sum(k["replaced_after_s"] is not None for k in killer.faults.kills),
         "bursts": len(killer.faults.bursts),
         "ok_latency_ms": {
@@ -206,6 +245,11 @@ def table(report: dict[str, Any]) -> str:
         f"  memory of the serving processes: {report['memory_mb']['start']} MiB at start, "
         f"{report['memory_mb']['end']} MiB at the end",
     ]
+    for rollout in report["rollouts"]:
+        state = "done" if rollout["ok"] else f"FAILED: {rollout['error']}"
+        lines.append(
+            f"  rollout to t5.max_batch_size {rollout['t5_max_batch_size']}: {state} in {rollout['seconds']} s"
+        )
     for error in report["replica_kill_errors"]:
         lines.append(f"  kill not done: {error}")
     for kill in report["replica_kills"]:
