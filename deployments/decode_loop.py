@@ -100,6 +100,7 @@ class DecodeLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._live: dict[int, _Entry] = {}
+        self._waiting: deque[_Entry] = deque()
         self._reports: list[StepReport] = []
         self.steps = 0
         self.rows_stepped = 0
@@ -155,13 +156,27 @@ class DecodeLoop:
 
     def _run(self) -> None:
         session = self._new_session()
-        waiting: deque[_Entry] = deque()
+        while True:
+            try:
+                self._decode(session)
+            except Exception as error:
+                # A fault of the loop's own (not of a step) must not leave
+                # callers waiting for answers that never come: all of them
+                # get it, and the loop starts over with a fresh session.
+                self._fail_all(error)
+                session = self._new_session()
+
+    def _decode(self, session: Session) -> None:
+        """Steps ``session`` until something fails."""
+        waiting = self._waiting
         while True:
             while self._inbox:
                 waiting.append(self._inbox.popleft())
             self._expire(list(waiting) + list(self._live.values()))
             if any(e.abandoned for e in waiting):
-                waiting = deque(e for e in waiting if not e.abandoned)
+                kept = [e for e in waiting if not e.abandoned]
+                waiting.clear()
+                waiting.extend(kept)
             for key in [k for k, e in self._live.items() if e.abandoned]:
                 session.cancel(key)
                 del self._live[key]
@@ -178,7 +193,7 @@ class DecodeLoop:
             try:
                 events = session.step()
             except Exception as error:  # every live caller gets it; the replica keeps serving
-                self._fail_all(error)
+                self._fail_live(error)
                 session = self._new_session()
                 continue
             self.steps += 1
@@ -220,11 +235,12 @@ class DecodeLoop:
         queued = []
         rows = session.rows
         while waiting and (rows + waiting[0].item.rows <= self._max_rows or rows == 0):
-            entry = waiting.popleft()
+            entry = waiting[0]
+            self._live[session.add(entry.item)] = entry
+            waiting.popleft()
             rows += entry.item.rows
             entry.admitted = now
             entry.steps_at_admission, entry.rows_at_admission = self.steps, self.rows_stepped
-            self._live[session.add(entry.item)] = entry
             queued.append((now - entry.arrived) * 1000)
         return tuple(queued)
 
@@ -264,9 +280,20 @@ class DecodeLoop:
             for report in reports:
                 self._on_step(report)
 
-    def _fail_all(self, error: Exception) -> None:
+    def _fail_live(self, error: Exception) -> None:
+        """Admitted callers get ``error``; waiting ones stay queued."""
         entries, self._live = list(self._live.values()), {}
+        self._send(entries, error)
 
+    def _fail_all(self, error: Exception) -> None:
+        """Admitted and waiting callers get ``error``."""
+        entries = list(self._live.values()) + list(self._waiting) + list(self._inbox)
+        self._live = {}
+        self._waiting.clear()
+        self._inbox.clear()
+        self._send(entries, error)
+
+    def _send(self, entries: list[_Entry], error: Exception) -> None:
         def fail() -> None:
             for entry in entries:
                 entry.outputs.put_nowait(error)

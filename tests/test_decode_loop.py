@@ -12,6 +12,8 @@ import pytest
 
 from t5electra.deployments.decode_loop import DecodeLoop, StepReport
 
+pytestmark = pytest.mark.unit
+
 
 @dataclass(frozen=True)
 class Job:
@@ -20,6 +22,7 @@ class Job:
     name: str
     tokens: int
     rows: int = 1
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class CountingSession:
         self.steps: list[set[str]] = []
         self.cancelled: list[str] = []
         self.fail_at_step: int | None = None
+        self.refuse: str | None = None
         self._next = 0
         self.step_started = threading.Event()
 
@@ -50,6 +54,8 @@ class CountingSession:
         return sum(job.rows for job, _ in self.jobs.values())
 
     def add(self, job: Job) -> int:
+        if job.name == self.refuse:
+            raise ValueError(f"cannot add {job.name}")
         key, self._next = self._next, self._next + 1
         self.jobs[key] = [job, 0]
         return key
@@ -175,6 +181,26 @@ def test_a_failing_step_fails_its_callers_and_the_loop_goes_on() -> None:
         with pytest.raises(RuntimeError, match="model failed"):
             await loop.call(Job("unlucky", 5))
         assert await answer(loop, Job("later", 2)) == "later done"
+
+    asyncio.run(main())
+    assert len(sessions) == 2
+
+
+def test_a_fault_outside_the_step_fails_every_caller_instead_of_hanging() -> None:
+    sessions: list[CountingSession] = []
+
+    def new_session() -> CountingSession:
+        session = CountingSession()
+        session.refuse = "broken"
+        sessions.append(session)
+        return session
+
+    loop = DecodeLoop(new_session, max_rows=4, policy="continuous", idle_wait_s=0.0)
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="cannot add broken"):
+            await asyncio.wait_for(loop.call(Job("broken", 2)), timeout=30)
+        assert await asyncio.wait_for(answer(loop, Job("later", 2)), timeout=30) == "later done"
 
     asyncio.run(main())
     assert len(sessions) == 2
