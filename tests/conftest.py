@@ -1,11 +1,11 @@
 """Shared fixtures: the embedded checkpoints loaded once, and one real Ray
 Serve application for the whole session (Ray takes seconds to start on two
-cores, so every integration test shares it)."""
+cores, so every integration test shares it); and the rule that every test
+has a tier (unit, serve or system)."""
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +20,18 @@ torch.set_num_threads(1)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+TIERS = {"unit", "serve", "system"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier, so that `pytest -m unit` is
+    the whole inner loop and nothing slips out of every tier."""
+    for item in items:
+        tiers = TIERS & {mark.name for mark in item.iter_markers()}
+        if len(tiers) != 1:
+            raise pytest.UsageError(f"{item.nodeid}: needs exactly one of the markers {sorted(TIERS)}, has {tiers}")
+
+
 @pytest.fixture(scope="session")
 def generator() -> T5Generator:
     return T5Generator(TINY_T5)
@@ -30,17 +42,11 @@ def detector() -> ReplacementDetector:
     return ReplacementDetector(TINY_ELECTRA)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server() -> Iterator[object]:
     """The session's Ray Serve application (``serving.ServerUnderTest``),
     started by the first test that asks for it."""
-    from serving import ServerUnderTest
+    from support.serving import ServerUnderTest
 
     with ServerUnderTest.start() as running:
         yield running

@@ -20,7 +20,7 @@ from t5electra.server.domain import DetectionRequest, GenerationParameters, Gene
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import TINY_ELECTRA, TINY_ELECTRA_GENERATOR
 
-from serving import ServerUnderTest
+from support.serving import ServerUnderTest
 
 pytestmark = pytest.mark.serve
 

@@ -9,6 +9,8 @@ import pytest
 from t5electra.server.auth import TokenTable
 from t5electra.server.errors import PermissionDenied, Unauthenticated
 
+pytestmark = pytest.mark.unit
+
 TOKENS = """
 callers:
   - name: billing

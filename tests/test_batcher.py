@@ -9,6 +9,8 @@ import pytest
 
 from t5electra.deployments.batcher import Batch, DynamicBatcher
 
+pytestmark = pytest.mark.unit
+
 
 class Recorder:
     """A handler that doubles each item after ``work_s`` and records batches."""

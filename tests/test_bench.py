@@ -13,6 +13,8 @@ import pytest
 
 from t5electra.server.bench.runner import REFERENCE_CONCURRENCY
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:

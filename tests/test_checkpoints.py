@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationRequest
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
 from t5electra.server.training import corpus, electra, t5, t5_tasks
 from t5electra.server.training import generator as generator_training
+
+pytestmark = pytest.mark.unit
 
 EVALUATION_SEED = 20261130
 

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 
 from t5electra.clients import Client
+from t5electra.server.bench.processes import free_port
 from t5electra.server.cli import highlight
 
-from conftest import free_port
+pytestmark = pytest.mark.system
 
 
 def t5electra(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:

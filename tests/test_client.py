@@ -1,27 +1,23 @@
-"""The Python clients: retries, deadlines, errors and TLS against a scripted
-local gRPC server, and the async client and load tester against the real
-Serve application."""
+"""The Python clients against a scripted local gRPC server: retries,
+deadlines, errors, metadata and TLS."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import importlib.util
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 import pytest
-from tls_relay import self_signed
 
 from t5electra.clients import AsyncClient, Client, RetryPolicy, T5ElectraError
-from t5electra.clients.loadtest import LoadConfig, percentile, run_load, write_json
+from t5electra.clients.loadtest import percentile
 from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
+
+from support.tls_relay import self_signed
+
+pytestmark = pytest.mark.unit
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
 
@@ -156,62 +152,3 @@ def test_percentile_is_nearest_rank() -> None:
     values = list(range(1, 101))
     assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (50, 90, 99)
     assert percentile([], 50) == 0.0
-
-
-@pytest.mark.serve
-def test_async_client_against_the_server(server) -> None:
-    async def calls() -> tuple:
-        async with AsyncClient(server.address) as client:
-            generation = await client.generate("reverse words: apple river stone")
-            stream = client.generate_stream("reverse words: apple river stone")
-            pieces = [piece async for piece in stream]
-            detection = await client.detect_replacements("Return the value of the attribute.")
-            return generation, pieces, stream.end, detection, await client.health()
-
-    generation, pieces, end, detection, health = asyncio.run(calls())
-    assert "".join(pieces) == generation.text == end.text
-    assert detection.tokens and health == "SERVING"
-
-
-@pytest.mark.serve
-@pytest.mark.parametrize("rpc", ["generate", "generate-stream", "detect"])
-def test_loadtest_figures_are_consistent(server, tmp_path: Path, rpc: str) -> None:
-    config = LoadConfig(server.address, rpc=rpc, concurrency=2, duration=3.0, warmup=0.5)
-    report = asyncio.run(run_load(config, progress=False))
-    write_json(report, tmp_path / "load.json")
-    figures = json.loads((tmp_path / "load.json").read_text())
-    assert figures["requests"] == figures["successes"] + sum(figures["errors"].values()) > 0
-    latency = figures["latency_ms"]
-    assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
-    assert figures["throughput_rps"] > 0
-    if rpc == "generate-stream":
-        ttft = figures["ttft_ms"]
-        assert 0 < ttft["p50"] <= ttft["p99"] <= latency["max"]
-    report.plot(tmp_path / "load.png")
-    assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "throughput" in report.table()
-
-
-@pytest.mark.serve
-def test_loadtest_open_loop_with_request_count(server) -> None:
-    config = LoadConfig(server.address, rpc="detect", rate=20, duration=None, requests=15, warmup=0.2)
-    figures = asyncio.run(run_load(config, progress=False)).to_json()
-    assert figures["mode"] == "open"
-    assert figures["requests"] + figures["unfinished"] == 15
-
-
-@pytest.mark.serve
-def test_locust_user_reports_every_rpc(server, tmp_path: Path) -> None:
-    """Runs the documented Locust user headless for a few seconds. The
-    locustfile is located, not imported: importing locust here would
-    monkeypatch this process (Ray and asyncio included) with gevent."""
-    locustfile = importlib.util.find_spec("t5electra.clients.locust_user").origin
-    command = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "-u", "2", "-r", "2", "-t", "6s"]
-    command += ["--host", server.address, "--csv", str(tmp_path / "run"), "--only-summary"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    with (tmp_path / "run_stats.csv").open() as stats:
-        rows = {row["Name"]: row for row in csv.DictReader(stats)}
-    assert {"Generate", "GenerateStream", "DetectReplacements"} <= set(rows)
-    assert int(rows["Aggregated"]["Request Count"]) > 0
-    assert int(rows["Aggregated"]["Failure Count"]) == 0

@@ -26,12 +26,12 @@ import pytest
 import yaml
 
 from t5electra.clients import NO_RETRY, Client, RetryPolicy, T5ElectraError
+from t5electra.server.bench.processes import free_port
 
-from cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
-from conftest import free_port
-from traffic import traffic
+from support.cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
+from support.traffic import traffic
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.system
 
 APP = "t5electra"
 MODELS = ("TextGenerator", "Detector")

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 import torch
 
 from t5electra.server.decoding import GenerationSession
 from t5electra.server.domain import FinishReason, GenerationParameters, GenerationRequest, GenerationResult
 from t5electra.server.generator import T5Generator
 
-from reference import PROMPTS, hf_generate, text_of
+from support.reference import PROMPTS, hf_generate, text_of
+
+pytestmark = pytest.mark.unit
 
 
 @dataclass

@@ -10,6 +10,8 @@ from t5electra.server.domain import DetectionRequest
 from t5electra.server.errors import InvalidInput
 from t5electra.server.settings import TINY_ELECTRA, Limits
 
+pytestmark = pytest.mark.unit
+
 TEXTS = [
     "Return the value of the attribute unless it is missing.",
     "The callable is invoked with a single argument for each element of the list.",

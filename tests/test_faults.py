@@ -17,7 +17,7 @@ from t5electra.clients import NO_RETRY, RetryPolicy, T5ElectraError
 from t5electra.clients.options import SERVICE_CONFIG
 from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc
 
-from serving import ServerUnderTest
+from support.serving import ServerUnderTest
 
 pytestmark = pytest.mark.serve
 

@@ -20,7 +20,7 @@ from t5electra.server.detector import ReplacementDetector
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
 
-from serving import ServerUnderTest
+from support.serving import ServerUnderTest
 
 pytestmark = pytest.mark.serve
 

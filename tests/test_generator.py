@@ -9,7 +9,9 @@ from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import TINY_T5, Limits
 
-from reference import PROMPTS, hf_generate, text_of
+from support.reference import PROMPTS, hf_generate, text_of
+
+pytestmark = pytest.mark.unit
 
 
 def run(generator: T5Generator, *requests: GenerationRequest, stream: bool = False):

@@ -10,7 +10,9 @@ import torch
 from t5electra.server.domain import GenerationParameters, GenerationRequest, TokenLogprob
 from t5electra.server.generator import T5Generator
 
-from reference import PROMPTS
+from support.reference import PROMPTS
+
+pytestmark = pytest.mark.unit
 
 
 def hf_logprobs(generator: T5Generator, prompt: str, seed: int | None = None, top: int = 0, **kwargs) -> list:

@@ -22,6 +22,8 @@ from ray.serve.schema import ServeDeploySchema
 from t5electra.deployments.health import LIVENESS
 from t5electra.server.settings import Settings, args_from_serve_config
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 KUBERAY = ROOT / "deployments" / "kuberay"
 K8S_VERSION = kubernetes_validate.latest_version()

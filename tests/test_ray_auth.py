@@ -9,6 +9,8 @@ import pytest
 
 from t5electra.deployments import ray_auth
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from test_lifecycle import serving
-from traffic import traffic
+from support.served import serving
+from support.traffic import traffic
 
 pytestmark = pytest.mark.system
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tls_relay import TlsRelay, self_signed
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
 from t5electra.server.settings import Auth
 
-from serving import ServerUnderTest
+from support.serving import ServerUnderTest
+from support.tls_relay import TlsRelay, self_signed
 
 pytestmark = pytest.mark.serve
 

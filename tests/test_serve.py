@@ -20,7 +20,7 @@ from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.generator import T5Generator
 
-from serving import T5_QUEUE, ServerUnderTest
+from support.serving import T5_QUEUE, ServerUnderTest
 
 pytestmark = pytest.mark.serve
 

@@ -13,6 +13,8 @@ from ray.serve.schema import ServeDeploySchema
 from t5electra.deployments.app import GRPC_SERVICER_FUNCTIONS, build
 from t5electra.server.settings import TINY_ELECTRA, TINY_T5, Settings
 
+pytestmark = pytest.mark.unit
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "deployments").glob("*.yaml"))
 
 

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.system
+
 
 def test_short_soak_accounts_for_every_request(tmp_path: Path) -> None:
     report_path = tmp_path / "soak.json"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import t5electra.clients.v1
 from t5electra.clients import codegen
+
+pytestmark = pytest.mark.unit
 
 PROTO_ROOT = Path(__file__).resolve().parents[1] / "protos"
 INSTALLED_STUBS = Path(t5electra.clients.v1.__file__).parent

@@ -12,6 +12,8 @@ from t5electra.server.errors import InvalidInput
 from t5electra.server.settings import Limits
 from t5electra.server.validation import check_detection, check_generation
 
+pytestmark = pytest.mark.unit
+
 LIMITS = Limits()
 
 

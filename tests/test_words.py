@@ -13,6 +13,8 @@ from t5electra.server.domain import Detection, DetectionRequest, GenerationReque
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import TINY_ELECTRA, TINY_ELECTRA_GENERATOR
 
+pytestmark = pytest.mark.unit
+
 TEXT = "The callable is invoked with a single banana argument for each element of the list."
 UNICODE_TEXTS = [
     "Café déjà vu: the naïve façade returns a banana value.",

@@ -4,9 +4,17 @@ its Ray cluster."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import psutil
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _tree(root_pid: int) -> list[psutil.Process]:

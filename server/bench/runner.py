@@ -10,7 +10,6 @@ import asyncio
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from t5electra.server.domain import GenerationParameters
 
 from . import checkpoints, engine
 from .checkpoints import ModelPair
-from .processes import replica_peak_rss_mb
+from .processes import free_port, replica_peak_rss_mb
 
 RPCS = ("generate", "generate-stream", "detect")
 REFERENCE_CONCURRENCY = 16
@@ -166,12 +165,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {name: version(name) for name in ("torch", "transformers", "ray", "grpcio", "t5-electra-serve")},
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from typing import Any
 
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, percentile, send_one
 
-from .processes import serving_memory_mb
-from .runner import free_port, started_process
+from .processes import free_port, serving_memory_mb
+from .runner import started_process
 
 MODEL_DEPLOYMENTS = ("TextGenerator", "Detector")
 

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import yaml
 
-from conftest import free_port
+from t5electra.server.bench.processes import free_port
 
 BIN = Path(sys.executable).parent
 CPU_CONFIG = Path(__file__).resolve().parents[1] / "deployments" / "local-cpu.yaml"
