@@ -31,9 +31,41 @@ import psutil
 
 from t5electra.server.settings import Settings
 
+from .ray_auth import present_cluster_token
+
 SERVER_CHILD = "T5ELECTRA_SERVER_CHILD"
 """Set in the child's environment: it runs the server instead of supervising."""
 _PR_SET_PDEATHSIG = 1
+
+
+def run(argv: list[str], settings: Settings, address: str | None, say: Callable[[str], None]) -> int:
+    """What ``t5electra serve`` does once its settings are known.
+
+    With ``address``: deploys onto that cluster and returns, the application
+    keeps running there. Without: supervises a server child (``argv`` is the
+    command line it re-runs), and in that child starts Ray here, serves until
+    a stop signal, then drains."""
+    if not address and not is_server_child():
+        return supervise(argv, settings, say)
+    stop = None if address else StopRequest()
+    if address:
+        present_cluster_token()
+    started = time.monotonic()
+    cluster = start(settings, address)
+    if stop is not None:
+        stop.install()
+    say(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {time.monotonic() - started:.1f}s")
+    say(f"  T5 model:      {settings.t5.model}")
+    say(f"  ELECTRA model: {settings.electra.model}")
+    say(f"  Ray cluster:   {cluster}")
+    if stop is None:
+        say(f"  deployed onto the Ray cluster at {address}; it keeps running after this command")
+        return 0
+    say(f"  metrics:       http://127.0.0.1:{settings.metrics_port}/metrics (Prometheus)")
+    say("Ctrl-C or SIGTERM stops it.")
+    stop.wait()
+    drain_and_stop(settings.app_name, say)
+    return 0
 
 
 def supervise(argv: list[str], settings: Settings, say: Callable[[str], None]) -> int:

@@ -16,7 +16,6 @@ import pytest
 
 from t5electra.clients import Client
 from t5electra.server.bench.processes import free_port
-from t5electra.server.cli import highlight
 
 pytestmark = pytest.mark.system
 
@@ -182,8 +181,3 @@ def test_sigterm_drains_and_exits_cleanly(served) -> None:
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 0, rest
     assert "stopped" in rest
-
-
-def test_highlight_marks_spans() -> None:
-    assert highlight("a bc d", [(2, 4)], color=False) == "a [[bc]] d"
-    assert highlight("a bc d", [(2, 4)], color=True) == "a \033[1;31mbc\033[0m d"

@@ -1,0 +1,29 @@
+"""The ``t5electra`` command: one subcommand per job, registered by the
+module of its group (``serving``: serve and the cluster; ``calls``: calling a
+running server; ``tools``: load test, bench, soak and checkpoints)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from . import calls, serving, tools
+from .calls import highlight
+
+__all__ = ["highlight", "main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="t5electra", description="gRPC model server for T5 generation and ELECTRA replaced-token detection"
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    for group in (serving, calls, tools):
+        group.register(commands)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parser().parse_args(argv)
+    return args.run(args)
