@@ -5,14 +5,17 @@
 ...     print(client.generate("translate English to German: the cat sleeps").text)
 """
 
+from typing import Any
+
+from . import results
 from .aio import AsyncClient, AsyncGenerationStream
 from .client import Client, GenerationStream
 from .options import NO_RETRY, RetryPolicy
 from .results import (
     Detection,
+    GeneratedText,
     Generation,
     ModelInfo,
-    Sequence,
     Span,
     StreamEnd,
     Suggestion,
@@ -31,11 +34,11 @@ __all__ = [
     "AsyncGenerationStream",
     "Client",
     "Detection",
+    "GeneratedText",
     "Generation",
     "GenerationStream",
     "ModelInfo",
     "RetryPolicy",
-    "Sequence",
     "Span",
     "StreamEnd",
     "Suggestion",
@@ -47,3 +50,10 @@ __all__ = [
     "TopToken",
     "Word",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Old names that still import, with a warning (see ``results``)."""
+    if name == "Sequence":
+        return results.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """asyncio client, the same API as :class:`~t5electra.clients.client.Client`
-with ``await`` and ``async for``."""
+with ``await`` and ``async for``. Requests, results and retry decisions come
+from ``core`` and ``options``; this module only does the asyncio I/O."""
 
 from __future__ import annotations
 
@@ -10,29 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .options import (
-    ClientConfig,
-    RetryPolicy,
-    deadline_after,
-    detect_request,
-    generate_request,
-    pause_before_retry,
-    remaining,
-    tokenize_request,
-)
-from .results import (
-    Detection,
-    Generation,
-    ModelInfo,
-    StreamEnd,
-    T5ElectraError,
-    Tokenization,
-    TokenLogprob,
-    _metadata,
-)
-from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
+from . import core
+from .options import ClientConfig, RetryPolicy, deadline_after, generate_request, pause_before_retry, remaining
+from .results import Detection, Generation, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
+from .v1 import generation_pb2
 
 T = TypeVar("T")
 
@@ -52,23 +35,13 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
-        credentials = self.config.credentials()
-        self.channel = (
-            grpc.aio.secure_channel(address, credentials, options=self.config.channel_options())
-            if credentials
-            else grpc.aio.insecure_channel(address, options=self.config.channel_options())
-        )
-        self.generation = generation_pb2_grpc.TextGenerationStub(self.channel)
-        self.detection = detection_pb2_grpc.ReplacementDetectionStub(self.channel)
-        self.models = models_pb2_grpc.ModelsStub(self.channel)
-        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+        self.channel = core.open_channel(grpc.aio, address, self.config)
+        self.stubs = core.Stubs(self.channel)
 
     async def generate(
         self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
     ) -> Generation:
-        request = generate_request(text, params)
-        response, trailing = await self._unary(self.generation.Generate, request, timeout, request_id)
-        return Generation.from_proto(response, trailing)
+        return await self._unary(core.generate(text, params), timeout, request_id)
 
     def generate_stream(
         self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
@@ -86,35 +59,26 @@ class AsyncClient:
         timeout: float | None = None,
         request_id: str | None = None,
     ) -> Detection:
-        """``word_scoring``: max, first or mean; ``offset_unit``: code_point,
-        utf8_byte or utf16_code_unit; ``suggestions``: originals per replaced
-        word (needs a server with a generator)."""
-        request = detect_request(text, threshold, word_scoring, offset_unit, suggestions)
-        response, trailing = await self._unary(self.detection.DetectReplacements, request, timeout, request_id)
-        return Detection.from_proto(response, trailing)
+        """As :meth:`Client.detect_replacements`."""
+        call = core.detect(text, threshold, word_scoring, offset_unit, suggestions)
+        return await self._unary(call, timeout, request_id)
 
     async def tokenize(
         self, text: str, *, model: str = "t5", timeout: float | None = None, request_id: str | None = None
     ) -> Tokenization:
-        """The tokens ``model`` (t5 or electra) would read and bill for ``text``."""
-        request = tokenize_request(text, model)
-        response, _ = await self._unary(self.models.Tokenize, request, timeout, request_id)
-        return Tokenization.from_proto(response)
+        return await self._unary(core.tokenize(text, model), timeout, request_id)
 
     async def model_info(self, *, timeout: float | None = None) -> tuple[ModelInfo, ...]:
-        """Every served model and the request fields it accepts."""
-        request = models_pb2.GetModelInfoRequest()
-        response, _ = await self._unary(self.models.GetModelInfo, request, timeout, None)
-        return ModelInfo.all_from(response)
+        return await self._unary(core.model_info(), timeout, None)
 
     async def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         try:
-            response = await self.health_stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self.config.metadata(None)
+            response = await self.stubs.health.Check(
+                core.health_request(service), timeout=timeout, metadata=self.config.metadata(None)
             )
         except grpc.RpcError as error:
             raise T5ElectraError.from_rpc_error(error) from None
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return core.health_status(response)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -125,13 +89,13 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _unary(
-        self, method: Any, request: Any, timeout: float | None, request_id: str | None
-    ) -> tuple[Any, dict[str, str]]:
-        async def call(remaining: float | None) -> tuple[Any, dict[str, str]]:
-            rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id, remaining))
+    async def _unary(self, unary: core.Unary[T], timeout: float | None, request_id: str | None) -> T:
+        method = unary.method(self.stubs)
+
+        async def call(remaining: float | None) -> T:
+            rpc = method(unary.request, timeout=remaining, metadata=self.config.metadata(request_id, remaining))
             response = await rpc
-            return response, _metadata(await rpc.trailing_metadata())
+            return unary.result(response, _metadata(await rpc.trailing_metadata()))
 
         return await self._with_retries(call, timeout)
 
@@ -162,38 +126,26 @@ class AsyncGenerationStream:
         self._request_id = request_id
         self._call: Any = None
         self.end: StreamEnd | None = None
-        # When the first message arrived (time.perf_counter()), text or not:
-        # the time to first token, for a model whose first tokens print nothing.
+        # When the first message arrived (time.perf_counter()), text or not.
         self.first_token_at: float | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        first = await self._client._with_retries(self._open, self._timeout)
+        message = await self._client._with_retries(self._open, self._timeout)
         self.first_token_at = time.perf_counter()
-        text, last, tokens = "", None, []
+        reading = core.StreamReading()
         try:
-            message = first
             while message is not None and message is not grpc.aio.EOF:
-                text += message.text
-                tokens += TokenLogprob.all_from(message.tokens)
-                last = message
-                if message.text:
-                    yield message.text
+                piece = reading.add(message)
+                if piece:
+                    yield piece
                 message = await self._call.read()
         except grpc.RpcError as error:
             raise T5ElectraError.from_rpc_error(error) from None
-        if last is not None and last.finish_reason:
-            self.end = StreamEnd(
-                text,
-                generation_pb2.FinishReason.Name(last.finish_reason),
-                last.generated_tokens,
-                last.usage.input_tokens,
-                last.model,
-                tokens=tuple(tokens),
-                metadata=_metadata(await self._call.trailing_metadata()),
-            )
+        if reading.finished:
+            self.end = reading.end(_metadata(await self._call.trailing_metadata()))
 
     async def _open(self, remaining: float | None) -> Any:
-        self._call = self._client.generation.GenerateStream(
+        self._call = self._client.stubs.generation.GenerateStream(
             self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id, remaining)
         )
         return await self._call.read()

@@ -1,4 +1,6 @@
-"""Blocking client: ``Client("localhost:9000").generate("summarize: ...")``."""
+"""Blocking client: ``Client("localhost:9000").generate("summarize: ...")``.
+Requests, results and retry decisions come from ``core`` and ``options``;
+this module only does the blocking I/O."""
 
 from __future__ import annotations
 
@@ -8,29 +10,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .options import (
-    ClientConfig,
-    RetryPolicy,
-    deadline_after,
-    detect_request,
-    generate_request,
-    pause_before_retry,
-    remaining,
-    tokenize_request,
-)
-from .results import (
-    Detection,
-    Generation,
-    ModelInfo,
-    StreamEnd,
-    T5ElectraError,
-    Tokenization,
-    TokenLogprob,
-    _metadata,
-)
-from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
+from . import core
+from .options import ClientConfig, RetryPolicy, deadline_after, generate_request, pause_before_retry, remaining
+from .results import Detection, Generation, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
+from .v1 import generation_pb2
 
 T = TypeVar("T")
 
@@ -56,31 +40,20 @@ class Client:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
-        credentials = self.config.credentials()
-        self.channel = (
-            grpc.secure_channel(address, credentials, options=self.config.channel_options())
-            if credentials
-            else grpc.insecure_channel(address, options=self.config.channel_options())
-        )
-        self.generation = generation_pb2_grpc.TextGenerationStub(self.channel)
-        self.detection = detection_pb2_grpc.ReplacementDetectionStub(self.channel)
-        self.models = models_pb2_grpc.ModelsStub(self.channel)
-        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+        self.channel = core.open_channel(grpc, address, self.config)
+        self.stubs = core.Stubs(self.channel)
 
     def generate(
         self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
     ) -> Generation:
         """Generates; ``params`` are GenerationParameters fields (max_new_tokens=…)."""
-        request = generate_request(text, params)
-        response, trailing = self._unary(self.generation.Generate.with_call, request, timeout, request_id)
-        return Generation.from_proto(response, trailing)
+        return self._unary(core.generate(text, params), timeout, request_id)
 
     def generate_stream(
         self, text: str, *, timeout: float | None = None, request_id: str | None = None, **params: Any
     ) -> GenerationStream:
         """Iterates over text pieces as they are generated."""
-        request = generate_request(text, params)
-        return GenerationStream(self, request, timeout, request_id)
+        return GenerationStream(self, generate_request(text, params), timeout, request_id)
 
     def detect_replacements(
         self,
@@ -96,33 +69,28 @@ class Client:
         """``word_scoring``: max, first or mean; ``offset_unit``: code_point,
         utf8_byte or utf16_code_unit; ``suggestions``: originals per replaced
         word (needs a server with a generator)."""
-        request = detect_request(text, threshold, word_scoring, offset_unit, suggestions)
-        response, trailing = self._unary(self.detection.DetectReplacements.with_call, request, timeout, request_id)
-        return Detection.from_proto(response, trailing)
+        call = core.detect(text, threshold, word_scoring, offset_unit, suggestions)
+        return self._unary(call, timeout, request_id)
 
     def tokenize(
         self, text: str, *, model: str = "t5", timeout: float | None = None, request_id: str | None = None
     ) -> Tokenization:
         """The tokens ``model`` (t5 or electra) would read and bill for ``text``."""
-        request = tokenize_request(text, model)
-        response, _ = self._unary(self.models.Tokenize.with_call, request, timeout, request_id)
-        return Tokenization.from_proto(response)
+        return self._unary(core.tokenize(text, model), timeout, request_id)
 
     def model_info(self, *, timeout: float | None = None) -> tuple[ModelInfo, ...]:
         """Every served model and the request fields it accepts."""
-        request = models_pb2.GetModelInfoRequest()
-        response, _ = self._unary(self.models.GetModelInfo.with_call, request, timeout, None)
-        return ModelInfo.all_from(response)
+        return self._unary(core.model_info(), timeout, None)
 
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN; raises on transport errors."""
         try:
-            response = self.health_stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self.config.metadata(None)
+            response = self.stubs.health.Check(
+                core.health_request(service), timeout=timeout, metadata=self.config.metadata(None)
             )
         except grpc.RpcError as error:
             raise T5ElectraError.from_rpc_error(error) from None
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return core.health_status(response)
 
     def close(self) -> None:
         self.channel.close()
@@ -133,12 +101,13 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _unary(
-        self, method: Callable[..., Any], request: Any, timeout: float | None, request_id: str | None
-    ) -> tuple[Any, dict[str, str]]:
-        def call(remaining: float | None) -> tuple[Any, dict[str, str]]:
-            response, rpc = method(request, timeout=remaining, metadata=self.config.metadata(request_id, remaining))
-            return response, _metadata(rpc.trailing_metadata())
+    def _unary(self, unary: core.Unary[T], timeout: float | None, request_id: str | None) -> T:
+        method = unary.method(self.stubs).with_call
+
+        def call(remaining: float | None) -> T:
+            metadata = self.config.metadata(request_id, remaining)
+            response, rpc = method(unary.request, timeout=remaining, metadata=metadata)
+            return unary.result(response, _metadata(rpc.trailing_metadata()))
 
         return self._with_retries(call, timeout)
 
@@ -176,29 +145,19 @@ class GenerationStream:
     def __iter__(self) -> Iterator[str]:
         first, rest = self._client._with_retries(self._open, self._timeout)
         self.first_token_at = time.perf_counter()
-        text, last, tokens = "", None, []
+        reading = core.StreamReading()
         try:
             for message in _chain(first, rest):
-                text += message.text
-                tokens += TokenLogprob.all_from(message.tokens)
-                last = message
-                if message.text:
-                    yield message.text
+                piece = reading.add(message)
+                if piece:
+                    yield piece
         except grpc.RpcError as error:
             raise T5ElectraError.from_rpc_error(error) from None
-        if last is not None and last.finish_reason:
-            self.end = StreamEnd(
-                text,
-                generation_pb2.FinishReason.Name(last.finish_reason),
-                last.generated_tokens,
-                last.usage.input_tokens,
-                last.model,
-                tokens=tuple(tokens),
-                metadata=_metadata(self._call.trailing_metadata()),
-            )
+        if reading.finished:
+            self.end = reading.end(_metadata(self._call.trailing_metadata()))
 
     def _open(self, remaining: float | None) -> tuple[Any, Any]:
-        self._call = self._client.generation.GenerateStream(
+        self._call = self._client.stubs.generation.GenerateStream(
             self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id, remaining)
         )
         # Read the first message here, inside the retry loop.

@@ -3,6 +3,7 @@ came from in ``.proto`` for callers that want every field."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,9 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True)
-class Sequence:
+class GeneratedText:
+    """One sequence of a Generation (several with num_return_sequences)."""
+
     text: str
     finish_reason: str  # LENGTH, EOS_TOKEN or STOP_SEQUENCE
     generated_tokens: int
@@ -63,7 +66,7 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Generation:
-    sequences: tuple[Sequence, ...]
+    sequences: tuple[GeneratedText, ...]
     input_tokens: int
     output_tokens: int
     model: str
@@ -79,7 +82,7 @@ class Generation:
     def from_proto(cls, message: generation_pb2.GenerateResponse, metadata: dict[str, str]) -> Generation:
         return cls(
             tuple(
-                Sequence(
+                GeneratedText(
                     s.text,
                     generation_pb2.FinishReason.Name(s.finish_reason),
                     s.generated_tokens,
@@ -229,3 +232,12 @@ class ModelInfo:
             )
             for m in message.models
         )
+
+
+def __getattr__(name: str) -> Any:
+    """``Sequence``, the old name of :class:`GeneratedText`, still imports
+    (it shadowed ``collections.abc.Sequence``), with a warning."""
+    if name == "Sequence":
+        warnings.warn("t5electra.clients.Sequence is now GeneratedText", DeprecationWarning, stacklevel=2)
+        return GeneratedText
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

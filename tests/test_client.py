@@ -152,3 +152,10 @@ def test_percentile_is_nearest_rank() -> None:
     values = list(range(1, 101))
     assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (50, 90, 99)
     assert percentile([], 50) == 0.0
+
+
+def test_the_old_result_name_still_imports_with_a_warning() -> None:
+    import t5electra.clients as clients
+
+    with pytest.warns(DeprecationWarning, match="GeneratedText"):
+        assert clients.Sequence is clients.GeneratedText
