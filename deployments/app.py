@@ -14,10 +14,10 @@ from typing import Any
 from ray.serve import Application
 from ray.serve.config import gRPCOptions
 
-from t5electra.server.settings import ModelDeployment, Settings
+from t5electra.server.settings import Settings
 
-from .ingress import Ingress
-from .models import Detector, TextGenerator
+from .ingress import IngressDeployment
+from .models import DetectorDeployment, TextGeneratorDeployment
 
 GRPC_SERVICER_FUNCTIONS = [
     "t5electra.deployments.servicers.add_text_generation",
@@ -42,35 +42,13 @@ def grpc_options(port: int) -> gRPCOptions:
     return gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS)
 
 
-def _actor_options(options: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    return {**options, "runtime_env": {"env_vars": dict(settings.ray_serve_env)}}
-
-
-def _model_options(model: ModelDeployment, settings: Settings) -> dict[str, Any]:
-    return {
-        "autoscaling_config": model.autoscaling.to_serve(),
-        "max_ongoing_requests": model.max_ongoing_requests,
-        "max_queued_requests": model.max_queued_requests,
-        "ray_actor_options": _actor_options(model.ray_actor_options(), settings),
-        "logging_config": {"enable_access_log": False},
-        **model.placement_options(),
-        **model.lifecycle_options(),
-    }
-
-
 def build_app(settings: Settings) -> Application:
-    t5 = TextGenerator.options(**_model_options(settings.t5, settings)).bind(settings.t5, settings.limits)
-    electra = Detector.options(**_model_options(settings.electra, settings)).bind(settings.electra, settings.limits)
-    ingress = settings.ingress
-    return Ingress.options(
-        autoscaling_config=ingress.autoscaling(),
-        max_ongoing_requests=ingress.max_ongoing_requests,
-        max_queued_requests=ingress.max_queued_requests,
-        ray_actor_options=_actor_options(ingress.ray_actor_options(), settings),
-        logging_config={"enable_access_log": False},
-        **ingress.placement_options(),
-        **ingress.lifecycle_options(),
-    ).bind(t5, electra, settings)
+    env = settings.ray_serve_env
+    t5 = TextGeneratorDeployment.options(**settings.t5.deployment_options(env)).bind(settings.t5, settings.limits)
+    electra = DetectorDeployment.options(**settings.electra.deployment_options(env)).bind(
+        settings.electra, settings.limits
+    )
+    return IngressDeployment.options(**settings.ingress.deployment_options(env)).bind(t5, electra, settings)
 
 
 def build(args: dict[str, Any]) -> Application:

@@ -32,7 +32,7 @@ from t5electra.server.domain import BatchTiming
 from t5electra.server.errors import ModelNotReady, NotConfigured
 from t5electra.server.settings import Settings
 
-from . import wire
+from . import names, wire
 from .health import LIVENESS, Readiness
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
@@ -74,15 +74,15 @@ class _Call:
             self.model_call_ms += (time.perf_counter() - started) * 1000
 
 
-@serve.deployment
-class Ingress:
+@serve.deployment(name=names.INGRESS)
+class IngressDeployment:
     def __init__(self, t5: DeploymentHandle, electra: DeploymentHandle, settings: Settings) -> None:
         self._t5 = t5
         self._electra = electra
         self._limits = settings.limits
         self._tokens = TokenTable.load(settings.auth.tokens_file, settings.auth.tokens_env)
         self._readiness = Readiness(
-            settings.app_name, {GENERATION_SERVICE: "TextGenerator", DETECTION_SERVICE: "Detector"}
+            settings.app_name, {GENERATION_SERVICE: names.TEXT_GENERATOR, DETECTION_SERVICE: names.DETECTOR}
         )
         self._scales_to_zero = {
             service

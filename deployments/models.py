@@ -21,9 +21,11 @@ import torch
 from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
+from t5electra.deployments import names
 from t5electra.deployments.batcher import Batch, DynamicBatcher
 from t5electra.deployments.decode_loop import DecodeLoop, StepReport
 from t5electra.server.decoding import StepEvent
+from t5electra.server.deployment_settings import ModelSettings, T5Settings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
     BatchTiming,
@@ -36,7 +38,7 @@ from t5electra.server.domain import (
     Tokenization,
 )
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import Limits, ModelDeployment, T5Deployment
+from t5electra.server.settings import Limits
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -102,12 +104,12 @@ def _describe(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:
     }
 
 
-def _set_threads(settings: ModelDeployment) -> None:
+def _set_threads(settings: ModelSettings) -> None:
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def _batcher(settings: ModelDeployment, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
+def _batcher(settings: ModelSettings, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
     return DynamicBatcher(
         handler,
         max_batch_size=settings.max_batch_size,
@@ -116,12 +118,12 @@ def _batcher(settings: ModelDeployment, handler: Callable[[Batch[Ticket]], Await
     )
 
 
-@serve.deployment
-class TextGenerator:
+@serve.deployment(name=names.TEXT_GENERATOR)
+class TextGeneratorDeployment:
     """T5 replica: Generate and GenerateStream requests decode together in
     one loop (see ``decode_loop.py``), a token per step."""
 
-    def __init__(self, settings: T5Deployment, limits: Limits) -> None:
+    def __init__(self, settings: T5Settings, limits: Limits) -> None:
         _set_threads(settings)
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._metrics = _BatchMetrics(self._engine.name)
@@ -176,11 +178,11 @@ class TextGenerator:
         return replace(event, piece=piece, result=replace(event.result, timing=timing))
 
 
-@serve.deployment
-class Detector:
+@serve.deployment(name=names.DETECTOR)
+class DetectorDeployment:
     """ELECTRA replica: DetectReplacements requests scored a batch per forward pass."""
 
-    def __init__(self, settings: ModelDeployment, limits: Limits) -> None:
+    def __init__(self, settings: ModelSettings, limits: Limits) -> None:
         _set_threads(settings)
         self._engine = ReplacementDetector(
             settings.model,

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from t5electra.server.detector import ReplacementDetector
+from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import TINY_ELECTRA, TINY_T5
 
 # Two cores: keep torch from oversubscribing them when Ray replicas run too.
 torch.set_num_threads(1)

@@ -17,8 +17,8 @@ from t5electra.clients import T5ElectraError
 from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2, models_pb2_grpc
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
+from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import TINY_ELECTRA, TINY_ELECTRA_GENERATOR
 
 from support.serving import ServerUnderTest
 

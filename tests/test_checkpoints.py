@@ -10,8 +10,8 @@ import pytest
 
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationRequest
+from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
 from t5electra.server.training import corpus, electra, t5, t5_tasks
 from t5electra.server.training import generator as generator_training
 

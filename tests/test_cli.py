@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from t5electra.clients import Client
+from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.server.bench.processes import free_port
 
 pytestmark = pytest.mark.system
@@ -156,15 +157,15 @@ def test_status_command_joins_the_servers_ray(served) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 of 1 nodes alive" in result.stdout
     assert "application t5electra RUNNING (route prefix /t5electra)" in result.stdout
-    for deployment in ("Ingress", "TextGenerator", "Detector"):
+    for deployment in (INGRESS, TEXT_GENERATOR, DETECTOR):
         assert re.search(rf"{deployment}\s+HEALTHY\s+1/1 replicas running", result.stdout), result.stdout
     assert " on head " in result.stdout
     status = json.loads(t5electra("status", "--address", gcs, "--json", env=env, timeout=120).stdout)
     (app,) = status["applications"]
     assert {d["name"]: d["target_replicas"] for d in app["deployments"]} == {
-        "Ingress": 1,
-        "TextGenerator": 1,
-        "Detector": 1,
+        INGRESS: 1,
+        TEXT_GENERATOR: 1,
+        DETECTOR: 1,
     }
 
 

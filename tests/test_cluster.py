@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from t5electra.clients import NO_RETRY, Client, RetryPolicy, T5ElectraError
+from t5electra.deployments.names import INGRESS, MODELS, TEXT_GENERATOR
 from t5electra.server.bench.processes import free_port
 
 from support.cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
@@ -34,7 +35,6 @@ from support.traffic import traffic
 pytestmark = pytest.mark.system
 
 APP = "t5electra"
-MODELS = ("TextGenerator", "Detector")
 PROMPT, ANSWER = "reverse words: apple river stone", "stone river apple"
 # A node's loss reaches callers as UNAVAILABLE for the requests it held;
 # the retry budget must outlast Serve noticing the dead replicas.
@@ -66,7 +66,7 @@ def _spread(status: dict, nodes: int) -> bool:
         placed = running_nodes(status, APP, name)
         if len(placed) != 2 or len(set(placed) & alive) != nodes:
             return False
-    return bool(running_nodes(status, APP, "Ingress")) and set(running_nodes(status, APP, "Ingress")) <= head
+    return bool(running_nodes(status, APP, INGRESS)) and set(running_nodes(status, APP, INGRESS)) <= head
 
 
 def _node_id(status: dict, head: bool) -> str:
@@ -237,8 +237,8 @@ def test_rays_own_serve_deploy_accepts_the_shipped_cpu_config(cluster: LocalClus
 
     status = cluster.wait_for(
         lambda s: (
-            all(running_nodes(s, APP, name) for name in (*MODELS, "Ingress"))
-            and deployment(s, APP, "TextGenerator")["status"] == "HEALTHY"
+            all(running_nodes(s, APP, name) for name in (*MODELS, INGRESS))
+            and deployment(s, APP, TEXT_GENERATOR)["status"] == "HEALTHY"
         ),
         "deployed by serve deploy",
     )
@@ -247,11 +247,11 @@ def test_rays_own_serve_deploy_accepts_the_shipped_cpu_config(cluster: LocalClus
 
     # A rollout by Ray's own CLI under load: a changed batch size replaces
     # every T5 replica.
-    before = {r["replica_id"] for r in deployment(status, APP, "TextGenerator")["replicas"]}
+    before = {r["replica_id"] for r in deployment(status, APP, TEXT_GENERATOR)["replicas"]}
     path.write_text(yaml.safe_dump(serve_config(CPU_CONFIG, port, http_port, {"t5": {"max_batch_size": 12}})))
 
     def rolled(s: dict) -> bool:
-        t5 = deployment(s, APP, "TextGenerator")
+        t5 = deployment(s, APP, TEXT_GENERATOR)
         if t5 is None:  # the controller is rebuilding the application
             return False
         running = {r["replica_id"] for r in t5["replicas"] if r["state"] == "RUNNING"}
@@ -289,7 +289,7 @@ def test_rays_own_serve_deploy_accepts_the_gpu_configs(cluster: LocalCluster, na
     status = cluster.wait_for(waiting_for_gpus, "model replicas waiting for GPUs", timeout=120)
     (app,) = status["applications"]
     assert app["status"] == "DEPLOYING", app
-    assert running_nodes(status, APP, "Ingress")
+    assert running_nodes(status, APP, INGRESS)
 
     stopped = cluster.serve_cli("shutdown", "--yes")
     assert stopped.returncode == 0, stopped.stderr[-3000:]

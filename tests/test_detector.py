@@ -7,8 +7,9 @@ import torch
 
 from t5electra.server.detector import ReplacementDetector, best_window, window_starts
 from t5electra.server.domain import DetectionRequest
+from t5electra.server.embedded import TINY_ELECTRA
 from t5electra.server.errors import InvalidInput
-from t5electra.server.settings import TINY_ELECTRA, Limits
+from t5electra.server.settings import Limits
 
 pytestmark = pytest.mark.unit
 

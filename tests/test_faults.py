@@ -16,6 +16,7 @@ import pytest
 from t5electra.clients import NO_RETRY, RetryPolicy, T5ElectraError
 from t5electra.clients.options import SERVICE_CONFIG
 from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc
+from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
 
 from support.serving import ServerUnderTest
 
@@ -74,7 +75,7 @@ def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server:
     assert set(codes) == {"UNAVAILABLE"}, codes
     assert failed_after < 30, failed_after
     assert "NOT_SERVING" in health and health[-1] == "SERVING", health[-5:]
-    assert server.replicas("TextGenerator") == 1
+    assert server.replicas(TEXT_GENERATOR) == 1
     assert server.t5_info()["pid"] != victim
     assert patient_results and set(patient_results) == {"forest candle"}, set(patient_results)
 
@@ -90,15 +91,15 @@ def test_plain_channel_with_the_published_service_config_rides_over_a_replica_re
     with grpc.insecure_channel(server.address, options=options) as channel:
         stub = detection_pb2_grpc.ReplacementDetectionStub(channel)
         stub.DetectReplacements(request, timeout=30)
-        victims = server.replica_pids("Detector")
+        victims = server.replica_pids(DETECTOR)
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         killed_at, answers = time.monotonic(), []
         while time.monotonic() - killed_at < 60:
             answers.append(stub.DetectReplacements(request, timeout=60))
-            if server.replica_pids("Detector") and not set(server.replica_pids("Detector")) & set(victims):
+            if server.replica_pids(DETECTOR) and not set(server.replica_pids(DETECTOR)) & set(victims):
                 break
     replaced_after = time.monotonic() - killed_at
     assert answers and all(answer.tokens for answer in answers)
-    assert not set(server.replica_pids("Detector")) & set(victims)
+    assert not set(server.replica_pids(DETECTOR)) & set(victims)
     print(f"\n{len(answers)} calls answered while the replica was replaced in {replaced_after:.1f} s")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from t5electra.server.domain import FinishReason, GenerationParameters, GenerationRequest
+from t5electra.server.embedded import TINY_T5
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import TINY_T5, Limits
+from t5electra.server.settings import Limits
 
 from support.reference import PROMPTS, hf_generate, text_of
 

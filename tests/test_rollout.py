@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from t5electra.deployments.names import DETECTOR
+
 from support.served import serving
 from support.traffic import traffic
 
@@ -70,10 +72,10 @@ def test_rollout_and_scale_down_under_load_lose_nothing() -> None:
                 }
                 scale_started = time.monotonic()
                 assert t5electra("serve", "--address", gcs, env={**env, **scale_down}).returncode == 0
-                while running(gcs, "Detector") > 1 and time.monotonic() - scale_started < 120:
+                while running(gcs, DETECTOR) > 1 and time.monotonic() - scale_started < 120:
                     time.sleep(1)
                 scaled = time.monotonic()
-                assert running(gcs, "Detector") == 1
+                assert running(gcs, DETECTOR) == 1
                 time.sleep(3)
     finally:
         for key in BASE_ENV:

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
+from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.server.settings import Auth
 
 from support.serving import ServerUnderTest
@@ -31,7 +32,7 @@ def secured(server: ServerUnderTest, tmp_path_factory: pytest.TempPathFactory) -
         f"  - {{name: billing, token: {BILLING}, rpcs: [Generate, GenerateStream]}}\n"
         f"  - {{name: ops, token: {OPS}, rpcs: ['*']}}\n"
     )
-    name = server.deploy_variant("secured", ("Ingress", "TextGenerator", "Detector"), auth=Auth(tokens_file=tokens))
+    name = server.deploy_variant("secured", (INGRESS, TEXT_GENERATOR, DETECTOR), auth=Auth(tokens_file=tokens))
     try:
         yield name
     finally:

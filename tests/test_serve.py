@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from t5electra.clients import NO_RETRY, T5ElectraError
 from t5electra.clients.v1 import detection_pb2, generation_pb2
+from t5electra.deployments.names import DETECTOR
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.generator import T5Generator
@@ -327,9 +328,9 @@ def test_overload_is_resource_exhausted_and_recovers(server: ServerUnderTest) ->
 def test_detector_autoscales_up_under_load_and_back_down(server: ServerUnderTest) -> None:
     # Earlier tests' load may have scaled it up already: start from one replica.
     settle = time.monotonic() + 120
-    while server.replicas("Detector") != 1 and time.monotonic() < settle:
+    while server.replicas(DETECTOR) != 1 and time.monotonic() < settle:
         time.sleep(0.5)
-    assert server.replicas("Detector") == 1
+    assert server.replicas(DETECTOR) == 1
     long_text = " ".join(SENTENCES * 20)
     scaled_up = threading.Event()
     give_up = time.monotonic() + 120
@@ -343,15 +344,15 @@ def test_detector_autoscales_up_under_load_and_back_down(server: ServerUnderTest
         workers = [pool.submit(load) for _ in range(8)]
         while time.monotonic() < give_up and not scaled_up.is_set():
             time.sleep(0.5)
-            if server.replicas("Detector") == 2:
+            if server.replicas(DETECTOR) == 2:
                 scaled_up.set()
         for worker in workers:
             worker.result()
     assert scaled_up.is_set(), "Detector did not scale up to 2 replicas under load"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and server.replicas("Detector") > 1:
+    while time.monotonic() < deadline and server.replicas(DETECTOR) > 1:
         time.sleep(0.5)
-    assert server.replicas("Detector") == 1, "Detector did not scale back down after the load"
+    assert server.replicas(DETECTOR) == 1, "Detector did not scale back down after the load"
 
 
 def test_metrics_reach_the_prometheus_endpoint(server: ServerUnderTest) -> None:

@@ -11,7 +11,8 @@ from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
 from t5electra.deployments.app import GRPC_SERVICER_FUNCTIONS, build
-from t5electra.server.settings import TINY_ELECTRA, TINY_T5, Settings
+from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
+from t5electra.server.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -99,7 +100,25 @@ def test_placement_settings_reach_ray() -> None:
     settings = Settings.load(
         t5={"resources": {"edge": 0.5}, "max_replicas_per_node": 1}, ingress={"resources": {"edge": 0.1}}
     )
-    assert settings.t5.ray_actor_options()["resources"] == {"edge": 0.5}
-    assert settings.t5.placement_options() == {"max_replicas_per_node": 1}
-    assert settings.electra.placement_options() == {}
-    assert settings.ingress.ray_actor_options() == {"num_cpus": 0.1, "resources": {"edge": 0.1}}
+    t5 = settings.t5.deployment_options({"SWITCH": "0"})
+    assert t5["ray_actor_options"] == {
+        "num_cpus": 0.5,
+        "num_gpus": 0,
+        "resources": {"edge": 0.5},
+        "runtime_env": {"env_vars": {"SWITCH": "0"}},
+    }
+    assert t5["max_replicas_per_node"] == 1
+    assert "max_replicas_per_node" not in settings.electra.deployment_options({})
+    ingress = settings.ingress.deployment_options({})
+    assert ingress["ray_actor_options"]["resources"] == {"edge": 0.1}
+    assert ingress["ray_actor_options"]["num_cpus"] == 0.1 and "num_gpus" not in ingress["ray_actor_options"]
+
+
+def test_every_deployment_gets_the_same_kinds_of_options() -> None:
+    settings = Settings.load()
+    t5, electra, ingress = (m.deployment_options({}) for m in (settings.t5, settings.electra, settings.ingress))
+    assert set(t5) == set(electra) == set(ingress)
+    assert t5["autoscaling_config"] == settings.t5.autoscaling.model_dump()
+    assert ingress["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 128.0}
+    assert t5["max_ongoing_requests"] == settings.t5.max_batch_size * (1 + settings.t5.queued_batches)
+    assert (t5["max_surge_percent"], t5["graceful_shutdown_wait_loop_s"]) == (100, 0.5)

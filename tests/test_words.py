@@ -10,8 +10,8 @@ from transformers import AutoTokenizer, ElectraForMaskedLM
 
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import Detection, DetectionRequest, GenerationRequest
+from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import TINY_ELECTRA, TINY_ELECTRA_GENERATOR
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from t5electra.server.settings import TINY_ELECTRA, TINY_T5
+from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 
 # The published configurations of t5-small and electra-small-discriminator.
 T5_SMALL = {

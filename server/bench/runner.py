@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, run_load
+from t5electra.deployments.names import TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
 
 from . import checkpoints, engine
@@ -308,12 +309,12 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
         result.served = _loads(address, config, say, "served")
         if config.mixed:
             result.mixed["continuous"] = _mixed_phase(address, config, say, "continuous")
-            result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, "TextGenerator")
+            result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
     if config.mixed:
         say(f"{models.size}: served system, static T5 scheduler")
         with _served(models, config, workdir, "static") as (up, address):
             result.mixed["static"] = _mixed_phase(address, config, say, "static")
-            result.mixed["static"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, "TextGenerator")
+            result.mixed["static"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
 
     plain_port = free_port()
     plain = [

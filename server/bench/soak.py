@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, percentile, send_one
+from t5electra.deployments.names import MODELS
 
 from .processes import free_port, serving_memory_mb
 from .runner import started_process
-
-MODEL_DEPLOYMENTS = ("TextGenerator", "Detector")
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class ReplicaKiller:
     def run(self) -> None:
         """The thread's body; the process must already be connected to Ray."""
         while not self._stop.wait(self._every):
-            deployment = self._rng.choice(MODEL_DEPLOYMENTS)
+            deployment = self._rng.choice(MODELS)
             try:
                 victim = self._pid(deployment)
             except Exception as error:  # reported, and the next kill is tried

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from t5electra.server.settings import CHECKPOINTS
+from t5electra.server.embedded import CHECKPOINTS
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -24,6 +24,7 @@ from ray.serve.api import RunTarget
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
 from t5electra.clients.v1 import detection_pb2_grpc, generation_pb2_grpc
 from t5electra.deployments.app import build_app, configure_ray_environment, grpc_options
+from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.server.bench.processes import free_port
 from t5electra.server.settings import Settings
 
@@ -108,7 +109,7 @@ class ServerUnderTest:
         return app.deployments[deployment].replica_states.get("RUNNING", 0)
 
     def t5_info(self) -> dict:
-        handle = serve.get_deployment_handle("TextGenerator", self.settings.app_name)
+        handle = serve.get_deployment_handle(TEXT_GENERATOR, self.settings.app_name)
         return handle.info.remote().result()
 
     def deploy_variant(self, name: str, running: tuple[str, ...], timeout: float = 180, **updates: Any) -> str:
@@ -138,7 +139,7 @@ class ServerUnderTest:
         t5 = self.settings.t5.model_copy(update={"model": "/nonexistent/t5-checkpoint"})
         one = self.settings.electra.autoscaling.model_copy(update={"max_replicas": 1})
         electra = self.settings.electra.model_copy(update={"generator_model": None, "autoscaling": one})
-        return self.deploy_variant(name, ("Ingress", "Detector"), t5=t5, electra=electra)
+        return self.deploy_variant(name, (INGRESS, DETECTOR), t5=t5, electra=electra)
 
     def delete_app(self, name: str, timeout: float = 60) -> None:
         """Deletes an application and waits until the proxy routes calls
@@ -181,9 +182,9 @@ def _models_running(app_name: str) -> bool:
         return False
     return all(
         app.deployments[name].replica_states.get("RUNNING", 0) > 0
-        for name in ("TextGenerator", "Detector")
+        for name in (TEXT_GENERATOR, DETECTOR)
         if name in app.deployments
-    ) and {"TextGenerator", "Detector"} <= set(app.deployments)
+    ) and {TEXT_GENERATOR, DETECTOR} <= set(app.deployments)
 
 
 def _watch_startup(address: str, app_name: str, timeout: float = 300) -> list[tuple[str, bool, bool]]:
