@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from transformers import AutoTokenizer, ElectraForPreTraining
+from transformers import ElectraForPreTraining
 
 from . import words as wording
 from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenPiece, TokenScore
 from .errors import InvalidInput
-from .loading import model_name, pick_device, pick_dtype
+from .loading import load_pretrained
 from .offsets import converter
 from .settings import Limits
 from .suggestions import SuggestionGenerator
@@ -68,14 +68,11 @@ class ReplacementDetector:
         limits: Limits | None = None,
         generator: str | None = None,
     ) -> None:
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
         self.limits = limits or Limits()
-        self.name = model_name(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self._pretrained = load_pretrained(model, ElectraForPreTraining, device=device, dtype=dtype)
+        self.name, self.tokenizer, self.model, self.device, self.dtype = self._pretrained
         if not self.tokenizer.is_fast:
             raise ValueError(f"{model}: character offsets need a fast tokenizer")
-        self.model = ElectraForPreTraining.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
         positions = self.model.config.max_position_embeddings
         model_max = self.tokenizer.model_max_length
         limit = min(positions, model_max) if model_max and model_max < 1_000_000 else positions
@@ -148,17 +145,12 @@ class ReplacementDetector:
         return Tokenization(tokens, self.limits.max_detection_input_tokens, self.name)
 
     def describe(self) -> ModelDescription:
-        return ModelDescription(
-            kind="electra",
-            name=self.name,
-            architecture=self.model.config.model_type,
-            parameters=sum(p.numel() for p in self.model.parameters()),
-            dtype=str(self.dtype).removeprefix("torch."),
-            device=self.device.type,
+        return self._pretrained.describe(
+            "electra",
             max_input_tokens=self.limits.max_detection_input_tokens,
             max_input_chars=self.limits.max_input_chars,
-            parameters_accepted=detection_fields(self.limits, suggestions=self.generator is not None),
-            suggestion_generator=self.generator.name if self.generator is not None else "",
+            accepted=detection_fields(self.limits, suggestions=self.generator is not None),
+            suggestions=self.generator.name if self.generator is not None else "",
         )
 
     def _score_windows(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM
 
 from .decoding import GenerationSession, PreparedGeneration
 from .domain import (
@@ -27,7 +27,7 @@ from .domain import (
     TokenPiece,
 )
 from .errors import InvalidInput
-from .loading import model_name, pick_device, pick_dtype
+from .loading import load_pretrained
 from .settings import Limits
 from .text_stream import TextStream
 from .tokenization import encode_untrusted
@@ -45,12 +45,9 @@ class T5Generator:
     running batch left-padded, which only relative position biases ignore."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", limits: Limits | None = None) -> None:
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
         self.limits = limits or Limits()
-        self.name = model_name(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
+        self._pretrained = load_pretrained(model, AutoModelForSeq2SeqLM, device=device, dtype=dtype)
+        self.name, self.tokenizer, self.model, self.device, self.dtype = self._pretrained
         if self.model.config.model_type not in T5_ARCHITECTURES:
             raise ValueError(
                 f"{model} is a {self.model.config.model_type!r} model; the T5 deployment serves the T5 "
@@ -98,16 +95,11 @@ class T5Generator:
         return Tokenization(tokens, self.limits.max_generation_input_tokens, self.name)
 
     def describe(self) -> ModelDescription:
-        return ModelDescription(
-            kind="t5",
-            name=self.name,
-            architecture=self.model.config.model_type,
-            parameters=sum(p.numel() for p in self.model.parameters()),
-            dtype=str(self.dtype).removeprefix("torch."),
-            device=self.device.type,
+        return self._pretrained.describe(
+            "t5",
             max_input_tokens=self.limits.max_generation_input_tokens,
             max_input_chars=self.limits.max_input_chars,
-            parameters_accepted=generation_fields(self.limits),
+            accepted=generation_fields(self.limits),
         )
 
     def session(self, batch: Sequence[PreparedGeneration] = ()) -> GenerationSession:

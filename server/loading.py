@@ -1,10 +1,15 @@
-"""Where a model runs and in which precision, and how its name is reported."""
+"""How the engines load a checkpoint: where it runs, in which precision,
+the name it is reported by, and what GetModelInfo says of it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from .domain import ModelDescription
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -35,3 +40,43 @@ def model_name(model: str) -> str:
     """A hub id as given; a local checkpoint by its directory name."""
     path = Path(model)
     return path.name if path.exists() else model
+
+
+class Pretrained(NamedTuple):
+    """A loaded checkpoint: its tokenizer and its weights, in eval mode on
+    their device."""
+
+    name: str
+    tokenizer: PreTrainedTokenizerBase
+    model: Any
+    device: torch.device
+    dtype: torch.dtype
+
+    def describe(
+        self, kind: str, *, max_input_tokens: int, max_input_chars: int, accepted: dict[str, str], suggestions: str = ""
+    ) -> ModelDescription:
+        return ModelDescription(
+            kind=kind,
+            name=self.name,
+            architecture=self.model.config.model_type,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            dtype=str(self.dtype).removeprefix("torch."),
+            device=self.device.type,
+            max_input_tokens=max_input_tokens,
+            max_input_chars=max_input_chars,
+            parameters_accepted=accepted,
+            suggestion_generator=suggestions,
+        )
+
+
+def load_pretrained(
+    model: str, model_class: Any, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto"
+) -> Pretrained:
+    """``model`` (hub id or path) with its tokenizer. ``device`` and
+    ``dtype`` are settings' names (see :func:`pick_device`) or, for a model
+    that must sit beside another one, that one's choice."""
+    where = device if isinstance(device, torch.device) else pick_device(device)
+    precision = dtype if isinstance(dtype, torch.dtype) else pick_dtype(dtype, where)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    weights = model_class.from_pretrained(model, dtype=precision).to(where).eval()
+    return Pretrained(model_name(model), tokenizer, weights, where, precision)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoTokenizer, ElectraForMaskedLM
+from transformers import ElectraForMaskedLM
 
 from .domain import Suggestion
-from .loading import model_name
+from .loading import load_pretrained
 from .tokenization import encode_untrusted
 
 MAX_ROWS_PER_FORWARD = 64
@@ -26,10 +26,9 @@ class SuggestionGenerator:
     """Loads a masked language model by hub id or path and proposes words."""
 
     def __init__(self, model: str, *, device: torch.device, dtype: torch.dtype) -> None:
-        self.name = model_name(model)
-        self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = ElectraForMaskedLM.from_pretrained(model, dtype=dtype).to(device).eval()
+        self.name, self.tokenizer, self.model, self.device, _ = load_pretrained(
+            model, ElectraForMaskedLM, device=device, dtype=dtype
+        )
         # Room for [CLS], [MASK] and [SEP].
         self.context = self.model.config.max_position_embeddings - 3
         special = set(self.tokenizer.all_special_ids)

@@ -10,7 +10,6 @@ Serve config against Ray's schema and our settings.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -22,9 +21,11 @@ from ray.serve.schema import ServeDeploySchema
 from t5electra.deployments.health import LIVENESS
 from t5electra.server.settings import Settings, args_from_serve_config
 
+from support import REPOSITORY
+
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPOSITORY
 KUBERAY = ROOT / "deployments" / "kuberay"
 K8S_VERSION = kubernetes_validate.latest_version()
 

@@ -14,9 +14,11 @@ from t5electra.deployments.app import GRPC_SERVICER_FUNCTIONS, build
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 from t5electra.server.settings import Settings
 
+from support import REPOSITORY
+
 pytestmark = pytest.mark.unit
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "deployments").glob("*.yaml"))
+CONFIGS = sorted((REPOSITORY / "deployments").glob("*.yaml"))
 
 
 def test_defaults_suit_a_small_cpu_machine() -> None:

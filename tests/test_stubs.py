@@ -9,9 +9,11 @@ import pytest
 import t5electra.clients.v1
 from t5electra.clients import codegen
 
+from support import REPOSITORY
+
 pytestmark = pytest.mark.unit
 
-PROTO_ROOT = Path(__file__).resolve().parents[1] / "protos"
+PROTO_ROOT = REPOSITORY / "protos"
 INSTALLED_STUBS = Path(t5electra.clients.v1.__file__).parent
 
 

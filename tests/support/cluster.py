@@ -27,8 +27,10 @@ import yaml
 
 from t5electra.server.bench.processes import free_port
 
+from . import REPOSITORY
+
 BIN = Path(sys.executable).parent
-CPU_CONFIG = Path(__file__).resolve().parents[1] / "deployments" / "local-cpu.yaml"
+CPU_CONFIG = REPOSITORY / "deployments" / "local-cpu.yaml"
 
 
 @dataclass
