@@ -210,9 +210,7 @@ class DecodeLoop:
             return
         for entry in expired:
             entry.abandoned = True
-        error = TimeoutError("deadline exceeded while decoding")
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(lambda: [e.outputs.put_nowait(error) for e in expired])
+        self._send(expired, TimeoutError("deadline exceeded while decoding"))
 
     def _wait_for_company(self, waiting: deque[_Entry]) -> bool:
         """An idle replica waits up to ``idle_wait_s`` after the first arrival
@@ -287,16 +285,13 @@ class DecodeLoop:
 
     def _fail_all(self, error: Exception) -> None:
         """Admitted and waiting callers get ``error``."""
-        entries = list(self._live.values()) + list(self._waiting) + list(self._inbox)
+        while self._inbox:
+            self._waiting.append(self._inbox.popleft())
+        entries = [*self._live.values(), *self._waiting]
         self._live = {}
         self._waiting.clear()
-        self._inbox.clear()
         self._send(entries, error)
 
     def _send(self, entries: list[_Entry], error: Exception) -> None:
-        def fail() -> None:
-            for entry in entries:
-                entry.outputs.put_nowait(error)
-
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(fail)
+        self._loop.call_soon_threadsafe(lambda: [entry.outputs.put_nowait(error) for entry in entries])

@@ -13,10 +13,8 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -33,6 +31,7 @@ from t5electra.server.errors import ModelNotReady, NotConfigured
 from t5electra.server.settings import Settings
 
 from . import names, wire
+from .calls import Call, answered, deadline, metadata_value, request_id
 from .health import LIVENESS, Readiness
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
@@ -44,34 +43,6 @@ _LATENCY_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000,
 
 class StreamFailed(Exception):
     """Ends a stream whose status code is already set on the context."""
-
-
-@dataclass
-class _Call:
-    """What the per-request log line and metrics need to know about one RPC."""
-
-    rpc: str
-    request_id: str
-    started: float = field(default_factory=time.perf_counter)
-    code: grpc.StatusCode = grpc.StatusCode.OK
-    tokens_in: int = 0
-    tokens_out: int = 0
-    model: str = ""
-    timing: BatchTiming | None = None
-    caller: str = ""
-    model_call_ms: float = 0.0
-    logprobs: int = 0
-    suggestions: int = 0
-
-    @asynccontextmanager
-    async def model_call(self) -> AsyncIterator[None]:
-        """Times the wait on a model deployment (Ray's router, the call to
-        the replica, the replica's work and the way back)."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.model_call_ms += (time.perf_counter() - started) * 1000
 
 
 @serve.deployment(name=names.INGRESS)
@@ -102,7 +73,7 @@ class IngressDeployment:
     ) -> generation_pb2.GenerateResponse:
         async with self._answering("Generate", grpc_context) as call:
             self._admit(call, grpc_context)
-            domain = wire.generation_request(request, call.request_id, _deadline(grpc_context))
+            domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
             validation.check_generation(domain, self._limits)
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
@@ -118,7 +89,7 @@ class IngressDeployment:
     ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
         async with self._answering("GenerateStream", grpc_context, stream=True) as call:
             self._admit(call, grpc_context)
-            domain = wire.generation_request(request, call.request_id, _deadline(grpc_context))
+            domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
             validation.check_generation(domain, self._limits, streaming=True)
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
@@ -129,7 +100,7 @@ class IngressDeployment:
                         call.model, call.timing = piece.model, piece.timing
                         # Serve's proxy applies the context with each message
                         # it receives: a stream's trailers go with its last one.
-                        _answered(call, grpc_context)
+                        answered(call, grpc_context)
                     yield wire.stream_response(piece)
 
     async def DetectReplacements(
@@ -200,11 +171,11 @@ class IngressDeployment:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse(status=status)
 
-    def _admit(self, call: _Call, grpc_context: RayServegRPCContext) -> None:
+    def _admit(self, call: Call, grpc_context: RayServegRPCContext) -> None:
         """Checks the caller's bearer token when authentication is on; health
         checks never come here, so probes need no token."""
         if self._tokens is not None:
-            call.caller = self._tokens.authorize(_metadata(grpc_context, "authorization"), call.rpc).name
+            call.caller = self._tokens.authorize(metadata_value(grpc_context, "authorization"), call.rpc).name
 
     async def _require(self, service: str) -> None:
         """Fails fast with UNAVAILABLE when the model behind ``service`` has no
@@ -220,11 +191,11 @@ class IngressDeployment:
     @asynccontextmanager
     async def _answering(
         self, rpc: str, grpc_context: RayServegRPCContext, *, stream: bool = False
-    ) -> AsyncIterator[_Call]:
+    ) -> AsyncIterator[Call]:
         """Runs one RPC's body: a failure sets the status code (and is
         swallowed, so a unary method returns its empty response); every call
         ends with trailing metadata, metrics and its log line."""
-        call = _Call(rpc, _request_id(grpc_context))
+        call = Call(rpc, request_id(grpc_context))
         try:
             yield call
         except (asyncio.CancelledError, GeneratorExit):
@@ -240,7 +211,7 @@ class IngressDeployment:
         finally:
             self._finish(call, grpc_context)
 
-    def _fail(self, call: _Call, grpc_context: RayServegRPCContext, error: Exception) -> None:
+    def _fail(self, call: Call, grpc_context: RayServegRPCContext, error: Exception) -> None:
         code, message = to_status_code(error)
         call.code = code
         if code == grpc.StatusCode.INTERNAL:
@@ -249,86 +220,15 @@ class IngressDeployment:
         grpc_context.set_details(message)
         grpc_context.set_trailing_metadata([("x-request-id", call.request_id), *retry_hint(error, code)])
 
-    def _finish(self, call: _Call, grpc_context: RayServegRPCContext) -> None:
+    def _finish(self, call: Call, grpc_context: RayServegRPCContext) -> None:
         """Trailing metadata, metrics and the one log line of a request."""
         elapsed_ms = (time.perf_counter() - call.started) * 1000
         timing = call.timing or BatchTiming(batch_size=0)
         if call.code == grpc.StatusCode.OK:
-            _answered(call, grpc_context)
+            answered(call, grpc_context)
         self._requests.inc(tags={"rpc": call.rpc, "code": call.code.name})
         for kind, count in (("logprobs", call.logprobs), ("suggestions", call.suggestions)):
             if count:
                 self._extras.inc(count, tags={"rpc": call.rpc, "kind": kind})
         self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
-        logger.info(
-            json.dumps(
-                {
-                    "request_id": call.request_id,
-                    "rpc": call.rpc,
-                    "caller": call.caller,
-                    "status": call.code.name,
-                    "tokens_in": call.tokens_in,
-                    "tokens_out": call.tokens_out,
-                    "logprobs": call.logprobs,
-                    "suggestions": call.suggestions,
-                    "queue_ms": round(timing.queue_ms, 2),
-                    "inference_ms": round(timing.inference_ms, 2),
-                    "batch_size": timing.batch_size,
-                    "latency_ms": round(elapsed_ms, 2),
-                }
-            )
-        )
-
-
-def _answered(call: _Call, grpc_context: RayServegRPCContext) -> None:
-    """The trailing metadata of a successful call."""
-    elapsed_ms = (time.perf_counter() - call.started) * 1000
-    timing = call.timing or BatchTiming(batch_size=0)
-    grpc_context.set_trailing_metadata(
-        [
-            ("x-request-id", call.request_id),
-            ("model", call.model),
-            ("queue-ms", f"{timing.queue_ms:.2f}"),
-            ("inference-ms", f"{timing.inference_ms:.2f}"),
-            ("batch-size", str(timing.batch_size)),
-            ("server-timing", _server_timing(call, elapsed_ms, timing)),
-        ]
-    )
-
-
-def _server_timing(call: _Call, elapsed_ms: float, timing: BatchTiming) -> str:
-    """Where the request's time went, in the W3C Server-Timing syntax:
-    ``ingress`` is all of it inside the ingress, ``model-call`` the wait on
-    the model deployment within that (for a stream, also the time the proxy
-    takes each piece), ``replica`` the model replica's part of
-    that wait, and ``queue`` plus ``inference`` the batcher's part of that.
-    A client subtracts its neighbours to get each hop (``t5electra bench``)."""
-    spans = {
-        "ingress": elapsed_ms,
-        "model-call": call.model_call_ms,
-        "replica": timing.replica_ms,
-        "queue": timing.queue_ms,
-        "inference": timing.inference_ms,
-    }
-    return ", ".join(f"{name};dur={value:.2f}" for name, value in spans.items())
-
-
-def _metadata(grpc_context: RayServegRPCContext, name: str) -> str | None:
-    return next((value for key, value in grpc_context.invocation_metadata() if key == name and value), None)
-
-
-def _deadline(grpc_context: RayServegRPCContext) -> float | None:
-    """When the caller stops waiting, from ``x-request-timeout-ms`` (the
-    project's clients send their remaining deadline; gRPC's own deadline
-    does not reach code behind Ray's proxy)."""
-    given = _metadata(grpc_context, "x-request-timeout-ms")
-    if given is None or not given.isdigit():
-        return None
-    return time.time() + int(given) / 1000
-
-
-def _request_id(grpc_context: RayServegRPCContext) -> str:
-    """The caller's ``x-request-id`` when it sent one (meshes propagate it),
-    else a fresh one."""
-    given = _metadata(grpc_context, "x-request-id")
-    return given[:128] if given else uuid.uuid4().hex
+        logger.info(json.dumps(call.log_record(elapsed_ms, timing)))

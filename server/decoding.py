@@ -38,7 +38,6 @@ from .domain import (
     GenerationResult,
     StreamPiece,
     TokenLogprob,
-    TopToken,
 )
 from .text_stream import TextStream
 
@@ -226,7 +225,10 @@ class GenerationSession:
                     chosen[span] = torch.multinomial(probs, 1, generator=self._rng[key]).squeeze(1)
         running = torch.tensor([f is None for f in batch.finish], device=g.device)
         chosen = torch.where(running, chosen, g.pad_id)
-        self._log_probabilities(batch, scores, chosen, new_tokens)
+        asking = [r for r, k in enumerate(batch.top_logprobs) if k >= 0 and batch.finish[r] is None]
+        for row, entry in logits.log_probabilities(scores, chosen, asking, batch.top_logprobs, self._g.tokenizer):
+            batch.logprobs[row].append(entry)
+            new_tokens[batch.keys[row]].append(entry)
         batch.append(chosen)
         batch.generated += running.long()
 
@@ -244,39 +246,6 @@ class GenerationSession:
                 batch.finish[row] = FinishReason.STOP_SEQUENCE
             elif generated[row] >= batch.max_new[row]:
                 batch.finish[row] = FinishReason.LENGTH
-
-    def _log_probabilities(
-        self,
-        batch: DecodeBatch,
-        scores: torch.Tensor,
-        chosen: torch.Tensor,
-        new_tokens: dict[int, list[TokenLogprob]],
-    ) -> None:
-        """Log-softmax of the processed scores for the running rows that ask,
-        as transformers' output_scores; alternatives that were filtered out
-        (-inf) are left out of the top ones."""
-        rows = [r for r, k in enumerate(batch.top_logprobs) if k >= 0 and batch.finish[r] is None]
-        if not rows:
-            return
-        index = torch.tensor(rows, device=scores.device)
-        logp = scores.index_select(0, index).log_softmax(dim=-1)
-        ids = chosen.index_select(0, index)
-        picked = logp.gather(1, ids[:, None]).squeeze(1).tolist()
-        most = max(batch.top_logprobs[r] for r in rows)
-        top_values, top_ids = logp.topk(most, dim=-1) if most else (logp[:, :0], ids[:, None][:, :0])
-        pieces = self._g.tokenizer.convert_ids_to_tokens
-        for i, (row, token_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
-            k = batch.top_logprobs[row]
-            alternatives = [
-                TopToken(a, piece, v)
-                for a, piece, v in zip(
-                    top_ids[i, :k].tolist(), pieces(top_ids[i, :k].tolist()), top_values[i, :k].tolist(), strict=True
-                )
-                if v != float("-inf")
-            ]
-            entry = TokenLogprob(token_id, pieces(token_id), picked[i], tuple(alternatives))
-            batch.logprobs[row].append(entry)
-            new_tokens[batch.keys[row]].append(entry)
 
     def _events(self, pieces: dict[int, str], new_tokens: dict[int, list[TokenLogprob]]) -> list[StepEvent]:
         """Results of the requests whose rows all finished (their rows leave),

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from .domain import GenerationParameters
+from .domain import GenerationParameters, TokenLogprob, TopToken
 
 
 @dataclass
@@ -106,3 +107,32 @@ def process(
     if bool(params.top_p_on.any()):
         warped = top_p_filter(warped, params.top_p_floor, params.top_p_on & params.do_sample)
     return torch.where(params.do_sample[:, None], warped, scores)
+
+
+def log_probabilities(
+    scores: torch.Tensor, chosen: torch.Tensor, rows: Sequence[int], top: Sequence[int], tokenizer: Any
+) -> list[tuple[int, TokenLogprob]]:
+    """For each of ``rows``: the chosen token's log-probability under the
+    processed ``scores`` (log-softmax, as transformers' ``output_scores``)
+    and the row's ``top[row]`` most likely alternatives; alternatives that
+    processing filtered out (-inf) are left out."""
+    if not rows:
+        return []
+    index = torch.tensor(rows, device=scores.device)
+    logp = scores.index_select(0, index).log_softmax(dim=-1)
+    ids = chosen.index_select(0, index)
+    picked = logp.gather(1, ids[:, None]).squeeze(1).tolist()
+    most = max(top[r] for r in rows)
+    top_values, top_ids = logp.topk(most, dim=-1) if most else (logp[:, :0], ids[:, None][:, :0])
+    pieces = tokenizer.convert_ids_to_tokens
+    found = []
+    for i, (row, token_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
+        k = top[row]
+        alternatives_ids = top_ids[i, :k].tolist()
+        alternatives = tuple(
+            TopToken(a, piece, v)
+            for a, piece, v in zip(alternatives_ids, pieces(alternatives_ids), top_values[i, :k].tolist(), strict=True)
+            if v != float("-inf")
+        )
+        found.append((row, TokenLogprob(token_id, pieces(token_id), picked[i], alternatives)))
+    return found

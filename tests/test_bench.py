@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from t5electra.server.bench.runner import REFERENCE_CONCURRENCY
+from t5electra.server.bench.figures import REFERENCE_CONCURRENCY
 
 pytestmark = pytest.mark.system
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from t5electra.clients import AsyncClient, Client, RetryPolicy, T5ElectraError
-from t5electra.clients.loadtest import percentile
+from t5electra.clients.load_report import percentile
 from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
 
 from support.tls_relay import self_signed

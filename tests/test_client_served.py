@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from t5electra.clients import AsyncClient
-from t5electra.clients.loadtest import LoadConfig, run_load, write_json
+from t5electra.clients.load_report import write_json
+from t5electra.clients.loadtest import LoadConfig, run_load
 
 pytestmark = pytest.mark.serve
 

@@ -1,10 +1,18 @@
-"""What the serving processes hold in memory, read from the operating system,
-so that a benchmark or soak measures the server it started without joining
-its Ray cluster."""
+"""The processes a benchmark or soak starts: a free port for each, starting
+one and waiting until it says it is ready, and what the serving processes
+hold in memory, read from the operating system so that the measuring
+process never joins the server's Ray cluster."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -53,3 +61,35 @@ def replica_peak_rss_mb(root_pid: int, deployment: str) -> float | None:
             if line.startswith("VmHWM:"):
                 peaks.append(int(line.split()[1]) / 1024)
     return max(peaks) if peaks else None
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    seconds: float
+
+
+@contextmanager
+def started_process(
+    name: str, command: list[str], ready: str, log: Path, env: dict[str, str], timeout: float = 300
+) -> Iterator[Started]:
+    """Starts ``command``, waits for ``ready`` in its output (which goes to
+    ``log``), yields its pid and how long that took, and stops it with SIGTERM."""
+    started = time.monotonic()
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        try:
+            while ready not in log.read_text():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
+                if time.monotonic() - started > timeout:
+                    raise TimeoutError(f"{name} not ready after {timeout}s; see {log}")
+                time.sleep(0.2)
+            yield Started(process.pid, time.monotonic() - started)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

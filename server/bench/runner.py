@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,11 +24,10 @@ from t5electra.server.domain import GenerationParameters
 
 from . import checkpoints, engine
 from .checkpoints import ModelPair
-from .processes import free_port, replica_peak_rss_mb
+from .figures import REFERENCE_CONCURRENCY, formed_batch, ratios, scheduling_ratios
+from .processes import Started, free_port, replica_peak_rss_mb, started_process
 
 RPCS = ("generate", "generate-stream", "detect")
-REFERENCE_CONCURRENCY = 16
-SCHEDULERS = ("continuous", "static")
 SHORT, LONG = 4, 48
 
 
@@ -91,64 +88,6 @@ class SizeResult:
         }
 
 
-def _find(points: list[dict[str, Any]], rpc: str, key: str, value: int) -> dict[str, Any] | None:
-    return next((p for p in points if p["rpc"] == rpc and p[key] == value), None)
-
-
-def formed_batch(point: dict[str, Any] | None) -> int:
-    """The batch size a served load point ran at, rounded to a whole request."""
-    if point is None or "batch_size" not in point:
-        return 1
-    return max(1, round(point["batch_size"]["mean"]))
-
-
-def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
-    """Per rpc: serving efficiency (served at the reference concurrency over
-    the engine at the batch size that formed there), batching gain (served at
-    the reference concurrency over served at 1), served over plain at the
-    reference concurrency, and served p50 at concurrency 1 minus the
-    engine's p50 at batch size 1."""
-
-    def rate(point: dict[str, Any] | None) -> float | None:
-        return None if point is None else point["throughput_rps"]
-
-    def divide(a: float | None, b: float | None) -> float | None:
-        return None if a is None or not b else a / b
-
-    out: dict[str, dict[str, float | None]] = {}
-    for rpc in {p["rpc"] for p in result.served}:
-        served_ref = _find(result.served, rpc, "concurrency", REFERENCE_CONCURRENCY)
-        served_one = _find(result.served, rpc, "concurrency", 1)
-        engine_ref = _find(result.engine, rpc, "batch_size", formed_batch(served_ref))
-        engine_one = _find(result.engine, rpc, "batch_size", 1)
-        plain_ref = _find(result.plain, rpc, "concurrency", REFERENCE_CONCURRENCY)
-        overhead = None
-        if served_one is not None and engine_one is not None:
-            overhead = served_one["latency_ms"]["p50"] - engine_one["latency_ms"]["p50"]
-        out[rpc] = {
-            "serving_efficiency": divide(rate(served_ref), rate(engine_ref)),
-            "batching_gain": divide(rate(served_ref), rate(served_one)),
-            "served_over_plain": divide(rate(served_ref), rate(plain_ref)),
-            "p50_overhead_ms": overhead,
-        }
-    return out
-
-
-def scheduling_ratios(mixed: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """R1 (mixed tokens/s over all-LONG tokens/s), R2 (first piece p50 under
-    the mixed load over the p50 latency of its LONG requests) per scheduler,
-    and continuous over static tokens/s at mixed lengths."""
-    out: dict[str, float | None] = {}
-    for scheduler, phase in mixed.items():
-        long = phase["mixed"]["groups"][1]["latency_ms"]["p50"]
-        out[f"r1_{scheduler}"] = phase["mixed"]["tokens_per_s"] / phase["all_long"]["tokens_per_s"]
-        out[f"r2_{scheduler}"] = phase["mixed"]["ttft_ms"]["p50"] / long if long else None
-    if set(SCHEDULERS) <= mixed.keys():
-        tokens = {name: mixed[name]["mixed"]["tokens_per_s"] for name in SCHEDULERS}
-        out["continuous_over_static"] = tokens["continuous"] / tokens["static"] if tokens["static"] else None
-    return out
-
-
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import torch
@@ -166,38 +105,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {name: version(name) for name in ("torch", "transformers", "ray", "grpcio", "t5-electra-serve")},
     }
-
-
-@dataclass(frozen=True)
-class Started:
-    pid: int
-    seconds: float
-
-
-@contextmanager
-def started_process(
-    name: str, command: list[str], ready: str, log: Path, env: dict[str, str], timeout: float = 300
-) -> Iterator[Started]:
-    """Starts ``command``, waits for ``ready`` in its output (which goes to
-    ``log``), yields its pid and how long that took, and stops it with SIGTERM."""
-    started = time.monotonic()
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env})
-        try:
-            while ready not in log.read_text():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
-                if time.monotonic() - started > timeout:
-                    raise TimeoutError(f"{name} not ready after {timeout}s; see {log}")
-                time.sleep(0.2)
-            yield Started(process.pid, time.monotonic() - started)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _load(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, Sample, percentile, send_one
+from t5electra.clients.load_report import Sample, percentile
+from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, send_one
 from t5electra.deployments.names import MODELS
 
-from .processes import free_port, serving_memory_mb
-from .runner import started_process
+from .processes import free_port, serving_memory_mb, started_process
 
 
 @dataclass(frozen=True)

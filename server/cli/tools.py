@@ -120,7 +120,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _loadtest(args: argparse.Namespace) -> int:
     import asyncio
 
-    from t5electra.clients.loadtest import LoadConfig, run_load, write_json
+    from t5electra.clients.load_report import write_json
+    from t5electra.clients.loadtest import LoadConfig, run_load
 
     prompts: tuple[str, ...] = ()
     if args.prompts:

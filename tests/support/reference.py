@@ -12,6 +12,12 @@ PROMPTS = [
     "translate English to German: the small dog sleeps today",
     "count words: tiger zebra",
     "reverse words: candle forest mirror planet rocket silver",
+    "translate English to German: the old teacher reads",
+]
+SENTENCES = [
+    "Return the value of the attribute unless it is missing.",
+    "The callable is invoked with a single argument for each element banana of the list.",
+    "Short text.",
 ]
 
 

@@ -1,0 +1,116 @@
+"""One RPC as the ingress sees it: what the caller sent in its metadata
+(request id, deadline, token), what the call records as it runs, and what
+goes back in the trailers of a successful answer and in its log line."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from ray.serve.grpc_util import RayServegRPCContext
+
+from t5electra.server.domain import BatchTiming
+
+
+@dataclass
+class Call:
+    """What the per-request log line, metrics and trailers need to know
+    about one RPC, filled in as it runs."""
+
+    rpc: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model: str = ""
+    timing: BatchTiming | None = None
+    caller: str = ""
+    model_call_ms: float = 0.0
+    logprobs: int = 0
+    suggestions: int = 0
+
+    @asynccontextmanager
+    async def model_call(self) -> AsyncIterator[None]:
+        """Times the wait on a model deployment (Ray's router, the call to
+        the replica, the replica's work and the way back)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.model_call_ms += (time.perf_counter() - started) * 1000
+
+    def log_record(self, elapsed_ms: float, timing: BatchTiming) -> dict[str, object]:
+        """The request's one log line, as JSON fields."""
+        return {
+            "request_id": self.request_id,
+            "rpc": self.rpc,
+            "caller": self.caller,
+            "status": self.code.name,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "logprobs": self.logprobs,
+            "suggestions": self.suggestions,
+            "queue_ms": round(timing.queue_ms, 2),
+            "inference_ms": round(timing.inference_ms, 2),
+            "batch_size": timing.batch_size,
+            "latency_ms": round(elapsed_ms, 2),
+        }
+
+
+def answered(call: Call, grpc_context: RayServegRPCContext) -> None:
+    """The trailing metadata of a successful call."""
+    elapsed_ms = (time.perf_counter() - call.started) * 1000
+    timing = call.timing or BatchTiming(batch_size=0)
+    grpc_context.set_trailing_metadata(
+        [
+            ("x-request-id", call.request_id),
+            ("model", call.model),
+            ("queue-ms", f"{timing.queue_ms:.2f}"),
+            ("inference-ms", f"{timing.inference_ms:.2f}"),
+            ("batch-size", str(timing.batch_size)),
+            ("server-timing", _server_timing(call, elapsed_ms, timing)),
+        ]
+    )
+
+
+def _server_timing(call: Call, elapsed_ms: float, timing: BatchTiming) -> str:
+    """Where the request's time went, in the W3C Server-Timing syntax:
+    ``ingress`` is all of it inside the ingress, ``model-call`` the wait on
+    the model deployment within that (for a stream, also the time the proxy
+    takes each piece), ``replica`` the model replica's part of
+    that wait, and ``queue`` plus ``inference`` the batcher's part of that.
+    A client subtracts its neighbours to get each hop (``t5electra bench``)."""
+    spans = {
+        "ingress": elapsed_ms,
+        "model-call": call.model_call_ms,
+        "replica": timing.replica_ms,
+        "queue": timing.queue_ms,
+        "inference": timing.inference_ms,
+    }
+    return ", ".join(f"{name};dur={value:.2f}" for name, value in spans.items())
+
+
+def metadata_value(grpc_context: RayServegRPCContext, name: str) -> str | None:
+    return next((value for key, value in grpc_context.invocation_metadata() if key == name and value), None)
+
+
+def deadline(grpc_context: RayServegRPCContext) -> float | None:
+    """When the caller stops waiting, from ``x-request-timeout-ms`` (the
+    project's clients send their remaining deadline; gRPC's own deadline
+    does not reach code behind Ray's proxy)."""
+    given = metadata_value(grpc_context, "x-request-timeout-ms")
+    if given is None or not given.isdigit():
+        return None
+    return time.time() + int(given) / 1000
+
+
+def request_id(grpc_context: RayServegRPCContext) -> str:
+    """The caller's ``x-request-id`` when it sent one (meshes propagate it),
+    else a fresh one."""
+    given = metadata_value(grpc_context, "x-request-id")
+    return given[:128] if given else uuid.uuid4().hex
