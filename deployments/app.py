@@ -32,7 +32,7 @@ def configure_ray_environment(settings: Settings) -> None:
     starts. Ray's gRPC proxy accepts messages of up to 2 GiB unless
     RAY_SERVE_GRPC_MAX_MESSAGE_SIZE says otherwise; the proxy and controller
     read Serve's switches from their environment too. On a cluster started
-    elsewhere these must be set on the nodes (see README); the replicas get
+    elsewhere these must be set on the nodes (see docs/cluster.md); the replicas get
     the switches through their runtime environment either way."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(settings.limits.max_request_bytes)
     os.environ.update(settings.ray_serve_env)

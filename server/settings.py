@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .deployment_settings import ElectraSettings, IngressSettings, StrictModel, T5Settings
 
 # Measured on a 2-core machine with the t5-small and electra-small shapes
-# (README, "Benchmarks"): with both, Generate p50 at concurrency 1 fell from
+# (docs/benchmarks.md): with both, Generate p50 at concurrency 1 fell from
 # 416 to 401 ms and DetectReplacements at concurrency 16 rose from 115 to 121
 # requests/s, since every hop saves a hand-off between threads.
 REQUEST_PATH_SWITCHES = {

@@ -173,7 +173,7 @@ def plot(bench: dict[str, Any], path: Path) -> None:
 
 
 def markdown(bench: dict[str, Any], command: str) -> str:
-    """The figures as the README shows them: per size, throughput and
+    """The figures as docs/benchmarks.md shows them: per size, throughput and
     latency of each system at each level, then the ratios and targets."""
     m = bench["machine"]
     lines = [

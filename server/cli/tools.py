@@ -70,7 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--electra-model", help="real weights for the small size: hub id or path")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write every figure, machine and versions as JSON")
     bench.add_argument("--plot", type=Path, metavar="PATH.png", help="throughput and p99 against concurrency")
-    bench.add_argument("--markdown", type=Path, metavar="PATH.md", help="the tables as the README shows them")
+    bench.add_argument("--markdown", type=Path, metavar="PATH.md", help="the tables as docs/benchmarks.md shows them")
     bench.add_argument("--workdir", type=Path, help="keep server logs and generated models here")
     bench.set_defaults(run=_bench)
 
