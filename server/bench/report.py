@@ -79,6 +79,12 @@ def hop_rows(size: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """Every ratio of a size, the scheduler's last: (rpc, name, value)."""
+    rows = [(rpc, name, value) for rpc, values in sorted(size["ratios"].items()) for name, value in values.items()]
+    return rows + list(_scheduling_lines(size))
+
+
 def _scheduling_lines(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
     return [("generate-stream", name, value) for name, value in size.get("scheduling", {}).items()]
 
@@ -129,11 +135,7 @@ def table(bench: dict[str, Any]) -> str:
         if rows:
             lines += ["", "mean ms per hop", *_text_table(header, rows)]
         lines.append("ratios:")
-        for rpc, values in sorted(size["ratios"].items()):
-            for name, value in values.items():
-                shown = "n/a" if value is None else f"{value:.3g}"
-                lines.append(f"  {rpc:<16}{name:<24}{shown:>8}  {verdict(name, rpc, value)}")
-        for rpc, name, value in _scheduling_lines(size):
+        for rpc, name, value in _ratio_rows(size):
             shown = "n/a" if value is None else f"{value:.3g}"
             lines.append(f"  {rpc:<16}{name:<24}{shown:>8}  {verdict(name, rpc, value)}")
     return "\n".join(lines)
@@ -208,11 +210,7 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             lines += ["", "Mean milliseconds per hop (`server-timing` trailer and client latency):", ""]
             lines += _markdown_table(header, rows)
         lines += ["", "| rpc | ratio | value | target |", "| --- | --- | --- | --- |"]
-        for rpc, values in sorted(size["ratios"].items()):
-            for name, value in values.items():
-                shown = "n/a" if value is None else f"{value:.3g}"
-                lines.append(f"| {rpc} | {name} | {shown} | {verdict(name, rpc, value) or '-'} |")
-        for rpc, name, value in _scheduling_lines(size):
+        for rpc, name, value in _ratio_rows(size):
             shown = "n/a" if value is None else f"{value:.3g}"
             lines.append(f"| {rpc} | {name} | {shown} | {verdict(name, rpc, value) or '-'} |")
     return "\n".join(lines) + "\n"
