@@ -169,6 +169,10 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
     # cluster, Serve's handle threads must not start a Ray of their own.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+    # The replica killer calls handles from a plain thread, which needs
+    # Serve's router in a loop of its own, whatever switches this process
+    # inherited from a server's environment (the server sets its own).
+    os.environ["RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"] = "1"
     import ray
 
     workdir.mkdir(parents=True, exist_ok=True)
