@@ -15,13 +15,13 @@ import torch
 from transformers import ElectraForPreTraining
 
 from . import words as wording
-from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenPiece, TokenScore
+from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenScore
 from .errors import InvalidInput
 from .loading import load_pretrained
 from .offsets import converter
 from .settings import Limits
 from .suggestions import SuggestionGenerator
-from .tokenization import encode_untrusted
+from .tokenization import encode_untrusted, token_pieces
 from .validation import check_detection, check_text, detection_fields
 
 MAX_WINDOWS_PER_FORWARD = 64
@@ -136,12 +136,7 @@ class ReplacementDetector:
         """The tokens DetectReplacements scores and bills: [CLS] and [SEP]
         frame each window and are neither scored nor counted."""
         check_text(text, self.limits)
-        ids, encoding = encode_untrusted(self.tokenizer, text, add_special_tokens=False, offsets=True)
-        pieces = self.tokenizer.convert_ids_to_tokens(ids)
-        tokens = tuple(
-            TokenPiece(i, piece, start, end, False)
-            for i, piece, (start, end) in zip(ids, pieces, encoding["offset_mapping"], strict=True)
-        )
+        tokens = token_pieces(self.tokenizer, text, add_special_tokens=False)
         return Tokenization(tokens, self.limits.max_detection_input_tokens, self.name)
 
     def describe(self) -> ModelDescription:

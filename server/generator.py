@@ -24,13 +24,12 @@ from .domain import (
     GenerationResult,
     ModelDescription,
     Tokenization,
-    TokenPiece,
 )
 from .errors import InvalidInput
 from .loading import load_pretrained
 from .settings import Limits
 from .text_stream import TextStream
-from .tokenization import encode_untrusted
+from .tokenization import encode_untrusted, token_pieces
 from .validation import check_generation, check_text, generation_fields
 
 _SEEDS = random.SystemRandom()
@@ -85,13 +84,7 @@ class T5Generator:
         """The prompt's tokens as :meth:`prepare` makes them, the end-of-
         sequence token the server adds included (as billed)."""
         check_text(text, self.limits)
-        ids, encoding = encode_untrusted(self.tokenizer, text, add_special_tokens=True, offsets=True)
-        pieces = self.tokenizer.convert_ids_to_tokens(ids)
-        marks = encoding["special_tokens_mask"]
-        tokens = tuple(
-            TokenPiece(i, piece, *((0, 0) if added else span), bool(added))
-            for i, piece, span, added in zip(ids, pieces, encoding["offset_mapping"], marks, strict=True)
-        )
+        tokens = token_pieces(self.tokenizer, text, add_special_tokens=True)
         return Tokenization(tokens, self.limits.max_generation_input_tokens, self.name)
 
     def describe(self) -> ModelDescription:

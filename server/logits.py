@@ -124,14 +124,16 @@ def log_probabilities(
     picked = logp.gather(1, ids[:, None]).squeeze(1).tolist()
     most = max(top[r] for r in rows)
     top_values, top_ids = logp.topk(most, dim=-1) if most else (logp[:, :0], ids[:, None][:, :0])
+    # One copy from the device for all rows, not two per row.
+    alternative_ids, alternative_values = top_ids.tolist(), top_values.tolist()
     pieces = tokenizer.convert_ids_to_tokens
     found = []
     for i, (row, token_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
         k = top[row]
-        alternatives_ids = top_ids[i, :k].tolist()
+        row_ids = alternative_ids[i][:k]
         alternatives = tuple(
             TopToken(a, piece, v)
-            for a, piece, v in zip(alternatives_ids, pieces(alternatives_ids), top_values[i, :k].tolist(), strict=True)
+            for a, piece, v in zip(row_ids, pieces(row_ids), alternative_values[i][:k], strict=True)
             if v != float("-inf")
         )
         found.append((row, TokenLogprob(token_id, pieces(token_id), picked[i], alternatives)))

@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from .domain import TokenPiece
+
 
 def encode_untrusted(
     tokenizer: PreTrainedTokenizerBase, text: str, *, add_special_tokens: bool, offsets: bool = False
@@ -33,3 +35,16 @@ def encode_untrusted(
         for token, from_template in zip(encoding["input_ids"], encoding["special_tokens_mask"], strict=True)
     ]
     return ids, encoding
+
+
+def token_pieces(tokenizer: PreTrainedTokenizerBase, text: str, *, add_special_tokens: bool) -> tuple[TokenPiece, ...]:
+    """What Tokenize answers: each token of ``text`` as the model reads it,
+    with its code-point offsets; tokens the template added are marked and
+    have no offsets."""
+    ids, encoding = encode_untrusted(tokenizer, text, add_special_tokens=add_special_tokens, offsets=True)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    marks = encoding["special_tokens_mask"]
+    return tuple(
+        TokenPiece(i, piece, *((0, 0) if added else span), bool(added))
+        for i, piece, span, added in zip(ids, pieces, encoding["offset_mapping"], marks, strict=True)
+    )
