@@ -143,11 +143,12 @@ class GenerationStream:
         self.first_token_at: float | None = None
 
     def __iter__(self) -> Iterator[str]:
-        first, rest = self._client._with_retries(self._open, self._timeout)
+        first = self._client._with_retries(self._open, self._timeout)
         self.first_token_at = time.perf_counter()
         reading = core.StreamReading()
+        messages = () if first is None else itertools.chain((first,), self._call)
         try:
-            for message in _chain(first, rest):
+            for message in messages:
                 piece = reading.add(message)
                 if piece:
                     yield piece
@@ -156,21 +157,14 @@ class GenerationStream:
         if reading.finished:
             self.end = reading.end(_metadata(self._call.trailing_metadata()))
 
-    def _open(self, remaining: float | None) -> tuple[Any, Any]:
+    def _open(self, remaining: float | None) -> Any:
         self._call = self._client.stubs.generation.GenerateStream(
             self._request, timeout=remaining, metadata=self._client.config.metadata(self._request_id, remaining)
         )
         # Read the first message here, inside the retry loop.
-        first = next(self._call, None)
-        return first, self._call
+        return next(self._call, None)
 
     def cancel(self) -> None:
         """Stops the stream; the server stops generating."""
         if self._call is not None:
             self._call.cancel()
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    if first is not None:
-        yield first
-        yield from rest

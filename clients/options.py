@@ -110,10 +110,12 @@ class ClientConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def channel_options(self) -> list[tuple[str, Any]]:
-        """The channel's retries carry out the policy wherever gRPC can."""
+        """The channel's retries carry out the policy wherever gRPC can.
+        Without a policy for gRPC, retries stay enabled all the same: gRPC
+        then only retries, transparently, calls that never reached the server."""
         config = self.retry.service_config()
         if config is None:
-            return [*CHANNEL_OPTIONS, ("grpc.enable_retries", 0)]
+            return list(CHANNEL_OPTIONS)
         return [*CHANNEL_OPTIONS, ("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(config))]
 
     @property

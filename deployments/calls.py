@@ -44,8 +44,17 @@ class Call:
         finally:
             self.model_call_ms += (time.perf_counter() - started) * 1000
 
-    def log_record(self, elapsed_ms: float, timing: BatchTiming) -> dict[str, object]:
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    @property
+    def batch_timing(self) -> BatchTiming:
+        """The model's timing, or zeros for a call that never reached a batch."""
+        return self.timing or BatchTiming(batch_size=0)
+
+    def log_record(self, elapsed_ms: float) -> dict[str, object]:
         """The request's one log line, as JSON fields."""
+        timing = self.batch_timing
         return {
             "request_id": self.request_id,
             "rpc": self.rpc,
@@ -62,10 +71,9 @@ class Call:
         }
 
 
-def answered(call: Call, grpc_context: RayServegRPCContext) -> None:
+def answered(call: Call, grpc_context: RayServegRPCContext, elapsed_ms: float) -> None:
     """The trailing metadata of a successful call."""
-    elapsed_ms = (time.perf_counter() - call.started) * 1000
-    timing = call.timing or BatchTiming(batch_size=0)
+    timing = call.batch_timing
     grpc_context.set_trailing_metadata(
         [
             ("x-request-id", call.request_id),
@@ -104,7 +112,7 @@ def deadline(grpc_context: RayServegRPCContext) -> float | None:
     project's clients send their remaining deadline; gRPC's own deadline
     does not reach code behind Ray's proxy)."""
     given = metadata_value(grpc_context, "x-request-timeout-ms")
-    if given is None or not given.isdigit():
+    if given is None or not (given.isascii() and given.isdigit()):
         return None
     return time.time() + int(given) / 1000
 

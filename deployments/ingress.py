@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,7 +25,6 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server import validation
 from t5electra.server.auth import TokenTable
-from t5electra.server.domain import BatchTiming
 from t5electra.server.errors import ModelNotReady, NotConfigured
 from t5electra.server.settings import Settings
 
@@ -100,7 +98,7 @@ class IngressDeployment:
                         call.model, call.timing = piece.model, piece.timing
                         # Serve's proxy applies the context with each message
                         # it receives: a stream's trailers go with its last one.
-                        answered(call, grpc_context)
+                        answered(call, grpc_context, call.elapsed_ms())
                     yield wire.stream_response(piece)
 
     async def DetectReplacements(
@@ -222,13 +220,12 @@ class IngressDeployment:
 
     def _finish(self, call: Call, grpc_context: RayServegRPCContext) -> None:
         """Trailing metadata, metrics and the one log line of a request."""
-        elapsed_ms = (time.perf_counter() - call.started) * 1000
-        timing = call.timing or BatchTiming(batch_size=0)
+        elapsed_ms = call.elapsed_ms()
         if call.code == grpc.StatusCode.OK:
-            answered(call, grpc_context)
+            answered(call, grpc_context, elapsed_ms)
         self._requests.inc(tags={"rpc": call.rpc, "code": call.code.name})
         for kind, count in (("logprobs", call.logprobs), ("suggestions", call.suggestions)):
             if count:
                 self._extras.inc(count, tags={"rpc": call.rpc, "kind": kind})
         self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
-        logger.info(json.dumps(call.log_record(elapsed_ms, timing)))
+        logger.info(json.dumps(call.log_record(elapsed_ms)))

@@ -85,7 +85,10 @@ def supervise(argv: list[str], settings: Settings, say: Callable[[str], None]) -
     def on_signal(number: int, frame: FrameType | None) -> None:
         stops.append(time.monotonic())
         if len(stops) == 1:
-            child.send_signal(signal.SIGTERM)
+            # SIGINT, not SIGTERM: ray.init replaces the child's SIGTERM
+            # handler with one that exits at once, so a stop that arrived
+            # while the models load would skip the drain.
+            child.send_signal(signal.SIGINT)
         else:
             say("stopping at once")
             _kill_session(child.pid)
@@ -101,7 +104,9 @@ def supervise(argv: list[str], settings: Settings, say: Callable[[str], None]) -
                 say(f"the drain took longer than {drain_budget_s(settings):.0f}s; stopping at once")
                 _kill_session(child.pid)
     _kill_session(child.pid)  # whatever of the session outlived the child
-    return 130 if code == -signal.SIGKILL else code
+    if code == -signal.SIGKILL:
+        return 130
+    return 128 - code if code < 0 else code  # a shell's convention for a child a signal ended
 
 
 def drain_budget_s(settings: Settings) -> float:
@@ -112,9 +117,9 @@ def drain_budget_s(settings: Settings) -> float:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM (a drain) when the command dies."""
+    """In the child, before exec: SIGINT (a drain) when the command dies."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _kill_session(pid: int) -> None:
@@ -142,15 +147,16 @@ def start(settings: Settings, address: str | None) -> str:
     import ray
     from ray import serve
 
+    from . import cluster
     from .app import build_app, configure_ray_environment, grpc_options
 
     configure_ray_environment(settings)
     if address:
-        context = ray.init(address=address, namespace="t5electra", logging_level=logging.WARNING)
+        cluster.connect(address)
     else:
         # No dashboard: it costs seconds and memory on a small machine; start
         # Ray yourself (`ray start --head`) and pass --address to have one.
-        context = ray.init(
+        ray.init(
             namespace="t5electra",
             logging_level=logging.WARNING,
             include_dashboard=False,
@@ -163,8 +169,8 @@ def start(settings: Settings, address: str | None) -> str:
         http_options={"host": "127.0.0.1", "port": settings.http_port},
     )
     serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
-    # A ray:// client context has no address_info; the address given is the answer then.
-    return getattr(context, "address_info", {}).get("gcs_address", address)
+    # A ray:// client's runtime context has no GCS address; the address given is the answer then.
+    return getattr(ray.get_runtime_context(), "gcs_address", None) or address
 
 
 class StopRequest:

@@ -41,7 +41,10 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, str(error)
     if isinstance(error, BackPressureError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"server overloaded, retry after {RETRY_AFTER_MS} ms"
+        return (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "server overloaded, retry after grpc-retry-pushback-ms",
+        )
     if isinstance(error, ModelNotReady):
         return grpc.StatusCode.UNAVAILABLE, f"model unavailable, retry later: {error}"
     if isinstance(error, (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError)):

@@ -159,3 +159,13 @@ def test_the_old_result_name_still_imports_with_a_warning() -> None:
 
     with pytest.warns(DeprecationWarning, match="GeneratedText"):
         assert clients.Sequence is clients.GeneratedText
+
+
+def test_the_published_service_config_is_the_clients_default_policy() -> None:
+    """clients/service_config.json is what Go or Java clients are told to
+    use; it must say what the Python client does by default."""
+    import json
+
+    from t5electra.clients.options import SERVICE_CONFIG
+
+    assert json.loads(SERVICE_CONFIG.read_text()) == RetryPolicy().service_config()

@@ -106,19 +106,24 @@ class Rollouts:
         while not self._stop.wait(self._every):
             batch = 15 if batch == 16 else 16
             started = time.monotonic()
-            done = subprocess.run(
-                [sys.executable, "-m", "t5electra.server.cli", "serve", "--address", self._gcs],
-                capture_output=True,
-                text=True,
-                env={**os.environ, **self._env, "T5ELECTRA_T5__MAX_BATCH_SIZE": str(batch)},
-                timeout=300,
-            )
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-m", "t5electra.server.cli", "serve", "--address", self._gcs],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **self._env, "T5ELECTRA_T5__MAX_BATCH_SIZE": str(batch)},
+                    timeout=300,
+                )
+                ok, error = done.returncode == 0, done.stderr[-300:] if done.returncode else ""
+            except (subprocess.TimeoutExpired, OSError) as failure:
+                # Recorded as a failed rollout; the schedule goes on.
+                ok, error = False, str(failure)
             self._faults.rollouts.append(
                 {
                     "t5_max_batch_size": batch,
                     "seconds": round(time.monotonic() - started, 1),
-                    "ok": done.returncode == 0,
-                    "error": done.stderr[-300:] if done.returncode else "",
+                    "ok": ok,
+                    "error": error,
                 }
             )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from . import calls, serving, tools
 from .calls import highlight
@@ -26,4 +27,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parser().parse_args(argv)
+    # The command line as given, for a command that runs itself again (serve's server child).
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     return args.run(args)

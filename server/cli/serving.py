@@ -78,7 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
     if any(electra.values()):
         overrides["electra"] = {k: v for k, v in electra.items() if v}
     settings = Settings.load(args.config, **overrides)
-    return lifecycle.run(sys.argv[1:], settings, args.address, _say)
+    try:
+        return lifecycle.run(args.argv, settings, args.address, _say)
+    except ConnectionError as error:
+        print(f"error: no Ray cluster at {args.address}: {error}", file=sys.stderr)
+        return 2
 
 
 def _say(line: str) -> None:

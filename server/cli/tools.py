@@ -182,7 +182,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.plot:
         report.plot(figures, args.plot)
     if args.markdown:
-        args.markdown.write_text(report.markdown(figures, "t5electra " + " ".join(sys.argv[1:])))
+        args.markdown.write_text(report.markdown(figures, "t5electra " + " ".join(args.argv)))
     return 0
 
 
