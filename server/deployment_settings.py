@@ -70,7 +70,7 @@ class PlacementSettings(StrictModel):
         2.0,
         gt=0,
         description="how often Serve's controller checks a replica; a dead one is replaced after about "
-        "this long (Ray's default, 10 s, left a crashed replica unnoticed for 12 s)",
+        "this long (Ray's default, 10 s, leaves a crashed replica unnoticed that long)",
     )
 
     max_surge_percent: int = Field(

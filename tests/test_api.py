@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
 from t5electra.clients import T5ElectraError
 from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2, models_pb2_grpc
@@ -159,7 +160,7 @@ def test_clients_built_from_release_0_1_stubs_keep_working(server: ServerUnderTe
     assert done.stdout.startswith("ok ")
 
 
-def test_metrics_and_request_log_count_the_new_work(server: ServerUnderTest) -> None:
+def test_the_extras_metric_counts_logprobs_and_suggestions(server: ServerUnderTest) -> None:
     """The extras counter reaches Prometheus with logprobs and suggestions."""
     import time
     import urllib.request
@@ -181,19 +182,27 @@ def test_metrics_and_request_log_count_the_new_work(server: ServerUnderTest) -> 
 def test_generation_parameters_proto_still_carries_every_old_field() -> None:
     """Field numbers 1..11 of GenerationParameters and 1..2 of the detection
     request keep their names and types."""
+    uint32, uint64, boolean, single, string = (
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_FLOAT,
+        FieldDescriptor.TYPE_STRING,
+    )
     fields = generation_pb2.GenerationParameters.DESCRIPTOR.fields_by_number
-    assert [fields[n].name for n in range(1, 12)] == [
-        "max_new_tokens",
-        "min_new_tokens",
-        "num_beams",
-        "do_sample",
-        "temperature",
-        "top_k",
-        "top_p",
-        "repetition_penalty",
-        "num_return_sequences",
-        "seed",
-        "stop_sequences",
+    assert [(fields[n].name, fields[n].type) for n in range(1, 12)] == [
+        ("max_new_tokens", uint32),
+        ("min_new_tokens", uint32),
+        ("num_beams", uint32),
+        ("do_sample", boolean),
+        ("temperature", single),
+        ("top_k", uint32),
+        ("top_p", single),
+        ("repetition_penalty", single),
+        ("num_return_sequences", uint32),
+        ("seed", uint64),
+        ("stop_sequences", string),
     ]
+    assert [n for n in range(1, 12) if fields[n].is_repeated] == [11]
     detection = detection_pb2.DetectReplacementsRequest.DESCRIPTOR.fields_by_number
-    assert (detection[1].name, detection[2].name) == ("text", "threshold")
+    assert [(detection[n].name, detection[n].type) for n in (1, 2)] == [("text", string), ("threshold", single)]

@@ -18,6 +18,8 @@ from t5electra.clients import Client
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.server.bench.processes import free_port
 
+from support.served import Served, serving
+
 pytestmark = pytest.mark.system
 
 
@@ -28,40 +30,14 @@ def t5electra(*args: str, env: dict[str, str] | None = None, **kwargs) -> subpro
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, subprocess.Popen, list[str]]]:
+def served() -> Iterator[Served]:
     """``t5electra serve`` in its own process (and its own Ray), on free ports."""
-    port = free_port()
-    env = {**os.environ, "T5ELECTRA_HTTP_PORT": str(free_port()), "T5ELECTRA_METRICS_PORT": str(free_port())}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port), "--electra-generator", "embedded"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            raise RuntimeError("t5electra serve exited:\n" + "".join(lines))
-        lines.append(line)
-        if "Ctrl-C or SIGTERM" in line:
-            break
-    else:
-        process.kill()
-        raise TimeoutError("t5electra serve did not start:\n" + "".join(lines))
-    try:
-        yield f"127.0.0.1:{port}", process, lines
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with serving("--electra-generator", "embedded") as running:
+        yield running
 
 
 def test_serve_prints_where_it_listens_and_what_it_serves(served) -> None:
-    address, _, lines = served
-    output = "".join(lines)
+    address, output = served.address, "".join(served.output)
     assert f":{address.rsplit(':', 1)[1]} (gRPC" in output
     assert "tiny-t5" in output and "tiny-electra" in output
     with Client(address) as client:
@@ -69,7 +45,7 @@ def test_serve_prints_where_it_listens_and_what_it_serves(served) -> None:
 
 
 def test_generate_command_streams_the_answer(served) -> None:
-    address, _, _ = served
+    address = served.address
     result = t5electra("generate", "reverse words: apple river stone", "--address", address)
     assert result.returncode == 0, result.stderr
     with Client(address) as client:
@@ -78,7 +54,7 @@ def test_generate_command_streams_the_answer(served) -> None:
 
 
 def test_generate_command_lists_log_probabilities(served) -> None:
-    address, _, _ = served
+    address = served.address
     prompt = "reverse words: apple river stone"
     result = t5electra("generate", prompt, "--address", address, "--logprobs", "2", "--no-stream")
     assert result.returncode == 0, result.stderr
@@ -91,7 +67,7 @@ def test_generate_command_lists_log_probabilities(served) -> None:
 
 
 def test_detect_command_words_suggestions_and_utf16_offsets(served) -> None:
-    address, _, _ = served
+    address = served.address
     text = "The callable 😀 is invoked with a single banana argument."
     result = t5electra(
         "detect", text, "--address", address, "--suggest", "3", "--offsets", "utf16", "--threshold", "0.4", "--json"
@@ -112,7 +88,7 @@ def test_detect_command_words_suggestions_and_utf16_offsets(served) -> None:
 
 
 def test_tokenize_and_models_commands(served) -> None:
-    address, _, _ = served
+    address = served.address
     tokenized = t5electra("tokenize", "reverse words: apple river", "--address", address, "--json")
     assert tokenized.returncode == 0, tokenized.stderr
     tokens = json.loads(tokenized.stdout)
@@ -125,7 +101,7 @@ def test_tokenize_and_models_commands(served) -> None:
 
 
 def test_generate_command_json_and_errors(served) -> None:
-    address, _, _ = served
+    address = served.address
     result = t5electra("generate", "sort numbers: 3 1 2", "--address", address, "--json", "--num-beams", "2")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
@@ -136,7 +112,7 @@ def test_generate_command_json_and_errors(served) -> None:
 
 
 def test_detect_command(served) -> None:
-    address, _, _ = served
+    address = served.address
     text = "The callable is invoked with a single banana for each element."
     result = t5electra("detect", text, "--address", address, "--scores")
     assert result.returncode == 0, result.stderr
@@ -150,8 +126,7 @@ def test_detect_command(served) -> None:
 def test_status_command_joins_the_servers_ray(served) -> None:
     """The Ray that ``t5electra serve`` started for itself, found by the
     address it printed; its token is found without RAY_AUTH_MODE."""
-    _, _, lines = served
-    gcs = next(line.split()[-1] for line in lines if "Ray cluster:" in line)
+    gcs = next(line.split()[-1] for line in served.output if "Ray cluster:" in line)
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     result = t5electra("status", "--address", gcs, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -170,15 +145,16 @@ def test_status_command_joins_the_servers_ray(served) -> None:
 
 
 def test_cluster_commands_fail_fast_without_a_cluster() -> None:
-    for command in ("status", "shutdown"):
+    for command in ("status", "shutdown", "serve"):
         result = t5electra(command, "--address", f"127.0.0.1:{free_port()}", timeout=60)
         assert result.returncode == 2
         assert "error: no Ray cluster at 127.0.0.1:" in result.stderr
 
 
 def test_sigterm_drains_and_exits_cleanly(served) -> None:
-    _, process, _ = served
-    process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, rest
-    assert "stopped" in rest
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=120) == 0, "".join(served.output)[-3000:]
+    deadline = time.monotonic() + 10  # the reader thread takes the last lines
+    while not any(line.startswith("stopped after") for line in served.output) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(line.startswith("stopped after") for line in served.output), "".join(served.output)[-3000:]

@@ -92,6 +92,7 @@ def test_plain_channel_with_the_published_service_config_rides_over_a_replica_re
         stub = detection_pb2_grpc.ReplacementDetectionStub(channel)
         stub.DetectReplacements(request, timeout=30)
         victims = server.replica_pids(DETECTOR)
+        assert victims
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         killed_at, answers = time.monotonic(), []
@@ -101,5 +102,6 @@ def test_plain_channel_with_the_published_service_config_rides_over_a_replica_re
                 break
     replaced_after = time.monotonic() - killed_at
     assert answers and all(answer.tokens for answer in answers)
-    assert not set(server.replica_pids(DETECTOR)) & set(victims)
+    running = server.replica_pids(DETECTOR)
+    assert running and not set(running) & set(victims), "a new replica replaced the killed one"
     print(f"\n{len(answers)} calls answered while the replica was replaced in {replaced_after:.1f} s")

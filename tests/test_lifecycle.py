@@ -19,25 +19,27 @@ from support.served import serving
 
 pytestmark = pytest.mark.system
 
-LONG = {"min_new_tokens": 60, "max_new_tokens": 60}
+# Long enough (seconds, served) to be decoding when the signal comes.
+LONG = {"min_new_tokens": 512, "max_new_tokens": 512}
 
 
-def in_flight(address: str, count: int) -> tuple[list[str], list[threading.Thread]]:
-    codes: list[str] = []
+def in_flight(address: str, count: int) -> tuple[list[tuple[str, float]], list[threading.Thread]]:
+    """Starts ``count`` long calls; each records its status code and when it ended."""
+    ended: list[tuple[str, float]] = []
 
     def call() -> None:
         with Client(address, retry=NO_RETRY) as client:
             try:
                 client.generate("reverse words: apple river stone", timeout=60, **LONG)
-                codes.append("OK")
+                ended.append(("OK", time.monotonic()))
             except T5ElectraError as error:
-                codes.append(error.code.name)
+                ended.append((error.code.name, time.monotonic()))
 
     threads = [threading.Thread(target=call) for _ in range(count)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)  # the requests reach the replica and start decoding
-    return codes, threads
+    time.sleep(0.5)  # the requests reach the replica and start decoding
+    return ended, threads
 
 
 def alive(pids: set[int]) -> set[int]:
@@ -49,7 +51,7 @@ def test_sigterm_drains_and_stops_cleanly(target: str) -> None:
     with serving() as served:
         tree = served.tree()
         assert len(tree) > 5, "the command, its server and Ray's processes"
-        codes, threads = in_flight(served.address, 3)
+        ended, threads = in_flight(served.address, 3)
         sent = time.monotonic()
         if target == "process group":
             os.killpg(served.process.pid, signal.SIGTERM)
@@ -60,18 +62,21 @@ def test_sigterm_drains_and_stops_cleanly(target: str) -> None:
         for thread in threads:
             thread.join(timeout=60)
         left = alive(tree)
+    codes = [code for code, _ in ended]
     print(f"\nSIGTERM to the {target}: exit {code} after {took:.1f} s; in flight: {codes}; left: {len(left)}")
     assert code == 0, "".join(served.output)[-3000:]
     assert any(line.startswith("stopped after") for line in served.output)
     assert took < 20 + 15, "within graceful_shutdown_timeout_s and Serve's own stop"
     assert len(codes) == 3 and set(codes) <= {"OK", "UNAVAILABLE"}, codes
+    assert all(at > sent for _, at in ended), "every call was still running when the signal came"
+    assert "OK" in codes, "a request in flight was answered during the drain"
     assert not left, [psutil.Process(p).cmdline() for p in left]
 
 
 def test_second_ctrl_c_stops_at_once() -> None:
     with serving() as served:
         tree = served.tree()
-        codes, threads = in_flight(served.address, 2)
+        ended, threads = in_flight(served.address, 2)
         sent = time.monotonic()
         served.process.send_signal(signal.SIGINT)
         time.sleep(0.5)
@@ -81,7 +86,8 @@ def test_second_ctrl_c_stops_at_once() -> None:
         for thread in threads:
             thread.join(timeout=60)
         left = alive(tree)
+    codes = [code for code, _ in ended]
     print(f"\ntwo Ctrl-C: exit {code} after {took:.1f} s; in flight: {codes}; left: {len(left)}")
     assert code == 130 and took < 10
-    assert set(codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}, codes
+    assert len(codes) == 2 and set(codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}, codes
     assert not left, [psutil.Process(p).cmdline() for p in left]

@@ -17,6 +17,7 @@ import pytest
 
 from t5electra.deployments.names import DETECTOR
 
+from support.cluster import running_nodes
 from support.served import serving
 from support.traffic import traffic
 
@@ -46,9 +47,7 @@ def t5electra(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def running(gcs: str, deployment: str) -> int:
     status = json.loads(t5electra("status", "--address", gcs, "--json", env={}).stdout)
-    (app,) = status["applications"]
-    replicas = next(d["replicas"] for d in app["deployments"] if d["name"] == deployment)
-    return sum(r["state"] == "RUNNING" for r in replicas)
+    return len(running_nodes(status, "t5electra", deployment))
 
 
 def test_rollout_and_scale_down_under_load_lose_nothing() -> None:

@@ -31,13 +31,13 @@ class Served:
 
 
 @contextmanager
-def serving() -> Iterator[Served]:
-    """``t5electra serve`` in a process group of its own, as a service
-    manager starts it."""
+def serving(*flags: str) -> Iterator[Served]:
+    """``t5electra serve [flags]`` in a process group of its own, as a
+    service manager starts it."""
     port = free_port()
     env = {**os.environ, "T5ELECTRA_HTTP_PORT": str(free_port()), "T5ELECTRA_METRICS_PORT": str(free_port())}
     process = subprocess.Popen(
-        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -24,8 +24,16 @@ class Caller:
     retry: RetryPolicy
     log: list[tuple[float, str, bool]] = field(default_factory=list)  # (time, code, retry hint sent)
     details: Counter = field(default_factory=Counter)
+    crashed: list[BaseException] = field(default_factory=list)  # anything but a status code ends the caller
 
     def run(self, stop: threading.Event) -> None:
+        try:
+            self._call_until(stop)
+        except BaseException as error:
+            self.crashed.append(error)
+            raise
+
+    def _call_until(self, stop: threading.Event) -> None:
         with Client(self.address, retry=self.retry, timeout=60) as client:
             turn = 0
             while not stop.is_set():
@@ -60,7 +68,8 @@ class Traffic:
     def check(self, figures: dict[str, Any]) -> None:
         """Nothing lost with retries; without, only retryable codes, each
         with the server's retry hint."""
-        assert figures["with retries"]["sent"] > 0, figures
+        assert not self.retrying.crashed and not self.bare.crashed, (self.retrying.crashed, self.bare.crashed)
+        assert figures["with retries"]["sent"] > 0 and figures["without retries"]["sent"] > 0, figures
         assert figures["with retries"]["failed"] == {}, (figures, dict(self.retrying.details))
         assert set(figures["without retries"]["failed"]) <= RETRYABLE, (figures, dict(self.bare.details))
         assert figures["without retries"]["without_hint"] == 0, figures
