@@ -141,6 +141,9 @@ class AsyncGenerationStream:
                 message = await self._call.read()
         except grpc.RpcError as error:
             raise T5ElectraError.from_rpc_error(error) from None
+        finally:
+            if not reading.finished:
+                self.cancel()  # the caller stopped reading: the server stops generating
         if reading.finished:
             self.end = reading.end(_metadata(await self._call.trailing_metadata()))
 

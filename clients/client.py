@@ -154,6 +154,9 @@ class GenerationStream:
                     yield piece
         except grpc.RpcError as error:
             raise T5ElectraError.from_rpc_error(error) from None
+        finally:
+            if not reading.finished:
+                self.cancel()  # the caller stopped reading: the server stops generating
         if reading.finished:
             self.end = reading.end(_metadata(self._call.trailing_metadata()))
 

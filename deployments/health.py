@@ -27,6 +27,7 @@ LIVENESS = "liveness"
 ingress, models or not: what a liveness probe should ask, since restarting a
 Ray node does not bring a model that cannot load any closer."""
 _NOT_SERVING = {ApplicationStatus.DELETING}
+_REBUILDING = {ApplicationStatus.NOT_STARTED, ApplicationStatus.DEPLOYING}
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,13 @@ class Readiness:
         if app is None:
             self._last_replicas = {}
             return Snapshot(False, {}, self._services)
-        # A deployment the application lists no longer, while the controller
-        # rebuilds it from a new config (`serve deploy`), keeps its last
-        # count: its old replicas serve until their successors run.
+        # A deployment the application lists no longer while the controller
+        # rebuilds it from a new config (`serve deploy`) keeps its last
+        # count: its old replicas serve until their successors run. Once the
+        # application settles, the listing is the truth again.
         current = {name: d.replica_states.get("RUNNING", 0) for name, d in app.deployments.items()}
-        self._last_replicas = {**self._last_replicas, **current}
+        rebuilding = app.status in _REBUILDING
+        self._last_replicas = {**self._last_replicas, **current} if rebuilding else current
         # Replica counts decide, whatever the application's status (NOT_STARTED
         # and DEPLOYING during a redeploy, UNHEALTHY while one model fails):
         # only DELETING means draining.

@@ -4,6 +4,7 @@ deadlines, errors, metadata and TLS."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -11,7 +12,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from t5electra.clients import AsyncClient, Client, RetryPolicy, T5ElectraError
+from t5electra.clients import NO_RETRY, AsyncClient, Client, RetryPolicy, T5ElectraError
 from t5electra.clients.load_report import percentile
 from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
 
@@ -30,6 +31,14 @@ class ScriptedGeneration(generation_pb2_grpc.TextGenerationServicer):
         self.script: list[grpc.StatusCode] = []
         self.attempts: list[dict[str, str]] = []
         self.delay = 0.0
+        self.stream_cancelled = threading.Event()
+
+    def GenerateStream(self, request, context):
+        """One word a message, endlessly, until the caller cancels."""
+        context.add_callback(self.stream_cancelled.set)
+        while context.is_active():
+            yield generation_pb2.GenerateStreamResponse(text="word ")
+            time.sleep(0.01)
 
     def Generate(self, request, context):
         self.attempts.append(dict(context.invocation_metadata()))
@@ -146,6 +155,25 @@ def test_tls_channel_to_a_tls_endpoint() -> None:
             assert raised.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(None)
+
+
+def test_a_stream_the_caller_leaves_is_cancelled(scripted) -> None:
+    servicer, address = scripted
+    with Client(address, retry=NO_RETRY) as client:
+        for number, _ in enumerate(client.generate_stream("endless")):
+            if number == 2:
+                break
+        assert servicer.stream_cancelled.wait(5), "the server saw the call end"
+
+    async def leave_early() -> None:
+        servicer.stream_cancelled.clear()
+        async with AsyncClient(address, retry=NO_RETRY) as client:
+            stream = client.generate_stream("endless").__aiter__()
+            await anext(stream)
+            await stream.aclose()
+            assert await asyncio.to_thread(servicer.stream_cancelled.wait, 5)
+
+    asyncio.run(leave_early())
 
 
 def test_percentile_is_nearest_rank() -> None:
