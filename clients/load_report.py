@@ -72,24 +72,34 @@ def server_timing(header: str | None) -> dict[str, float]:
     return spans
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 100]); 0 for no values."""
+MISSING = "–"
+"""How tables show a figure that could not be measured (None in the JSON)."""
+
+
+def shown(value: float | None, spec: str = ".1f") -> str:
+    """``value`` formatted with ``spec``, or :data:`MISSING` for None."""
+    return MISSING if value is None else format(value, spec)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 100]); None for no values: a
+    percentile of nothing is not zero, it is missing."""
     if not values:
-        return 0.0
+        return None
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 
-def _summary_ms(values: Sequence[float]) -> dict[str, float]:
+def _summary_ms(values: Sequence[float]) -> dict[str, float | None]:
     ms = [v * 1000 for v in values]
     return {
-        "min": min(ms, default=0.0),
-        "mean": sum(ms) / len(ms) if ms else 0.0,
+        "min": min(ms, default=None),
+        "mean": sum(ms) / len(ms) if ms else None,
         "p50": percentile(ms, 50),
         "p90": percentile(ms, 90),
         "p99": percentile(ms, 99),
-        "max": max(ms, default=0.0),
+        "max": max(ms, default=None),
     }
 
 
@@ -99,6 +109,12 @@ class LoadReport:
     samples: list[Sample]
     window: float
     unfinished: int = 0
+    # The window reached its cap before enough measured requests completed.
+    capped: bool = False
+
+    def _per_second(self, count: float) -> float | None:
+        """A rate over the window; None when the window measured nothing."""
+        return count / self.window if self.samples and self.window > 0 else None
 
     def to_json(self) -> dict[str, Any]:
         ok = [s for s in self.samples if s.code == "OK"]
@@ -110,15 +126,16 @@ class LoadReport:
             "concurrency": self.config.concurrency,
             "rate": self.config.rate,
             "window_s": round(self.window, 3),
+            "window_capped": self.capped,
             "requests": len(self.samples),
             "successes": len(ok),
             "errors": dict(sorted(errors.items())),
             "unfinished": self.unfinished,
-            "throughput_rps": len(self.samples) / self.window if self.window > 0 else 0.0,
+            "throughput_rps": self._per_second(len(self.samples)),
             "latency_ms": _summary_ms([s.latency for s in ok]),
         }
         if self.config.rpc != "detect":
-            figures["tokens_per_s"] = sum(s.tokens_out for s in ok) / self.window if self.window > 0 else 0.0
+            figures["tokens_per_s"] = self._per_second(sum(s.tokens_out for s in ok))
         batch_sizes = [s.batch_size for s in ok if s.batch_size]
         if batch_sizes:
             figures["batch_size"] = {"mean": sum(batch_sizes) / len(batch_sizes), "max": max(batch_sizes)}
@@ -137,7 +154,7 @@ class LoadReport:
         group: dict[str, Any] = {
             "params": self.config.mix[index],
             "successes": len(mine),
-            "tokens_per_s": sum(s.tokens_out for s in mine) / self.window if self.window > 0 else 0.0,
+            "tokens_per_s": self._per_second(sum(s.tokens_out for s in mine)) if mine else None,
             "latency_ms": _summary_ms([s.latency for s in mine]),
         }
         if self.config.rpc == "generate-stream":
@@ -151,9 +168,14 @@ class LoadReport:
             + (f"rate {figures['rate']}/s" if figures["rate"] else f"concurrency {figures['concurrency']}")
             + f", {figures['window_s']:.1f}s measured)",
             f"  requests      {figures['requests']:>8}   successes {figures['successes']}",
-            f"  throughput    {figures['throughput_rps']:>8.1f} req/s"
-            + (f", {figures['tokens_per_s']:.0f} tokens/s out" if "tokens_per_s" in figures else ""),
+            f"  throughput    {shown(figures['throughput_rps']):>8} req/s"
+            + (f", {shown(figures['tokens_per_s'], '.0f')} tokens/s out" if "tokens_per_s" in figures else ""),
         ]
+        if figures["window_capped"]:
+            lines.append(
+                f"  window cut at {self.config.max_window_factor:g}x the duration before "
+                f"{self.config.wanted_completions()} measured requests completed"
+            )
         for code, count in figures["errors"].items():
             lines.append(f"  error {code:<22} {count}")
         if figures["unfinished"]:
@@ -164,7 +186,9 @@ class LoadReport:
         if "ttft_ms" in figures:
             rows += [("ttft ms", figures["ttft_ms"]), ("inter-piece ms", figures["inter_piece_ms"])]
         for name, stats in rows:
-            lines.append(f"  {name:<14}" + "".join(f"{stats[k]:>9.1f}" for k in ("min", "p50", "p90", "p99", "max")))
+            lines.append(
+                f"  {name:<14}" + "".join(f"{shown(stats[k]):>9}" for k in ("min", "p50", "p90", "p99", "max"))
+            )
         if "batch_size" in figures:
             lines.append(
                 f"  batch size    mean {figures['batch_size']['mean']:.1f}, max {figures['batch_size']['max']}"
@@ -172,10 +196,10 @@ class LoadReport:
         if "hops_ms" in figures:
             lines.append("  mean ms per hop  " + ", ".join(f"{k} {v:.1f}" for k, v in figures["hops_ms"].items()))
         for group in figures.get("groups", []):
-            ttft = f", ttft p50 {group['ttft_ms']['p50']:.1f} ms" if "ttft_ms" in group else ""
+            ttft = f", ttft p50 {shown(group['ttft_ms']['p50'])} ms" if "ttft_ms" in group else ""
             lines.append(
-                f"  {json.dumps(group['params'])}: {group['successes']} ok, {group['tokens_per_s']:.0f} tokens/s, "
-                f"p50 {group['latency_ms']['p50']:.1f} ms{ttft}"
+                f"  {json.dumps(group['params'])}: {group['successes']} ok, {shown(group['tokens_per_s'], '.0f')} "
+                f"tokens/s, p50 {shown(group['latency_ms']['p50'])} ms{ttft}"
             )
         return "\n".join(lines)
 

@@ -7,6 +7,12 @@ last byte received (the whole stream for GenerateStream), errors are
 counted by status code and never dropped, throughput is completed requests
 (successes and errors) per second of the measured window, and requests
 that start during the warm-up are excluded.
+
+A measured window ends when its duration has passed *and* enough requests
+sent after the warm-up have completed (one per caller by default), so that a
+slow or busy machine gives a longer window instead of an empty one; it is cut
+at ``max_window_factor`` times the duration at the latest, and the report says
+so.
 """
 
 from __future__ import annotations
@@ -62,6 +68,16 @@ class LoadConfig:
     # Parameter sets that requests take in turn on top of ``params`` (e.g.
     # short and long answers); figures are also reported per set.
     mix: tuple[dict[str, Any], ...] = ()
+    # A duration-bound window goes on past its duration until this many
+    # measured requests have completed (and one of each ``mix`` set); None:
+    # one per closed-loop caller, one for an open loop.
+    min_completed: int | None = None
+    max_window_factor: float = 10.0
+
+    def wanted_completions(self) -> int:
+        if self.min_completed is not None:
+            return self.min_completed
+        return 1 if self.rate else self.concurrency
 
     def texts(self) -> tuple[str, ...]:
         if self.prompts:
@@ -135,18 +151,29 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
     samples: list[Sample] = []
     bar = _Progress(progress)
     claimed = 0
+    capped = False
+    completed_per_group = [0] * max(1, len(config.mix))
     async with AsyncClient(config.address, timeout=config.timeout, retry=NO_RETRY) as client:
         origin = time.perf_counter()
         stop_at = None if config.duration is None else config.warmup + config.duration
+        cap_at = None if config.duration is None else config.warmup + config.duration * config.max_window_factor
+
+        def enough() -> bool:
+            return sum(completed_per_group) >= config.wanted_completions() and min(completed_per_group) > 0
 
         def claim() -> bool:
             """Whether another request may start now; counts it if measured."""
-            nonlocal claimed
+            nonlocal claimed, capped
             now = time.perf_counter() - origin
             if now < config.warmup:
                 return True
-            if stop_at is not None:
-                return now < stop_at
+            if stop_at is not None and cap_at is not None:
+                if now < stop_at:
+                    return True
+                if enough():
+                    return False
+                capped = now >= cap_at
+                return not capped
             if claimed >= config.requests:
                 return False
             claimed += 1
@@ -159,6 +186,7 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
             sample = await send_one(client, config, text, origin, group)
             if sample.sent >= config.warmup:
                 samples.append(sample)
+                completed_per_group[group] += 1
 
         async def closed_worker() -> None:
             while claim():
@@ -192,4 +220,4 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
             reporter.cancel()
             bar.close()
     end = max((s.done for s in samples), default=config.warmup)
-    return LoadReport(config, sorted(samples, key=lambda s: s.sent), max(1e-9, end - config.warmup), unfinished)
+    return LoadReport(config, sorted(samples, key=lambda s: s.sent), max(0.0, end - config.warmup), unfinished, capped)

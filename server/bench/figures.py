@@ -18,6 +18,26 @@ def _find(points: list[dict[str, Any]], rpc: str, key: str, value: int) -> dict[
     return next((p for p in points if p["rpc"] == rpc and p[key] == value), None)
 
 
+def divide(numerator: float | None, denominator: float | None) -> float | None:
+    """A ratio, or None when either side is missing or the denominator is
+    zero: a ratio is never made up from a window that measured nothing."""
+    return None if numerator is None or not denominator else numerator / denominator
+
+
+def subtract(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _at(point: dict[str, Any] | None, *keys: str) -> float | None:
+    """``point[k1][k2]...``, or None where the point or any level is missing."""
+    value: Any = point
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
 def formed_batch(point: dict[str, Any] | None) -> int:
     """The batch size a served load point ran at, rounded to a whole request."""
     if point is None or "batch_size" not in point:
@@ -33,10 +53,7 @@ def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
     engine's p50 at batch size 1."""
 
     def rate(point: dict[str, Any] | None) -> float | None:
-        return None if point is None else point["throughput_rps"]
-
-    def divide(a: float | None, b: float | None) -> float | None:
-        return None if a is None or not b else a / b
+        return _at(point, "throughput_rps")
 
     out: dict[str, dict[str, float | None]] = {}
     for rpc in {p["rpc"] for p in result.served}:
@@ -45,9 +62,7 @@ def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
         engine_ref = _find(result.engine, rpc, "batch_size", formed_batch(served_ref))
         engine_one = _find(result.engine, rpc, "batch_size", 1)
         plain_ref = _find(result.plain, rpc, "concurrency", REFERENCE_CONCURRENCY)
-        overhead = None
-        if served_one is not None and engine_one is not None:
-            overhead = served_one["latency_ms"]["p50"] - engine_one["latency_ms"]["p50"]
+        overhead = subtract(_at(served_one, "latency_ms", "p50"), _at(engine_one, "latency_ms", "p50"))
         out[rpc] = {
             "serving_efficiency": divide(rate(served_ref), rate(engine_ref)),
             "batching_gain": divide(rate(served_ref), rate(served_one)),
@@ -63,10 +78,12 @@ def scheduling_ratios(mixed: dict[str, dict[str, Any]]) -> dict[str, float | Non
     and continuous over static tokens/s at mixed lengths."""
     out: dict[str, float | None] = {}
     for scheduler, phase in mixed.items():
-        long = phase["mixed"]["groups"][1]["latency_ms"]["p50"]
-        out[f"r1_{scheduler}"] = phase["mixed"]["tokens_per_s"] / phase["all_long"]["tokens_per_s"]
-        out[f"r2_{scheduler}"] = phase["mixed"]["ttft_ms"]["p50"] / long if long else None
+        groups = phase["mixed"].get("groups") or [None, None]
+        long = _at(groups[1], "latency_ms", "p50")
+        out[f"r1_{scheduler}"] = divide(_at(phase, "mixed", "tokens_per_s"), _at(phase, "all_long", "tokens_per_s"))
+        out[f"r2_{scheduler}"] = divide(_at(phase, "mixed", "ttft_ms", "p50"), long)
     if set(SCHEDULERS) <= mixed.keys():
-        tokens = {name: mixed[name]["mixed"]["tokens_per_s"] for name in SCHEDULERS}
-        out["continuous_over_static"] = tokens["continuous"] / tokens["static"] if tokens["static"] else None
+        out["continuous_over_static"] = divide(
+            _at(mixed["continuous"], "mixed", "tokens_per_s"), _at(mixed["static"], "mixed", "tokens_per_s")
+        )
     return out

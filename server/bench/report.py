@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from t5electra.clients.load_report import shown
+
 # (ratio, rpc) -> (comparison, threshold): what the project aims for.
 TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("serving_efficiency", "generate"): (">=", 0.8),
@@ -35,20 +37,20 @@ def mixed_rows(size: dict[str, Any]) -> list[list[str]]:
     of short and long requests, R2, and the T5 replica's peak memory."""
     rows = []
     for scheduler, phase in size.get("mixed", {}).items():
-        mixed, short, long = phase["mixed"], phase["mixed"]["groups"][0], phase["mixed"]["groups"][1]
+        mixed = phase["mixed"]
+        short, long = mixed.get("groups") or ({}, {})
         ratios = size["scheduling"]
-        peak = phase.get("replica_peak_rss_mb")
         rows.append(
             [
                 scheduler,
-                f"{mixed['tokens_per_s']:.0f}",
-                f"{phase['all_long']['tokens_per_s']:.0f}",
-                f"{ratios[f'r1_{scheduler}']:.2f}",
-                f"{mixed['ttft_ms']['p50']:.0f}",
-                f"{short['latency_ms']['p50']:.0f}",
-                f"{long['latency_ms']['p50']:.0f}",
-                "n/a" if ratios[f"r2_{scheduler}"] is None else f"{ratios[f'r2_{scheduler}']:.3f}",
-                "n/a" if peak is None else f"{peak:.0f}",
+                shown(mixed.get("tokens_per_s"), ".0f"),
+                shown(phase["all_long"].get("tokens_per_s"), ".0f"),
+                shown(ratios.get(f"r1_{scheduler}"), ".2f"),
+                shown(mixed.get("ttft_ms", {}).get("p50"), ".0f"),
+                shown(short.get("latency_ms", {}).get("p50"), ".0f"),
+                shown(long.get("latency_ms", {}).get("p50"), ".0f"),
+                shown(ratios.get(f"r2_{scheduler}"), ".3f"),
+                shown(phase.get("replica_peak_rss_mb"), ".0f"),
             ]
         )
     return rows
@@ -74,8 +76,8 @@ def hop_rows(size: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     if not points:
         return header, []
     names = list(points[0]["hops_ms"])
-    rows = [[name] + [f"{p['hops_ms'][name]:.1f}" for p in points] for name in names]
-    rows.append(["client latency (mean)"] + [f"{p['latency_ms']['mean']:.1f}" for p in points])
+    rows = [[name] + [shown(p["hops_ms"][name]) for p in points] for name in names]
+    rows.append(["client latency (mean)"] + [shown(p["latency_ms"]["mean"]) for p in points])
     return header, rows
 
 
@@ -120,13 +122,14 @@ def table(bench: dict[str, Any]) -> str:
             rows += [("plain", p, p["concurrency"]) for p in size["plain"] if p["rpc"] == rpc]
             rows += [("engine", p, p["batch_size"]) for p in size["engine"] if p["rpc"] == rpc]
             for system, point, level in rows:
-                tokens = f"{point['tokens_per_s']:.0f}" if "tokens_per_s" in point else "-"
-                ttft = f"{point['ttft_ms']['p50']:.1f}" if "ttft_ms" in point else "-"
-                batch = f"{point['batch_size']['mean']:.1f}" if isinstance(point.get("batch_size"), dict) else "-"
+                tokens = shown(point["tokens_per_s"], ".0f") if "tokens_per_s" in point else "-"
+                ttft = shown(point["ttft_ms"]["p50"]) if "ttft_ms" in point else "-"
+                batch = shown(point["batch_size"]["mean"]) if isinstance(point.get("batch_size"), dict) else "-"
                 errors = sum(point["errors"].values()) if "errors" in point else 0
                 lines.append(
-                    f"{rpc:<16}{system:<9}{level:>10}{point['throughput_rps']:>9.1f}{tokens:>8}"
-                    f"{point['latency_ms']['p50']:>9.1f}{point['latency_ms']['p99']:>9.1f}{ttft:>9}{batch:>7}{errors:>7}"
+                    f"{rpc:<16}{system:<9}{level:>10}{shown(point['throughput_rps']):>9}{tokens:>8}"
+                    f"{shown(point['latency_ms']['p50']):>9}{shown(point['latency_ms']['p99']):>9}{ttft:>9}{batch:>7}"
+                    f"{errors:>7}"
                 )
         if size.get("mixed"):
             lines += ["", "mixed lengths: GenerateStream, concurrency 16, 4 or 48 new tokens in turn"]
@@ -136,9 +139,13 @@ def table(bench: dict[str, Any]) -> str:
             lines += ["", "mean ms per hop", *_text_table(header, rows)]
         lines.append("ratios:")
         for rpc, name, value in _ratio_rows(size):
-            shown = "n/a" if value is None else f"{value:.3g}"
-            lines.append(f"  {rpc:<16}{name:<24}{shown:>8}  {verdict(name, rpc, value)}")
+            lines.append(f"  {rpc:<16}{name:<24}{shown(value, '.3g'):>8}  {verdict(name, rpc, value)}")
     return "\n".join(lines)
+
+
+def _plotted(value: float | None) -> float:
+    """A missing figure is a gap in a plotted line."""
+    return float("nan") if value is None else value
 
 
 def plot(bench: dict[str, Any], path: Path) -> None:
@@ -155,8 +162,8 @@ def plot(bench: dict[str, Any], path: Path) -> None:
         for system, color in (("served", "#4477aa"), ("plain", "#cc6677")):
             points = sorted((p for p in size[system] if p["rpc"] == rpc), key=lambda p: p["concurrency"])
             xs = [p["concurrency"] for p in points]
-            rate_axis.plot(xs, [p["throughput_rps"] for p in points], "o-", color=color, label=system)
-            p99_axis.plot(xs, [p["latency_ms"]["p99"] for p in points], "o-", color=color, label=system)
+            rate_axis.plot(xs, [_plotted(p["throughput_rps"]) for p in points], "o-", color=color, label=system)
+            p99_axis.plot(xs, [_plotted(p["latency_ms"]["p99"]) for p in points], "o-", color=color, label=system)
         engine = [p for p in size["engine"] if p["rpc"] == rpc]
         if engine:
             best = max(engine, key=lambda p: p["throughput_rps"])
@@ -196,11 +203,11 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             rows += [("plain", p, p["concurrency"]) for p in size["plain"] if p["rpc"] == rpc]
             rows += [("engine", p, p["batch_size"]) for p in size["engine"] if p["rpc"] == rpc]
             for system, point, level in rows:
-                ttft = f"{point['ttft_ms']['p50']:.1f}" if point.get("ttft_ms", {}).get("p50") else "-"
-                batch = f"{point['batch_size']['mean']:.1f}" if isinstance(point.get("batch_size"), dict) else "-"
+                ttft = shown(point["ttft_ms"]["p50"]) if "ttft_ms" in point else "-"
+                batch = shown(point["batch_size"]["mean"]) if isinstance(point.get("batch_size"), dict) else "-"
                 lines.append(
-                    f"| {rpc} | {system} | {level} | {point['throughput_rps']:.1f} | {point['latency_ms']['p50']:.1f} "
-                    f"| {point['latency_ms']['p99']:.1f} | {ttft} | {batch} |"
+                    f"| {rpc} | {system} | {level} | {shown(point['throughput_rps'])} "
+                    f"| {shown(point['latency_ms']['p50'])} | {shown(point['latency_ms']['p99'])} | {ttft} | {batch} |"
                 )
         if size.get("mixed"):
             lines += ["", "Mixed lengths (GenerateStream, concurrency 16, 4 or 48 new tokens in turn):", ""]
@@ -211,6 +218,5 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             lines += _markdown_table(header, rows)
         lines += ["", "| rpc | ratio | value | target |", "| --- | --- | --- | --- |"]
         for rpc, name, value in _ratio_rows(size):
-            shown = "n/a" if value is None else f"{value:.3g}"
-            lines.append(f"| {rpc} | {name} | {shown} | {verdict(name, rpc, value) or '-'} |")
+            lines.append(f"| {rpc} | {name} | {shown(value, '.3g')} | {verdict(name, rpc, value) or '-'} |")
     return "\n".join(lines) + "\n"

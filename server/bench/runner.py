@@ -18,6 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from t5electra.clients.load_report import shown
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, run_load
 from t5electra.deployments.names import TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
@@ -110,9 +111,10 @@ def machine() -> dict[str, Any]:
 def _load(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
     figures = asyncio.run(run_load(load, progress=False)).to_json()
     say(
-        f"  {label:<10} {load.rpc:<16} c={load.concurrency:<3} {figures['throughput_rps']:8.1f} req/s  "
-        f"{figures.get('tokens_per_s', 0):7.0f} tok/s  p50 {figures['latency_ms']['p50']:7.1f} ms  "
-        f"errors {sum(figures['errors'].values())}"
+        f"  {label:<10} {load.rpc:<16} c={load.concurrency:<3} {shown(figures['throughput_rps']):>8} req/s  "
+        f"{shown(figures.get('tokens_per_s'), '.0f'):>7} tok/s  p50 {shown(figures['latency_ms']['p50']):>7} ms  "
+        f"errors {sum(figures['errors'].values())}  window {figures['window_s']:.1f} s"
+        + (" (cut at the cap)" if figures["window_capped"] else "")
     )
     return figures
 

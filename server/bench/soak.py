@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.load_report import Sample, percentile
+from t5electra.clients.load_report import Sample, percentile, shown
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, send_one
 from t5electra.deployments.names import MODELS
 
@@ -214,10 +214,14 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
     lost = codes.get("DEADLINE_EXCEEDED", 0) + codes.get("NEVER_ANSWERED", 0)
     answered_ok = [s for s in samples if s.code == "OK"]
 
-    def latency(chosen: list[Sample]) -> dict[str, float]:
+    def latency(chosen: list[Sample]) -> dict[str, float | None]:
         values = [s.latency * 1000 for s in chosen]
         p50, p99 = percentile(values, 50), percentile(values, 99)
-        return {"requests": len(values), "p50": round(p50, 1), "p99": round(p99, 1)}
+        return {
+            "requests": len(values),
+            "p50": None if p50 is None else round(p50, 1),
+            "p99": None if p99 is None else round(p99, 1),
+        }
 
     return {
         "config": asdict(config),
@@ -247,7 +251,7 @@ def table(report: dict[str, Any]) -> str:
         f"  answered {report['answered']}, lost {report['lost']} (sent and never answered by the deadline)",
         "  latency of successful requests: "
         + ", ".join(
-            f"{phase} p50 {figures['p50']} ms / p99 {figures['p99']} ms ({figures['requests']})"
+            f"{phase} p50 {shown(figures['p50'])} ms / p99 {shown(figures['p99'])} ms ({figures['requests']})"
             for phase, figures in report["ok_latency_ms"].items()
         ),
         f"  memory of the serving processes: {report['memory_mb']['start']} MiB at start, "
