@@ -20,6 +20,10 @@ TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("r1_continuous", "generate-stream"): (">=", 0.85),
     ("r2_continuous", "generate-stream"): ("<=", 0.25),
     ("continuous_over_static", "generate-stream"): (">=", 1.3),
+    # The peers phase, keyed by precision instead of rpc.
+    ("t5_over_ctranslate2_int8", "int8"): (">=", 1.0),
+    ("electra_over_onnxruntime_int8", "int8"): (">=", 0.8),
+    ("c1_p50_over_float32", "int8"): ("<=", 0.5),
 }
 
 
@@ -69,6 +73,59 @@ MIXED_HEADER = [
 ]
 
 
+PEERS_HEADER = [
+    "precision",
+    "served T5 tok/s",
+    "served detect texts/s",
+    "c=1 Generate p50 ms",
+    "T5 replica MiB",
+    "ELECTRA replica MiB",
+    "engine T5 tok/s b16",
+    "engine ELECTRA texts/s b16",
+]
+
+
+def peers_rows(size: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The served system and this project's engines per precision, then the
+    peers in-process; empty where the phase did not run."""
+    phase = size.get("peers") or {}
+    if "served" not in phase:
+        return [], []
+    rows = []
+    for precision, figures in phase["served"].items():
+        engine = phase["engine"].get(precision, {})
+        memory = figures.get("replica_peak_rss_mb", {})
+        rows.append(
+            [
+                precision,
+                shown(figures["generate"].get("tokens_per_s"), ".0f"),
+                shown(figures["detect"].get("throughput_rps"), ".1f"),
+                shown(figures["generate_c1"]["latency_ms"].get("p50"), ".1f"),
+                *(shown(value, ".0f") for value in memory.values()),
+                shown(engine.get("t5_batch_16_tokens_per_s"), ".0f"),
+                shown(engine.get("electra_batch_16_texts_per_s"), ".1f"),
+            ]
+        )
+    peer_rows = [
+        [
+            p["peer"],
+            str(p["batch_size"]),
+            shown(p.get("tokens_per_s") or p.get("texts_per_s"), ".1f"),
+            "tokens/s" if "tokens_per_s" in p else "texts/s",
+        ]
+        for p in phase["peers"]
+    ]
+    return rows, peer_rows
+
+
+PEER_HEADER = ["peer, in-process, 1 thread", "batch", "rate", "unit"]
+
+
+def _peer_ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    ratios = (size.get("peers") or {}).get("ratios", {})
+    return [(precision, name, value) for precision, values in ratios.items() for name, value in values.items()]
+
+
 def hop_rows(size: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Mean milliseconds per hop of served unary calls, a column per (rpc, concurrency)."""
     points = [p for p in size["served"] if "hops_ms" in p and p["concurrency"] in (1, 16)]
@@ -82,13 +139,21 @@ def hop_rows(size: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
-    """Every ratio of a size, the scheduler's last: (rpc, name, value)."""
+    """Every ratio of a size, the scheduler's and the peers' last: (rpc or precision, name, value)."""
     rows = [(rpc, name, value) for rpc, values in sorted(size["ratios"].items()) for name, value in values.items()]
-    return rows + list(_scheduling_lines(size))
+    return rows + list(_scheduling_lines(size)) + _peer_ratio_rows(size)
 
 
 def _scheduling_lines(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
     return [("generate-stream", name, value) for name, value in size.get("scheduling", {}).items()]
+
+
+def _peers_caption(size: dict[str, Any]) -> str:
+    workload = size["peers"]["workload"]
+    return (
+        f"peers, one workload: Generate c={workload['concurrency']} on one prompt with {workload['new_tokens']} new "
+        f"tokens forced, DetectReplacements c={workload['concurrency']} on {len(workload['sentences'])} sentences"
+    )
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -137,6 +202,12 @@ def table(bench: dict[str, Any]) -> str:
         header, rows = hop_rows(size)
         if rows:
             lines += ["", "mean ms per hop", *_text_table(header, rows)]
+        served_rows, peer_rows = peers_rows(size)
+        if served_rows:
+            lines += ["", _peers_caption(size), *_text_table(PEERS_HEADER, served_rows)]
+            lines += ["", *_text_table(PEER_HEADER, peer_rows)]
+        elif "skipped" in (size.get("peers") or {}):
+            lines += ["", f"peers phase skipped: {size['peers']['skipped']}"]
         lines.append("ratios:")
         for rpc, name, value in _ratio_rows(size):
             lines.append(f"  {rpc:<16}{name:<24}{shown(value, '.3g'):>8}  {verdict(name, rpc, value)}")
@@ -216,6 +287,10 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         if rows:
             lines += ["", "Mean milliseconds per hop (`server-timing` trailer and client latency):", ""]
             lines += _markdown_table(header, rows)
+        served_rows, peer_rows = peers_rows(size)
+        if served_rows:
+            lines += ["", _peers_caption(size) + ":", "", *_markdown_table(PEERS_HEADER, served_rows)]
+            lines += ["", *_markdown_table(PEER_HEADER, peer_rows)]
         lines += ["", "| rpc | ratio | value | target |", "| --- | --- | --- | --- |"]
         for rpc, name, value in _ratio_rows(size):
             lines.append(f"| {rpc} | {name} | {shown(value, '.3g')} | {verdict(name, rpc, value) or '-'} |")

@@ -6,27 +6,25 @@ never compete for the machine's cores."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.load_report import shown
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, run_load
+from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig
 from t5electra.deployments.names import TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
 
-from . import checkpoints, engine
+from . import checkpoints, engine, peers, precisions
 from .checkpoints import ModelPair
 from .figures import REFERENCE_CONCURRENCY, formed_batch, ratios, scheduling_ratios
-from .processes import Started, free_port, replica_peak_rss_mb, started_process
+from .points import load_point, served
+from .processes import free_port, replica_peak_rss_mb, started_process
 
 RPCS = ("generate", "generate-stream", "detect")
 SHORT, LONG = 4, 48
@@ -52,6 +50,10 @@ class BenchConfig:
     # requests wanting SHORT or LONG tokens in turn, then all LONG, under
     # each T5 scheduler.
     mixed: bool = True
+    # The peers phase (precisions.py): the served system at each of these
+    # precisions beside CTranslate2 and ONNX Runtime on one workload.
+    peers: bool = True
+    precisions: tuple[str, ...] = ("float32", "bfloat16", "int8")
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
@@ -62,6 +64,7 @@ class BenchConfig:
             "duration": 4.0,
             "warmup": 1.0,
             "engine_duration": 2.0,
+            "peers": False,
         }
         return cls(**{**defaults, **overrides})
 
@@ -74,6 +77,7 @@ class SizeResult:
     plain: list[dict[str, Any]] = field(default_factory=list)
     engine: list[dict[str, Any]] = field(default_factory=list)
     mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    peers: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +90,7 @@ class SizeResult:
             "mixed": self.mixed,
             "ratios": ratios(self),
             "scheduling": scheduling_ratios(self.mixed),
+            "peers": self.peers,
         }
 
 
@@ -108,20 +113,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _load(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
-    figures = asyncio.run(run_load(load, progress=False)).to_json()
-    say(
-        f"  {label:<10} {load.rpc:<16} c={load.concurrency:<3} {shown(figures['throughput_rps']):>8} req/s  "
-        f"{shown(figures.get('tokens_per_s'), '.0f'):>7} tok/s  p50 {shown(figures['latency_ms']['p50']):>7} ms  "
-        f"errors {sum(figures['errors'].values())}  window {figures['window_s']:.1f} s"
-        + (" (cut at the cap)" if figures["window_capped"] else "")
-    )
-    return figures
-
-
 def _loads(address: str, config: BenchConfig, say: Callable[[str], None], label: str) -> list[dict[str, Any]]:
     return [
-        _load(
+        load_point(
             LoadConfig(
                 address=address,
                 rpc=rpc,  # type: ignore[arg-type]
@@ -155,8 +149,8 @@ def _mixed_phase(address: str, config: BenchConfig, say: Callable[[str], None], 
         timeout=120.0,
     )
     return {
-        "mixed": _load(replace(base, mix=(_exact(SHORT), _exact(LONG))), say, f"{scheduler[:6]} mix"),
-        "all_long": _load(replace(base, params=_exact(LONG)), say, f"{scheduler[:6]} {LONG}"),
+        "mixed": load_point(replace(base, mix=(_exact(SHORT), _exact(LONG))), say, f"{scheduler[:6]} mix"),
+        "all_long": load_point(replace(base, params=_exact(LONG)), say, f"{scheduler[:6]} {LONG}"),
     }
 
 
@@ -190,30 +184,10 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
     return points
 
 
-@contextmanager
-def _served(models: ModelPair, config: BenchConfig, workdir: Path, scheduler: str) -> Iterator[tuple[Started, str]]:
-    """A ``t5electra serve`` process with ``scheduler`` for T5; yields it and its address."""
-    port = free_port()
-    env = {
-        "T5ELECTRA_PORT": str(port),
-        "T5ELECTRA_HTTP_PORT": str(free_port()),
-        "T5ELECTRA_METRICS_PORT": str(free_port()),
-        "T5ELECTRA_T5__MODEL": models.t5,
-        "T5ELECTRA_ELECTRA__MODEL": models.electra,
-        "T5ELECTRA_T5__TORCH_THREADS": str(config.torch_threads),
-        "T5ELECTRA_ELECTRA__TORCH_THREADS": str(config.torch_threads),
-        "T5ELECTRA_T5__SCHEDULER": scheduler,
-    }
-    serve = [sys.executable, "-m", "t5electra.server.cli", "serve"]
-    log = workdir / f"serve-{models.size}-{scheduler}.log"
-    with started_process("t5electra serve", serve, "serving on", log, env) as up:
-        yield up, f"127.0.0.1:{port}"
-
-
 def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callable[[str], None]) -> SizeResult:
     result = SizeResult(models)
     say(f"{models.size}: served system (t5electra serve, {models.weights})")
-    with _served(models, config, workdir, "continuous") as (up, address):
+    with served(models, config.torch_threads, workdir, "continuous") as (up, address):
         result.startup_s = up.seconds
         result.served = _loads(address, config, say, "served")
         if config.mixed:
@@ -221,7 +195,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
             result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
     if config.mixed:
         say(f"{models.size}: served system, static T5 scheduler")
-        with _served(models, config, workdir, "static") as (up, address):
+        with served(models, config.torch_threads, workdir, "static") as (up, address):
             result.mixed["static"] = _mixed_phase(address, config, say, "static")
             result.mixed["static"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
 
@@ -246,6 +220,22 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     sizes = {rpc: {1} | {formed_batch(p) for p in result.served if p["rpc"] == rpc} for rpc in config.rpcs}
     say(f"{models.size}: engines in-process at batch sizes {sorted(set().union(*sizes.values()))}")
     result.engine = _engine_points(models, config, sizes)
+    if config.peers:
+        missing = peers.available()
+        if missing:
+            say(f"{models.size}: peers phase skipped ({missing})")
+            result.peers = {"skipped": missing}
+        else:
+            result.peers = precisions.run_phase(
+                models,
+                precisions.usable_precisions(config.precisions),
+                threads=config.torch_threads,
+                duration=config.duration,
+                warmup=config.warmup,
+                engine_duration=config.engine_duration,
+                workdir=workdir,
+                say=say,
+            )
     return result
 
 

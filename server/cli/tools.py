@@ -51,8 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "plain one-process grpcio server (no batching), loads each with the load tester at every concurrency, "
         "then runs the engines in-process at batch size 1 and at the batch sizes the server formed. Sizes: "
         "tiny (embedded checkpoints) and small (t5-small and electra-small-discriminator architectures; "
-        "random weights unless --t5-model/--electra-model give real ones). About 15 minutes on 2 cores; "
-        "--quick: about 2 minutes.",
+        "random weights unless --t5-model/--electra-model give real ones), then the peers phase: the served "
+        "system at each precision beside CTranslate2 int8 and ONNX Runtime int8 in-process on one workload. About 25 "
+        "minutes on 2 cores; --quick: about 2 minutes.",
     )
     bench.add_argument("--quick", action="store_true", help="tiny models, concurrency 1 and 16, short windows")
     bench.add_argument("--sizes", help="comma-separated: tiny,small (default both; --quick: tiny)")
@@ -65,6 +66,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--no-mixed", action="store_true", help="skip the mixed-length phase (continuous vs static T5 scheduler)"
+    )
+    bench.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the peers phase (served at each precision beside CTranslate2 and ONNX Runtime int8; "
+        "needs pip install '.[peers]'; --quick skips it unless --peers)",
+    )
+    bench.add_argument("--peers", action="store_true", help="run the peers phase even with --quick")
+    bench.add_argument(
+        "--precisions", help="comma-separated precisions of the peers phase (default float32,bfloat16,int8)"
     )
     bench.add_argument("--t5-model", help="real weights for the small size: hub id or path (e.g. t5-small)")
     bench.add_argument("--electra-model", help="real weights for the small size: hub id or path")
@@ -164,6 +175,10 @@ def _bench(args: argparse.Namespace) -> int:
         "torch_threads": args.torch_threads,
         "mixed": not args.no_mixed,
     }
+    if args.no_peers or args.peers:
+        chosen["peers"] = args.peers and not args.no_peers
+    if args.precisions:
+        chosen["precisions"] = tuple(args.precisions.split(","))
     if args.sizes:
         chosen["sizes"] = tuple(args.sizes.split(","))
     if args.concurrency:

@@ -1,0 +1,54 @@
+"""The two things every bench phase does: start a ``t5electra serve`` with
+some settings, and measure one load point against it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from t5electra.clients.load_report import shown
+from t5electra.clients.loadtest import LoadConfig, run_load
+
+from .checkpoints import ModelPair
+from .processes import Started, free_port, started_process
+
+
+def load_point(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
+    """Runs the load tester with ``load`` and prints one line of its figures."""
+    figures = asyncio.run(run_load(load, progress=False)).to_json()
+    say(
+        f"  {label:<10} {load.rpc:<16} c={load.concurrency:<3} {shown(figures['throughput_rps']):>8} req/s  "
+        f"{shown(figures.get('tokens_per_s'), '.0f'):>7} tok/s  p50 {shown(figures['latency_ms']['p50']):>7} ms  "
+        f"errors {sum(figures['errors'].values())}  window {figures['window_s']:.1f} s"
+        + (" (cut at the cap)" if figures["window_capped"] else "")
+    )
+    return figures
+
+
+@contextmanager
+def served(
+    models: ModelPair, torch_threads: int, workdir: Path, scheduler: str = "continuous", dtype: str = "auto"
+) -> Iterator[tuple[Started, str]]:
+    """A ``t5electra serve`` process with ``scheduler`` for T5 and ``dtype``
+    for both models; yields it and its address."""
+    port = free_port()
+    env = {
+        "T5ELECTRA_PORT": str(port),
+        "T5ELECTRA_HTTP_PORT": str(free_port()),
+        "T5ELECTRA_METRICS_PORT": str(free_port()),
+        "T5ELECTRA_T5__MODEL": models.t5,
+        "T5ELECTRA_ELECTRA__MODEL": models.electra,
+        "T5ELECTRA_T5__TORCH_THREADS": str(torch_threads),
+        "T5ELECTRA_ELECTRA__TORCH_THREADS": str(torch_threads),
+        "T5ELECTRA_T5__SCHEDULER": scheduler,
+        "T5ELECTRA_T5__DTYPE": dtype,
+        "T5ELECTRA_ELECTRA__DTYPE": dtype,
+    }
+    serve = [sys.executable, "-m", "t5electra.server.cli", "serve"]
+    log = workdir / f"serve-{models.size}-{scheduler}-{dtype}.log"
+    with started_process("t5electra serve", serve, "serving on", log, env) as up:
+        yield up, f"127.0.0.1:{port}"

@@ -1,0 +1,142 @@
+"""The peers phase: the served system at every precision beside the engines
+a team could run instead (``peers.py``), all on one workload, so that a
+ratio compares the same work.
+
+For each precision a ``t5electra serve`` runs with it for both models:
+Generate at the reference concurrency on :data:`~.peers.PEER_PROMPT` with
+48 new tokens forced, DetectReplacements at the reference concurrency on
+:data:`~.peers.PEER_SENTENCES`, Generate at concurrency 1 with 16 new
+tokens (the latency a lone caller sees), and each model replica's peak
+memory. The engines then run in-process at each precision and the peers at
+batch 1 and 16, one thread each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from t5electra.clients.loadtest import LoadConfig
+from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
+from t5electra.server.domain import GenerationParameters
+
+from . import engine, peers
+from .checkpoints import ModelPair
+from .figures import REFERENCE_CONCURRENCY, divide
+from .points import load_point, served
+from .processes import replica_peak_rss_mb
+
+LONE_NEW_TOKENS = 16
+
+
+def usable_precisions(requested: tuple[str, ...]) -> tuple[str, ...]:
+    """``requested`` without bfloat16 where this CPU would emulate it."""
+    from t5electra.server.loading import cpu_has_bfloat16
+
+    return tuple(p for p in requested if p != "bfloat16" or cpu_has_bfloat16())
+
+
+def _exact(tokens: int) -> dict[str, int]:
+    return {"max_new_tokens": tokens, "min_new_tokens": tokens}
+
+
+def _served_points(
+    models: ModelPair, precision: str, threads: int, duration: float, warmup: float, workdir: Path, say: Callable
+) -> dict[str, Any]:
+    with served(models, threads, workdir, dtype=precision) as (up, address):
+
+        def point(rpc: str, concurrency: int, texts: tuple[str, ...], params: dict[str, int]) -> dict[str, Any]:
+            load = LoadConfig(
+                address,
+                rpc=rpc,  # type: ignore[arg-type]
+                concurrency=concurrency,
+                duration=duration,
+                warmup=warmup,
+                timeout=120.0,
+                prompts=texts,
+                params=params,
+            )
+            return load_point(load, say, precision)
+
+        figures = {
+            "generate": point("generate", REFERENCE_CONCURRENCY, (peers.PEER_PROMPT,), _exact(peers.PEER_NEW_TOKENS)),
+            "detect": point("detect", REFERENCE_CONCURRENCY, peers.PEER_SENTENCES, {}),
+            "generate_c1": point("generate", 1, (peers.PEER_PROMPT,), _exact(LONE_NEW_TOKENS)),
+        }
+        figures["replica_peak_rss_mb"] = {
+            name: replica_peak_rss_mb(up.pid, name) for name in (TEXT_GENERATOR, DETECTOR)
+        }
+    return figures
+
+
+def _engine_points(models: ModelPair, precision: str, duration: float) -> dict[str, Any]:
+    """This project's engines in-process on the same workload, at batch 1 and 16."""
+    from t5electra.server.detector import ReplacementDetector
+    from t5electra.server.generator import T5Generator
+
+    generator = T5Generator(models.t5, dtype=precision)
+    parameters = GenerationParameters(**_exact(peers.PEER_NEW_TOKENS))
+    detector = ReplacementDetector(models.electra, dtype=precision)
+    out: dict[str, Any] = {}
+    for batch in (1, peers.PEER_BATCH):
+        t5 = engine.measure_generation(generator, (peers.PEER_PROMPT,), parameters, batch, duration, stream=False)
+        electra = engine.measure_detection(detector, peers.PEER_SENTENCES, batch, duration)
+        out[f"t5_batch_{batch}_tokens_per_s"] = t5.to_json()["tokens_per_s"]
+        out[f"electra_batch_{batch}_texts_per_s"] = electra.to_json()["throughput_rps"]
+    return out
+
+
+def run_phase(
+    models: ModelPair,
+    precisions: tuple[str, ...],
+    *,
+    threads: int,
+    duration: float,
+    warmup: float,
+    engine_duration: float,
+    workdir: Path,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The phase's figures and ratios as a JSON-ready dict."""
+    import torch
+
+    say(f"{models.size}: peers phase, served at {', '.join(precisions)}")
+    served_by = {p: _served_points(models, p, threads, duration, warmup, workdir, say) for p in precisions}
+    torch.set_num_threads(threads)
+    say(f"{models.size}: engines in-process at {', '.join(precisions)}; peers in-process")
+    engines = {p: _engine_points(models, p, engine_duration) for p in precisions}
+    found = [p.to_json() for p in peers.measure(models.t5, models.electra, workdir, engine_duration, threads)]
+    return {
+        "workload": {
+            "prompt": peers.PEER_PROMPT,
+            "new_tokens": peers.PEER_NEW_TOKENS,
+            "sentences": list(peers.PEER_SENTENCES),
+            "concurrency": REFERENCE_CONCURRENCY,
+        },
+        "served": served_by,
+        "engine": engines,
+        "peers": found,
+        "ratios": peer_ratios(served_by, found),
+    }
+
+
+def _peer(found: list[dict[str, Any]], name: str, batch: int, unit: str) -> float | None:
+    return next((p[unit] for p in found if p["peer"] == name and p["batch_size"] == batch), None)
+
+
+def peer_ratios(served_by: dict[str, dict[str, Any]], found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per precision: served T5 tokens/s over CTranslate2 int8 at batch 16,
+    served DetectReplacements texts/s over ONNX Runtime int8 at batch 16,
+    and the concurrency-1 Generate p50 over float32's."""
+    ct2 = _peer(found, "CTranslate2 int8", peers.PEER_BATCH, "tokens_per_s")
+    ort = _peer(found, "ONNX Runtime int8", peers.PEER_BATCH, "texts_per_s")
+    lone_float32 = served_by.get("float32", {}).get("generate_c1", {}).get("latency_ms", {}).get("p50")
+    return {
+        precision: {
+            "t5_over_ctranslate2_int8": divide(figures["generate"].get("tokens_per_s"), ct2),
+            "electra_over_onnxruntime_int8": divide(figures["detect"].get("throughput_rps"), ort),
+            "c1_p50_over_float32": divide(figures["generate_c1"]["latency_ms"].get("p50"), lone_float32),
+        }
+        for precision, figures in served_by.items()
+    }
