@@ -10,7 +10,10 @@ batcher takes a slot first and only then forms the batch, from everything
 queued by that time, so requests that arrive while the model is busy run
 together in the next batch. When the model is idle it waits up to
 ``wait_timeout_s`` for a batch to fill, like ``@serve.batch`` and Triton's
-``max_queue_delay``.
+``max_queue_delay``. A batch is cut by a budget in the unit that costs as
+well as by a count (text-embeddings-inference's ``max_batch_tokens``): a
+request whose cost would take the batch past ``max_batch_cost`` waits for
+the next one, unless the batch is empty.
 
 A batch is handled by one coroutine that emits outputs to its requests in any
 order and any number of times (one result, or a stream of pieces), so unary
@@ -92,9 +95,13 @@ class DynamicBatcher(Generic[T]):
         max_batch_size: int,
         wait_timeout_s: float,
         max_concurrent_batches: int = 1,
+        cost: Callable[[T], int] | None = None,
+        max_batch_cost: int | None = None,
     ) -> None:
         self._handler = handler
         self._max_batch_size = max_batch_size
+        self._cost = cost
+        self._max_batch_cost = max_batch_cost
         self._wait_timeout_s = wait_timeout_s
         self._max_concurrent = max_concurrent_batches
         self._pending: deque[_Entry[T]] = deque()
@@ -153,8 +160,9 @@ class DynamicBatcher(Generic[T]):
         deadline: float | None = None
         while True:
             self._drop_abandoned()
-            if len(self._pending) >= self._max_batch_size:
-                break
+            fits = self._fits()
+            if fits == self._max_batch_size or fits < len(self._pending):
+                break  # a full batch is waiting
             if self._pending:
                 if deadline is None:
                     deadline = time.monotonic() + self._wait_timeout_s
@@ -166,8 +174,21 @@ class DynamicBatcher(Generic[T]):
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-        count = min(len(self._pending), self._max_batch_size)
-        return [self._pending.popleft() for _ in range(count)]
+        return [self._pending.popleft() for _ in range(self._fits())]
+
+    def _fits(self) -> int:
+        """How many queued requests, from the oldest, the next batch takes:
+        at most ``max_batch_size``, and within the cost budget (at least one)."""
+        count, spent = 0, 0
+        for entry in self._pending:
+            if count == self._max_batch_size:
+                break
+            if self._cost is not None and self._max_batch_cost is not None:
+                spent += self._cost(entry.item)
+                if count and spent > self._max_batch_cost:
+                    break
+            count += 1
+        return count
 
     def _drop_abandoned(self) -> None:
         if any(e.abandoned for e in self._pending):

@@ -29,8 +29,10 @@ from types import FrameType
 
 import psutil
 
+from t5electra.server.domain import ModelDescription
 from t5electra.server.settings import Settings
 
+from .names import MODELS
 from .ray_auth import present_cluster_token
 
 SERVER_CHILD = "T5ELECTRA_SERVER_CHILD"
@@ -55,8 +57,8 @@ def run(argv: list[str], settings: Settings, address: str | None, say: Callable[
     if stop is not None:
         stop.install()
     say(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {time.monotonic() - started:.1f}s")
-    say(f"  T5 model:      {settings.t5.model}")
-    say(f"  ELECTRA model: {settings.electra.model}")
+    for label, model in zip(("T5 model:     ", "ELECTRA model:"), served_models(settings.app_name), strict=True):
+        say(f"  {label} {model.name} ({model.dtype} on {model.device})")
     say(f"  Ray cluster:   {cluster}")
     if stop is None:
         say(f"  deployed onto the Ray cluster at {address}; it keeps running after this command")
@@ -171,6 +173,17 @@ def start(settings: Settings, address: str | None) -> str:
     serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
     # A ray:// client's runtime context has no GCS address; the address given is the answer then.
     return getattr(ray.get_runtime_context(), "gcs_address", None) or address
+
+
+def served_models(app_name: str) -> list[ModelDescription]:
+    """What the running replicas say they serve (T5, then ELECTRA): the
+    precision and device they resolved from ``auto``, not the settings."""
+    from ray import serve
+
+    return [
+        serve.get_deployment_handle(deployment, app_name).describe.remote().result(timeout_s=120)
+        for deployment in MODELS
+    ]
 
 
 class StopRequest:

@@ -25,7 +25,7 @@ from t5electra.deployments import names
 from t5electra.deployments.batcher import Batch, DynamicBatcher
 from t5electra.deployments.decode_loop import DecodeLoop, StepReport
 from t5electra.server.decoding import StepEvent
-from t5electra.server.deployment_settings import ModelSettings, T5Settings
+from t5electra.server.deployment_settings import ElectraSettings, ModelSettings, T5Settings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
     BatchTiming,
@@ -98,7 +98,7 @@ def _describe(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:
     return {
         "model": engine.name,
         "device": str(engine.device),
-        "dtype": str(engine.dtype),
+        "dtype": engine.precision,
         "torch_threads": torch.get_num_threads(),
         "pid": os.getpid(),
     }
@@ -109,12 +109,14 @@ def _set_threads(settings: ModelSettings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def _batcher(settings: ModelSettings, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
+def _batcher(settings: ElectraSettings, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
     return DynamicBatcher(
         handler,
         max_batch_size=settings.max_batch_size,
         wait_timeout_s=settings.batch_wait_timeout_s,
         max_concurrent_batches=settings.max_concurrent_batches,
+        cost=lambda ticket: ticket.prepared.tokens,
+        max_batch_cost=settings.max_batch_tokens,
     )
 
 
@@ -182,7 +184,7 @@ class TextGeneratorDeployment:
 class DetectorDeployment:
     """ELECTRA replica: DetectReplacements requests scored a batch per forward pass."""
 
-    def __init__(self, settings: ModelSettings, limits: Limits) -> None:
+    def __init__(self, settings: ElectraSettings, limits: Limits) -> None:
         _set_threads(settings)
         self._engine = ReplacementDetector(
             settings.model,
@@ -190,6 +192,7 @@ class DetectorDeployment:
             dtype=settings.dtype,
             limits=limits,
             generator=settings.generator_model,
+            max_batch_tokens=settings.max_batch_tokens,
         )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="electra")
         self._metrics = _BatchMetrics(self._engine.name)

@@ -8,8 +8,8 @@ than theirs. Rows are therefore padded on both attention axes:
   the *left*. T5's self-attention bias depends only on the distance between
   query and key, and every row's newest token sits in the last column, so a
   row's distances are the same as if it decoded alone;
-- the encoder side (hidden states, their mask and the cross-attention cache)
-  on the *right*, where the mask hides the padding and no position bias applies.
+- the encoder side (its mask and the cross-attention cache) on the *right*,
+  where the mask hides the padding and no position bias applies.
 
 :meth:`DecodeBatch.select` keeps some rows and trims columns that became
 padding for every row left; :meth:`DecodeBatch.concatenate` pads and joins
@@ -126,8 +126,7 @@ class DecodeBatch:
     texts: list[TextStream]
     top_logprobs: list[int]  # alternatives each row reports per token; -1: no log-probabilities
     logprobs: list[list[TokenLogprob]]  # per row, one per generated token when asked
-    hidden: torch.Tensor  # (rows, S, d) encoder output, right-padded
-    encoder_mask: torch.Tensor  # (rows, S)
+    encoder_mask: torch.Tensor  # (rows, S), right-padded
     cache: EncoderDecoderCache  # self-attention: (rows, heads, T - 1, d_kv); cross: (rows, heads, S, d_kv)
     start_id: int
 
@@ -158,7 +157,6 @@ class DecodeBatch:
             texts=[self.texts[r] for r in rows],
             top_logprobs=[self.top_logprobs[r] for r in rows],
             logprobs=[self.logprobs[r] for r in rows],
-            hidden=self.hidden.index_select(0, index)[:, :keep],
             encoder_mask=encoder_mask[:, :keep],
             cache=_cache(self_kv, cross_kv),
             start_id=self.start_id,
@@ -170,7 +168,7 @@ class DecodeBatch:
         if len(parts) == 1:
             return parts[0]
         length = max(p.tokens.size(1) for p in parts)
-        source = max(p.hidden.size(1) for p in parts)
+        source = max(p.encoder_mask.size(1) for p in parts)
         start_id = parts[0].start_id
 
         def joined(tensors: list[torch.Tensor], dim: int, size: int, value: float, *, left: bool) -> torch.Tensor:
@@ -192,7 +190,6 @@ class DecodeBatch:
             texts=[t for p in parts for t in p.texts],
             top_logprobs=[k for p in parts for k in p.top_logprobs],
             logprobs=[lp for p in parts for lp in p.logprobs],
-            hidden=joined([p.hidden for p in parts], 1, source, 0.0, left=False),
             encoder_mask=joined([p.encoder_mask for p in parts], 1, source, 0, left=False),
             cache=_cache(self_kv, cross_kv),  # type: ignore[arg-type]
             start_id=start_id,
@@ -208,16 +205,6 @@ class DecodeBatch:
         for row, key in enumerate(self.keys):
             rows.setdefault(key, []).append(row)
         return rows
-
-    def cache_bytes(self) -> int:
-        """Memory held by this batch's attention caches and encoder states."""
-        tensors = [self.hidden] + [
-            t
-            for cache in (self.cache.self_attention_cache, self.cache.cross_attention_cache)
-            for kv in _layers(cache)
-            for t in kv
-        ]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _cache(

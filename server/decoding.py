@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-from transformers.modeling_outputs import BaseModelOutput
 
 from . import logits
 from .decode_batch import DecodeBatch, history_cache
@@ -100,9 +99,6 @@ class GenerationSession:
     def rows(self) -> int:
         """Rows taken by the requests in the session, running or about to join."""
         return sum(p.rows for p in self._requests.values())
-
-    def cache_bytes(self) -> int:
-        return 0 if self._batch is None else self._batch.cache_bytes()
 
     def add(self, prepared: PreparedGeneration) -> int:
         """Queues a request to join at the next step; returns its key."""
@@ -190,7 +186,6 @@ class GenerationSession:
             texts=[TextStream(g.decode, r.parameters.stop_sequences, lazy=not r.stream) for r in rows],
             top_logprobs=[r.parameters.top_logprobs if r.parameters.logprobs else -1 for r in rows],
             logprobs=[[] for _ in rows],
-            hidden=hidden,
             encoder_mask=mask.index_select(0, expand),
             cache=EncoderDecoderCache(history_cache(), DynamicCache(g.cross_attention_states(hidden))),
             start_id=g.start_id,
@@ -202,16 +197,9 @@ class GenerationSession:
         log-probability to ``new_tokens`` when its request asked)."""
         g = self._g
         with torch.inference_mode():
-            out = g.model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=batch.hidden),
-                attention_mask=batch.encoder_mask,
-                decoder_input_ids=batch.tokens[:, -1:],
-                decoder_attention_mask=batch.decoder_mask,
-                cache=batch.cache,
-                use_cache=True,
-            )
+            step_logits = g.decoder_step(batch.tokens[:, -1:], batch.decoder_mask, batch.encoder_mask, batch.cache)
             scores = logits.process(
-                out.logits[:, -1, :].float(),
+                step_logits.float(),
                 batch.params,
                 seen=batch.tokens,
                 generated=batch.generated,

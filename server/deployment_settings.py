@@ -114,8 +114,10 @@ class ModelSettings(PlacementSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: cuda when the replica was given a GPU, else cpu"
     )
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="auto: float32; float16/bfloat16 only on cuda"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+        "auto",
+        description="auto: float32, equal to transformers; bfloat16 on cuda or a CPU with AVX512-BF16/AMX; "
+        "float16 on cuda; int8 (int8 weights, activations quantized per token) on CPU",
     )
     max_batch_size: int = Field(16, ge=1)
     batch_wait_timeout_s: float = Field(
@@ -188,6 +190,13 @@ class T5Settings(ModelSettings):
 class ElectraSettings(ModelSettings):
     model: str = Field(TINY_ELECTRA, description="hub id or path of an ELECTRA discriminator")
     max_batch_size: int = Field(32, ge=1)
+    max_batch_tokens: int = Field(
+        8192,
+        ge=1,
+        description="tokens a batch may hold: the batcher cuts a batch when its requests' tokens would pass "
+        "this (a longer request runs alone), and a forward pass holds at most this many padded tokens, rows "
+        "sorted by length",
+    )
     generator_model: str | None = Field(
         None,
         description="hub id or path of an ELECTRA generator (masked language model) for suggestions, "

@@ -36,6 +36,12 @@ class PreparedDetection:
     offsets: tuple[tuple[int, int], ...]
     words: tuple[int | None, ...]
 
+    @property
+    def tokens(self) -> int:
+        """What the request costs a batch: its tokens (each window adds two
+        special tokens, which batch budgets leave out)."""
+        return len(self.ids)
+
 
 def window_starts(length: int, size: int) -> list[int]:
     """Starts of windows of ``size`` tokens, half overlapping, covering ``length``."""
@@ -67,10 +73,12 @@ class ReplacementDetector:
         dtype: str = "auto",
         limits: Limits | None = None,
         generator: str | None = None,
+        max_batch_tokens: int = 8192,
     ) -> None:
         self.limits = limits or Limits()
+        self.max_batch_tokens = max_batch_tokens
         self._pretrained = load_pretrained(model, ElectraForPreTraining, device=device, dtype=dtype)
-        self.name, self.tokenizer, self.model, self.device, self.dtype = self._pretrained
+        self.name, self.tokenizer, self.model, self.device, self.precision = self._pretrained
         if not self.tokenizer.is_fast:
             raise ValueError(f"{model}: character offsets need a fast tokenizer")
         positions = self.model.config.max_position_embeddings
@@ -79,7 +87,7 @@ class ReplacementDetector:
         # Room for [CLS] and [SEP] around every window.
         self.window = limit - 2
         self.generator = (
-            None if generator is None else SuggestionGenerator(generator, device=self.device, dtype=self.dtype)
+            None if generator is None else SuggestionGenerator(generator, device=self.device, dtype=self.precision)
         )
 
     def prepare(self, request: DetectionRequest, *, checked: bool = False) -> PreparedDetection:
@@ -99,13 +107,15 @@ class ReplacementDetector:
         )
 
     def detect(self, batch: Sequence[PreparedDetection]) -> list[Detection]:
-        """Scores a batch; results in the batch's order."""
+        """Scores a batch; results in the batch's order. Windows are sorted by
+        length and cut into forward passes of at most ``max_batch_tokens``
+        padded tokens, so that short texts never pad to a long neighbour."""
         windows: list[tuple[int, int]] = []  # (request, start)
         for index, prepared in enumerate(batch):
             windows += [(index, s) for s in window_starts(len(prepared.ids), self.window)]
+        windows.sort(key=lambda w: self._window_length(batch[w[0]], w[1]))
         window_scores: dict[tuple[int, int], list[float]] = {}
-        for chunk_start in range(0, len(windows), MAX_WINDOWS_PER_FORWARD):
-            chunk = windows[chunk_start : chunk_start + MAX_WINDOWS_PER_FORWARD]
+        for chunk in self._forward_passes(batch, windows):
             rows = [batch[i].ids[s : s + self.window] for i, s in chunk]
             for key, scores in zip(chunk, self._score_windows(rows), strict=True):
                 window_scores[key] = scores
@@ -147,6 +157,29 @@ class ReplacementDetector:
             accepted=detection_fields(self.limits, suggestions=self.generator is not None),
             suggestions=self.generator.name if self.generator is not None else "",
         )
+
+    def _window_length(self, prepared: PreparedDetection, start: int) -> int:
+        """Tokens of a window in a forward pass, [CLS] and [SEP] included."""
+        return min(self.window, len(prepared.ids) - start) + 2
+
+    def _forward_passes(
+        self, batch: Sequence[PreparedDetection], windows: list[tuple[int, int]]
+    ) -> list[list[tuple[int, int]]]:
+        """Consecutive windows (sorted by length) grouped so that a pass's
+        rows times its longest row stay within the token budget."""
+        passes: list[list[tuple[int, int]]] = []
+        for window in windows:
+            length = self._window_length(batch[window[0]], window[1])
+            current = passes[-1] if passes else None
+            if (
+                current is None
+                or len(current) == MAX_WINDOWS_PER_FORWARD
+                or (len(current) + 1) * length > self.max_batch_tokens
+            ):
+                passes.append([window])
+            else:
+                current.append(window)
+        return passes
 
     def _score_windows(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
         tok = self.tokenizer

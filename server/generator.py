@@ -16,6 +16,7 @@ from dataclasses import replace
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
+from .decoder_step import DecoderStep
 from .decoding import GenerationSession, PreparedGeneration
 from .domain import (
     FinishReason,
@@ -46,12 +47,13 @@ class T5Generator:
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._pretrained = load_pretrained(model, AutoModelForSeq2SeqLM, device=device, dtype=dtype)
-        self.name, self.tokenizer, self.model, self.device, self.dtype = self._pretrained
+        self.name, self.tokenizer, self.model, self.device, self.precision = self._pretrained
         if self.model.config.model_type not in T5_ARCHITECTURES:
             raise ValueError(
                 f"{model} is a {self.model.config.model_type!r} model; the T5 deployment serves the T5 "
                 f"architectures ({', '.join(sorted(T5_ARCHITECTURES))}: T5, Flan-T5, mT5)"
             )
+        self.decoder_step = DecoderStep(self.model)
         config = self.model.generation_config
         eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=self.device)

@@ -10,8 +10,16 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .domain import ModelDescription
+from .int8 import quantize_linears
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PRECISIONS: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int8": torch.float32,  # int8 weights and activations inside linear layers, float32 between them
+}
+"""Each precision a model may run in, with the dtype its weights load in and
+its activations flow in."""
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -25,15 +33,26 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """float32 unless half precision was asked for on a GPU; half precision on
-    CPU is slower and less accurate than float32, so it is refused."""
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX);
+    elsewhere torch emulates it, slower and no more accurate than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """``auto`` is float32, which equals transformers exactly; the faster
+    precisions are opt-in, each refused where it would not run fast."""
     if requested == "auto":
-        return torch.float32
-    dtype = _DTYPES[requested]
-    if dtype != torch.float32 and device.type != "cuda":
-        raise ValueError(f"dtype {requested} needs a cuda device, got {device}")
-    return dtype
+        return "float32"
+    if requested not in PRECISIONS:
+        raise ValueError(f"dtype {requested!r} is not one of {sorted(PRECISIONS)}")
+    if device.type == "cuda" and requested == "int8":
+        raise ValueError("dtype int8 runs on CPU replicas; on cuda use bfloat16 or float16")
+    if device.type != "cuda" and requested == "float16":
+        raise ValueError(f"dtype float16 needs a cuda device, got {device}; CPUs run bfloat16 or int8")
+    if device.type == "cpu" and requested == "bfloat16" and not cpu_has_bfloat16():
+        raise ValueError("dtype bfloat16 needs a CPU with AVX512-BF16 or AMX; this one would emulate it")
+    return requested
 
 
 def model_name(model: str) -> str:
@@ -50,7 +69,7 @@ class Pretrained(NamedTuple):
     tokenizer: PreTrainedTokenizerBase
     model: Any
     device: torch.device
-    dtype: torch.dtype
+    precision: str
 
     def describe(
         self, kind: str, *, max_input_tokens: int, max_input_chars: int, accepted: dict[str, str], suggestions: str = ""
@@ -60,7 +79,7 @@ class Pretrained(NamedTuple):
             name=self.name,
             architecture=self.model.config.model_type,
             parameters=sum(p.numel() for p in self.model.parameters()),
-            dtype=str(self.dtype).removeprefix("torch."),
+            dtype=self.precision,
             device=self.device.type,
             max_input_tokens=max_input_tokens,
             max_input_chars=max_input_chars,
@@ -70,13 +89,18 @@ class Pretrained(NamedTuple):
 
 
 def load_pretrained(
-    model: str, model_class: Any, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto"
+    model: str, model_class: Any, *, device: str | torch.device = "auto", dtype: str = "auto"
 ) -> Pretrained:
-    """``model`` (hub id or path) with its tokenizer. ``device`` and
-    ``dtype`` are settings' names (see :func:`pick_device`) or, for a model
-    that must sit beside another one, that one's choice."""
+    """``model`` (hub id or path) with its tokenizer, in the precision
+    ``dtype`` names (see :func:`pick_precision`). ``device`` is a settings
+    name (see :func:`pick_device`) or, for a model that must sit beside
+    another one, that one's device."""
     where = device if isinstance(device, torch.device) else pick_device(device)
-    precision = dtype if isinstance(dtype, torch.dtype) else pick_dtype(dtype, where)
+    precision = pick_precision(dtype, where)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    weights = model_class.from_pretrained(model, dtype=precision).to(where).eval()
+    # SDPA, transformers' default, said outright: the T5 decoder step mirrors it.
+    weights = model_class.from_pretrained(model, dtype=PRECISIONS[precision], attn_implementation="sdpa")
+    weights = weights.to(where).eval()
+    if precision == "int8":
+        quantize_linears(weights)
     return Pretrained(model_name(model), tokenizer, weights, where, precision)

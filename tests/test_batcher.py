@@ -172,3 +172,29 @@ def test_a_unary_call_with_other_than_one_output_is_an_error(emitted: int) -> No
     batcher = DynamicBatcher(handler, max_batch_size=1, wait_timeout_s=0)
     with pytest.raises(RuntimeError, match=f"emitted {emitted} outputs"):
         run(batcher.call(1))
+
+
+def test_a_cost_budget_cuts_batches_and_an_oversized_request_runs_alone() -> None:
+    """Requests queued while the model is busy form batches whose summed cost
+    (here the item itself, as tokens) stays within the budget."""
+    gate = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def handler(batch: Batch[int]) -> None:
+        batches.append(list(batch.items))
+        await gate.wait()
+        for index, item in enumerate(batch.items):
+            batch.emit(index, item)
+
+    batcher = DynamicBatcher(handler, max_batch_size=8, wait_timeout_s=0, cost=lambda item: item, max_batch_cost=10)
+
+    async def main() -> list[int]:
+        first = asyncio.ensure_future(batcher.call(1))
+        while not batches:  # the first batch holds the only slot
+            await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(batcher.call(cost)) for cost in (4, 5, 2, 30, 3, 3, 3, 3)]
+        gate.set()
+        return await asyncio.gather(first, *rest)
+
+    assert run(main()) == [1, 4, 5, 2, 30, 3, 3, 3, 3]
+    assert batches == [[1], [4, 5], [2], [30], [3, 3, 3], [3]]

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from t5electra.server.decoding import GenerationSession
 from t5electra.server.domain import FinishReason, GenerationParameters, GenerationRequest, GenerationResult
+from t5electra.server.embedded import TINY_T5
 from t5electra.server.generator import T5Generator
 
 from support.reference import PROMPTS, hf_generate, text_of
@@ -199,3 +201,35 @@ def test_rows_keep_their_order_and_cache_through_select_and_concatenate(generato
     assert layer.keys.size(2) == batch.tokens.size(1) - 1
     alone = batch.select([1])
     assert alone.tokens.size(1) == 2 and alone.cache.self_attention_cache.layers[0].keys.size(2) == 1
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+@torch.inference_mode()
+def test_the_decoder_step_is_transformers_forward_bit_for_bit(generator: T5Generator, precision: str) -> None:
+    """The written-out decoder pass against ``model(...)`` on the same rows:
+    left-padded histories of different lengths, right-padded prompts."""
+    engine = generator if precision == "float32" else T5Generator(TINY_T5, dtype=precision)
+    session = GenerationSession(engine)
+    session.add(engine.prepare(GenerationRequest(PROMPTS[4], GenerationParameters(min_new_tokens=9))))
+    for _ in range(5):
+        session.step()
+    session.add(engine.prepare(GenerationRequest(PROMPTS[3], GenerationParameters(min_new_tokens=9))))
+    session.step()
+    session.add(engine.prepare(GenerationRequest(PROMPTS[2], GenerationParameters(min_new_tokens=9))))
+    session.step()
+    batch = session._batch
+    assert batch is not None and len(set(batch.decoder_mask.sum(dim=1).tolist())) == 3
+    ours, theirs = batch.select(range(len(batch))), batch.select(range(len(batch)))
+    logits = engine.decoder_step(ours.tokens[:, -1:], ours.decoder_mask, ours.encoder_mask, ours.cache)
+    # Cross-attention keys and values come from the cache, so the encoder
+    # states transformers is handed only give it the prompt's shape.
+    encoder_states = torch.zeros(len(batch), batch.encoder_mask.size(1), engine.model.config.d_model)
+    expected = engine.model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
+        attention_mask=theirs.encoder_mask,
+        decoder_input_ids=theirs.tokens[:, -1:],
+        decoder_attention_mask=theirs.decoder_mask,
+        cache=theirs.cache,
+        use_cache=True,
+    ).logits[:, -1, :]
+    assert torch.equal(logits, expected)

@@ -139,3 +139,20 @@ def test_special_token_text_is_scored_as_text(detector: ReplacementDetector) -> 
 def test_text_without_tokens_gives_an_empty_answer(detector: ReplacementDetector) -> None:
     (detection,) = detect(detector, "\u200b\u200b")
     assert detection.tokens == () and detection.replaced_fraction == 0.0
+
+
+def test_a_token_budget_cuts_forward_passes_by_length_without_changing_scores(
+    detector: ReplacementDetector,
+) -> None:
+    budgeted = ReplacementDetector(TINY_ELECTRA, max_batch_tokens=40)
+    prepared = [budgeted.prepare(DetectionRequest(t)) for t in TEXTS * 2]
+    windows = sorted(((i, 0) for i in range(len(prepared))), key=lambda w: len(prepared[w[0]].ids))
+    passes = budgeted._forward_passes(prepared, windows)
+    assert [w for p in passes for w in p] == windows
+    for rows in passes:
+        longest = max(budgeted._window_length(prepared[i], s) for i, s in rows)
+        assert len(rows) == 1 or len(rows) * longest <= 40
+    assert len(passes) > 1
+    for cut, whole in zip(budgeted.detect(prepared), detect(detector, *(TEXTS * 2)), strict=True):
+        assert [t.replaced for t in cut.tokens] == [t.replaced for t in whole.tokens]
+        assert [t.score for t in cut.tokens] == pytest.approx([t.score for t in whole.tokens], abs=1e-5)

@@ -1,0 +1,39 @@
+"""The embedded checkpoints' quality on their held-out sets, measured
+through the engines: T5 exact match and ELECTRA token F1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from t5electra.server.detector import ReplacementDetector
+from t5electra.server.domain import DetectionRequest, GenerationRequest
+from t5electra.server.generator import T5Generator
+from t5electra.server.training import corpus, electra, t5, t5_tasks
+
+EVALUATION_SEED = 20261130
+
+
+@dataclass
+class Quality:
+    exact_match: dict[str, float]
+    token_scores: dict[str, float]
+    answers: dict[str, str] = field(default_factory=dict)
+
+
+def measure(generator: T5Generator, detector: ReplacementDetector) -> Quality:
+    """Exact match on 400 held-out prompts and token F1 on the held-out sentences."""
+    answers: dict[str, str] = {}
+
+    def answer(prompts: list[str]) -> list[str]:
+        results = generator.generate([generator.prepare(GenerationRequest(p)) for p in prompts])
+        texts = [r.sequences[0].text for r in results]
+        answers.update(zip(prompts, texts, strict=True))
+        return texts
+
+    def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
+        detections = detector.detect([detector.prepare(DetectionRequest(t)) for t in texts])
+        return [[(t.start, t.end, t.replaced) for t in d.tokens] for d in detections]
+
+    matches = t5.exact_match(answer, t5_tasks.held_out_examples(400, EVALUATION_SEED))
+    scores = electra.f1(predict, electra.held_out(len(corpus.split()[1]), EVALUATION_SEED))
+    return Quality(matches, scores, answers)
