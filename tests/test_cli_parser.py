@@ -24,8 +24,8 @@ FLAGS = {
     "models": "--address --json --timeout",
     "loadtest": "--address --concurrency --duration --json --logprobs --max-new-tokens --mix --plot --prompts --rate "
     "--requests --rpc --suggestions --timeout --warmup",
-    "bench": "--concurrency --duration --electra-model --json --markdown --max-new-tokens --no-mixed --no-peers "
-    "--peers --plot --precisions --quick --rpcs --sizes --t5-model --torch-threads --workdir",
+    "bench": "--concurrency --dtype --duration --electra-model --json --markdown --max-new-tokens --no-mixed "
+    "--no-peers --peers --plot --precisions --quick --rpcs --sizes --t5-model --torch-threads --workdir",
     "soak": "--burst-every --burst-factor --duration --json --kill-every --rate --rollout-every --timeout --workdir",
     "make-checkpoints": "--electra-steps --generator-steps --only --out --seed --t5-steps --threads",
 }

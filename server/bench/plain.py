@@ -69,10 +69,11 @@ class PlainDetection(detection_pb2_grpc.ReplacementDetectionServicer):
         return wire.detect_response(self._detector.detect([prepared])[0])
 
 
-def serve(t5: str, electra: str, port: int) -> grpc.Server:
+def serve(t5: str, electra: str, port: int, dtype: str = "auto") -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS))
-    generation_pb2_grpc.add_TextGenerationServicer_to_server(PlainGeneration(T5Generator(t5)), server)
-    detection_pb2_grpc.add_ReplacementDetectionServicer_to_server(PlainDetection(ReplacementDetector(electra)), server)
+    generation_pb2_grpc.add_TextGenerationServicer_to_server(PlainGeneration(T5Generator(t5, dtype=dtype)), server)
+    detector = ReplacementDetector(electra, dtype=dtype)
+    detection_pb2_grpc.add_ReplacementDetectionServicer_to_server(PlainDetection(detector), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     return server
@@ -84,12 +85,13 @@ def main() -> None:
     parser.add_argument("--electra", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--dtype", default="auto", help="precision of both models (default auto: float32)")
     args = parser.parse_args()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    server = serve(args.t5, args.electra, args.port)
+    server = serve(args.t5, args.electra, args.port, args.dtype)
     print(f"plain server ready on 127.0.0.1:{args.port}", flush=True)
     server.wait_for_termination()
 

@@ -178,7 +178,7 @@ def table(bench: dict[str, Any]) -> str:
             "",
             f"== {size['size']}: {size['models']['weights']} "
             f"(served start-up {size['served_startup_s']:.1f} s, max_new_tokens {bench['config']['max_new_tokens']}, "
-            f"torch threads {bench['config']['torch_threads']})",
+            f"torch threads {bench['config']['torch_threads']}, dtype {bench['config'].get('dtype', 'auto')})",
             f"{'rpc':<16}{'system':<9}{'conc/batch':>10}{'req/s':>9}{'tok/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'ttft p50':>9}{'batch':>7}{'errors':>7}",
         ]
@@ -259,7 +259,8 @@ def markdown(bench: dict[str, Any], command: str) -> str:
     lines = [
         f"Measured with `{command}` on {m['cpu']} ({m['cpu_count']} cores, GPU: {m['gpu'] or 'none'}), "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "t5-electra-serve")
-        + f"; torch threads {bench['config']['torch_threads']}, max_new_tokens {bench['config']['max_new_tokens']}.",
+        + f"; torch threads {bench['config']['torch_threads']}, dtype {bench['config'].get('dtype', 'auto')}, "
+        f"max_new_tokens {bench['config']['max_new_tokens']}.",
     ]
     for size in bench["sizes"]:
         lines += [

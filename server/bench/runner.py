@@ -46,6 +46,9 @@ class BenchConfig:
     # thread counts. One is what a replica of the default config gets
     # (num_cpus 0.5 makes Ray set OMP_NUM_THREADS=1).
     torch_threads: int = 1
+    # The precision of both models in every phase but the peers phase,
+    # which runs each of ``precisions``.
+    dtype: str = "auto"
     # The mixed-length phase: GenerateStream at the reference concurrency,
     # requests wanting SHORT or LONG tokens in turn, then all LONG, under
     # each T5 scheduler.
@@ -164,7 +167,7 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
     points = []
     parameters = GenerationParameters(max_new_tokens=config.max_new_tokens)
     if {"generate", "generate-stream"} & set(config.rpcs):
-        generator = T5Generator(models.t5)
+        generator = T5Generator(models.t5, dtype=config.dtype)
         for rpc in ("generate", "generate-stream"):
             for size in sorted(sizes.get(rpc, ())):
                 point = engine.measure_generation(
@@ -178,7 +181,7 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
                 points.append(point.to_json())
         del generator
     if "detect" in config.rpcs:
-        detector = ReplacementDetector(models.electra)
+        detector = ReplacementDetector(models.electra, dtype=config.dtype)
         for size in sorted(sizes.get("detect", ())):
             points.append(engine.measure_detection(detector, DETECTION_TEXTS, size, config.engine_duration).to_json())
     return points
@@ -187,7 +190,7 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
 def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callable[[str], None]) -> SizeResult:
     result = SizeResult(models)
     say(f"{models.size}: served system (t5electra serve, {models.weights})")
-    with served(models, config.torch_threads, workdir, "continuous") as (up, address):
+    with served(models, config.torch_threads, workdir, "continuous", config.dtype) as (up, address):
         result.startup_s = up.seconds
         result.served = _loads(address, config, say, "served")
         if config.mixed:
@@ -195,7 +198,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
             result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
     if config.mixed:
         say(f"{models.size}: served system, static T5 scheduler")
-        with served(models, config.torch_threads, workdir, "static") as (up, address):
+        with served(models, config.torch_threads, workdir, "static", config.dtype) as (up, address):
             result.mixed["static"] = _mixed_phase(address, config, say, "static")
             result.mixed["static"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
 
@@ -212,6 +215,8 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
         str(plain_port),
         "--threads",
         str(config.torch_threads),
+        "--dtype",
+        config.dtype,
     ]
     say(f"{models.size}: plain grpcio server, one engine call per request")
     with started_process("plain server", plain, "ready", workdir / f"plain-{models.size}.log", {}):

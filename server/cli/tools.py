@@ -75,6 +75,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--peers", action="store_true", help="run the peers phase even with --quick")
     bench.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16", "int8"],
+        help="precision of both models in the served, plain and engine phases (auto: float32)",
+    )
+    bench.add_argument(
         "--precisions", help="comma-separated precisions of the peers phase (default float32,bfloat16,int8)"
     )
     bench.add_argument("--t5-model", help="real weights for the small size: hub id or path (e.g. t5-small)")
@@ -174,6 +180,7 @@ def _bench(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
         "torch_threads": args.torch_threads,
         "mixed": not args.no_mixed,
+        "dtype": args.dtype,
     }
     if args.no_peers or args.peers:
         chosen["peers"] = args.peers and not args.no_peers
