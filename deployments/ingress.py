@@ -22,7 +22,7 @@ from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Gauge, Histogram
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
+from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server import validation
 from t5electra.server.auth import TokenTable
 from t5electra.server.errors import ModelNotReady, NotConfigured

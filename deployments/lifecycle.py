@@ -77,7 +77,7 @@ def supervise(argv: list[str], settings: Settings, say: Callable[[str], None]) -
     second one, or a drain that overruns, kills the child's whole session.
     Exit code: the child's (0 after a clean drain), 130 when it was killed."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "t5electra.server.cli", *argv],
+        [sys.executable, "-m", "t5electra.tools.cli", *argv],
         env={**os.environ, SERVER_CHILD: "1"},
         start_new_session=True,
         preexec_fn=_die_with_parent,

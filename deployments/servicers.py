@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
+from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 
 GENERATION_SERVICE = "t5electra.v1.TextGeneration"
 DETECTION_SERVICE = "t5electra.v1.ReplacementDetection"

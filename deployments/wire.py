@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2
+from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server.domain import (
     OFFSET_UNITS,
     WORD_SCORINGS,

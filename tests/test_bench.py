@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from t5electra.server.bench.figures import REFERENCE_CONCURRENCY
+from t5electra.tools.bench.figures import REFERENCE_CONCURRENCY
 
 pytestmark = pytest.mark.system
 
@@ -22,7 +22,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     command = [
         sys.executable,
         "-m",
-        "t5electra.server.cli",
+        "t5electra.tools.cli",
         "bench",
         "--quick",
         "--rpcs",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
-from t5electra.server.training import corpus
-from t5electra.server.training import generator as generator_training
+from t5electra.tools.training import corpus
+from t5electra.tools.training import generator as generator_training
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ import pytest
 
 from t5electra.clients import Client
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
-from t5electra.server.bench.processes import free_port
+from t5electra.tools.bench.processes import free_port
 
 from support.served import Served, serving
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.system
 
 def t5electra(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "t5electra.server.cli", *args], capture_output=True, text=True, env=env, **kwargs
+        [sys.executable, "-m", "t5electra.tools.cli", *args], capture_output=True, text=True, env=env, **kwargs
     )
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from t5electra.server.cli import highlight, parser
+from t5electra.tools.cli import highlight, parser
 
 pytestmark = pytest.mark.unit
 

@@ -27,7 +27,7 @@ import yaml
 
 from t5electra.clients import NO_RETRY, Client, RetryPolicy, T5ElectraError
 from t5electra.deployments.names import INGRESS, MODELS, TEXT_GENERATOR
-from t5electra.server.bench.processes import free_port
+from t5electra.tools.bench.processes import free_port
 
 from support.cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
 from support.traffic import traffic

@@ -18,8 +18,8 @@ import pytest
 from t5electra.clients.load_report import MISSING, LoadReport
 from t5electra.clients.loadtest import LoadConfig, run_load
 from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
-from t5electra.server.bench import report
-from t5electra.server.bench.figures import scheduling_ratios
+from t5electra.tools.bench import report
+from t5electra.tools.bench.figures import scheduling_ratios
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from t5electra.server.bench import peers, report
-from t5electra.server.bench.precisions import peer_ratios
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
+from t5electra.tools.bench import peers, report
+from t5electra.tools.bench.precisions import peer_ratios
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ from t5electra.server.domain import DetectionRequest, GenerationParameters, Gene
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 from t5electra.server.generator import T5Generator
 from t5electra.server.loading import cpu_has_bfloat16
-from t5electra.server.training import electra, t5_tasks
+from t5electra.tools.training import electra, t5_tasks
 
 from support.quality import EVALUATION_SEED, Quality, measure
 from support.reference import PROMPTS, SENTENCES, hf_generate, text_of

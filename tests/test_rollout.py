@@ -37,7 +37,7 @@ BASE_ENV = {
 
 def t5electra(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "t5electra.server.cli", *args],
+        [sys.executable, "-m", "t5electra.tools.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

@@ -19,7 +19,7 @@ def test_short_soak_accounts_for_every_request(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "t5electra.server.cli",
+        "t5electra.tools.cli",
         "soak",
         "--duration",
         "25",

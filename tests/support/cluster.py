@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import yaml
 
-from t5electra.server.bench.processes import free_port
+from t5electra.tools.bench.processes import free_port
 
 from . import REPOSITORY
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationRequest
 from t5electra.server.generator import T5Generator
-from t5electra.server.training import corpus, electra, t5, t5_tasks
+from t5electra.tools.training import corpus, electra, t5, t5_tasks
 
 EVALUATION_SEED = 20261130
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from t5electra.server.bench.processes import free_port
+from t5electra.tools.bench.processes import free_port
 
 
 @dataclass
@@ -37,7 +37,7 @@ def serving(*flags: str) -> Iterator[Served]:
     port = free_port()
     env = {**os.environ, "T5ELECTRA_HTTP_PORT": str(free_port()), "T5ELECTRA_METRICS_PORT": str(free_port())}
     process = subprocess.Popen(
-        [sys.executable, "-m", "t5electra.server.cli", "serve", "--port", str(port), *flags],
+        [sys.executable, "-m", "t5electra.tools.cli", "serve", "--port", str(port), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

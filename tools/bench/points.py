@@ -48,7 +48,7 @@ def served(
         "T5ELECTRA_T5__DTYPE": dtype,
         "T5ELECTRA_ELECTRA__DTYPE": dtype,
     }
-    serve = [sys.executable, "-m", "t5electra.server.cli", "serve"]
+    serve = [sys.executable, "-m", "t5electra.tools.cli", "serve"]
     log = workdir / f"serve-{models.size}-{scheduler}-{dtype}.log"
     with started_process("t5electra serve", serve, "serving on", log, env) as up:
         yield up, f"127.0.0.1:{port}"

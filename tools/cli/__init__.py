@@ -1,6 +1,6 @@
 """The ``t5electra`` command: one subcommand per job, registered by the
 module of its group (``serving``: serve and the cluster; ``calls``: calling a
-running server; ``tools``: load test, bench, soak and checkpoints)."""
+running server; ``measuring``: load test, bench, soak and checkpoints)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from . import calls, serving, tools
+from . import calls, measuring, serving
 from .calls import highlight
 
 __all__ = ["highlight", "main", "parser"]
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         prog="t5electra", description="gRPC model server for T5 generation and ELECTRA replaced-token detection"
     )
     commands = root.add_subparsers(dest="command", required=True)
-    for group in (serving, calls, tools):
+    for group in (serving, calls, measuring):
         group.register(commands)
     return root
 

@@ -28,7 +28,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19t5electra/v1/m
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 't5electra.clients.v1.models_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 't5electra.protocol.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.t5electra.v1P\001Z\030t5electra/v1;t5electrav1'

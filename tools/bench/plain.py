@@ -3,7 +3,7 @@ grpcio process with a thread pool, each RPC calling the engine for its own
 request, no batching, no Ray. It serves the same protos as the product so the
 same load tester drives both. Benchmark code, not part of the product.
 
-Run: ``python -m t5electra.server.bench.plain --t5 PATH --electra PATH --port N``.
+Run: ``python -m t5electra.tools.bench.plain --t5 PATH --electra PATH --port N``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import grpc
 
-from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc, generation_pb2, generation_pb2_grpc
 from t5electra.deployments import wire
+from t5electra.protocol.v1 import detection_pb2, detection_pb2_grpc, generation_pb2, generation_pb2_grpc
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator

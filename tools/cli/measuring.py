@@ -172,7 +172,7 @@ def _loadtest(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import tempfile
 
-    from t5electra.server.bench import report, runner
+    from t5electra.tools.bench import report, runner
 
     chosen: dict[str, Any] = {
         "t5_model": args.t5_model,
@@ -211,7 +211,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _soak(args: argparse.Namespace) -> int:
     import tempfile
 
-    from t5electra.server.bench import soak
+    from t5electra.tools.bench import soak
 
     config = soak.SoakConfig(
         duration=args.duration,
@@ -233,7 +233,7 @@ def _soak(args: argparse.Namespace) -> int:
 def _make_checkpoints(args: argparse.Namespace) -> int:
     import torch
 
-    from t5electra.server.training import electra, generator, t5
+    from t5electra.tools.training import electra, generator, t5
 
     torch.set_num_threads(args.threads)
     out: Path = args.out

@@ -108,7 +108,7 @@ class Rollouts:
             started = time.monotonic()
             try:
                 done = subprocess.run(
-                    [sys.executable, "-m", "t5electra.server.cli", "serve", "--address", self._gcs],
+                    [sys.executable, "-m", "t5electra.tools.cli", "serve", "--address", self._gcs],
                     capture_output=True,
                     text=True,
                     env={**os.environ, **self._env, "T5ELECTRA_T5__MAX_BATCH_SIZE": str(batch)},
@@ -187,7 +187,7 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
         "T5ELECTRA_HTTP_PORT": str(free_port()),
         "T5ELECTRA_METRICS_PORT": str(free_port()),
     }
-    command = [sys.executable, "-m", "t5electra.server.cli", "serve"]
+    command = [sys.executable, "-m", "t5electra.tools.cli", "serve"]
     log = workdir / "serve.log"
     with started_process("t5electra serve", command, "serving on", log, env) as server:
         gcs = next(line.split()[-1] for line in log.read_text().splitlines() if "Ray cluster:" in line)

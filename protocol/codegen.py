@@ -2,13 +2,13 @@
 
 Run from the repository root::
 
-    python -m t5electra.clients.codegen
+    python -m t5electra.protocol.codegen
 
 The stubs are checked in so that installing the package never needs
 grpcio-tools; ``tests/test_stubs.py`` fails when they drift from the protos.
 grpcio-tools writes absolute imports (``from t5electra.v1 import ...``) and
 module names that only work when the proto root is on ``sys.path``; they are
-rewritten so the stubs live inside ``t5electra.clients.v1``.
+rewritten so the stubs live inside ``t5electra.protocol.v1``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 PROTO_PACKAGE = "t5electra/v1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "protos"
-STUB_DIR = REPO_ROOT / "clients" / "v1"
+STUB_DIR = REPO_ROOT / "protocol" / "v1"
 
 _ABSOLUTE_IMPORT = re.compile(r"^from t5electra\.v1 import (\w+_pb2)", re.MULTILINE)
 # The module name protobuf gives the generated classes; pickle (Ray ships
@@ -54,7 +54,7 @@ def generate(proto_root: Path, out_dir: Path) -> list[Path]:
     for produced in sorted((scratch / PROTO_PACKAGE).iterdir()):
         target = out_dir / produced.name
         text = _ABSOLUTE_IMPORT.sub(r"from . import \1", produced.read_text())
-        target.write_text(_MODULE_NAME.sub(r"'t5electra.clients.v1.\1'", text))
+        target.write_text(_MODULE_NAME.sub(r"'t5electra.protocol.v1.\1'", text))
         written.append(target)
     for leftover in sorted(scratch.rglob("*"), reverse=True):
         leftover.unlink() if leftover.is_file() else leftover.rmdir()

@@ -206,7 +206,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     plain = [
         sys.executable,
         "-m",
-        "t5electra.server.bench.plain",
+        "t5electra.tools.bench.plain",
         "--t5",
         models.t5,
         "--electra",
