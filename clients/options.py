@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 
+from t5electra.protocol import SERVICE_NAMES
+
 from .results import T5ElectraError
 from .v1 import detection_pb2, generation_pb2, models_pb2
 
@@ -26,7 +28,7 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 0),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
-SERVICES = ("t5electra.v1.TextGeneration", "t5electra.v1.ReplacementDetection", "t5electra.v1.Models")
+SERVICES = SERVICE_NAMES
 # gRPC clamps a retryPolicy's maxAttempts to 5; a policy that wants more
 # (riding over a replica restart) is carried out by the client itself.
 GRPC_MAX_ATTEMPTS = 5

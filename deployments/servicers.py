@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
 
-from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
+from t5electra import protocol
 
-GENERATION_SERVICE = "t5electra.v1.TextGeneration"
-DETECTION_SERVICE = "t5electra.v1.ReplacementDetection"
-MODELS_SERVICE = "t5electra.v1.Models"
+GENERATION_SERVICE = protocol.GENERATION.full_name
+DETECTION_SERVICE = protocol.DETECTION.full_name
+MODELS_SERVICE = protocol.MODELS.full_name
 
 
 @dataclass(frozen=True)
@@ -42,59 +44,28 @@ def _decoder(message_type: type[Message]) -> Callable[[bytes], Message | Undecod
     return decode
 
 
-def _register(server: Any, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)
+def _register(servicer: Any, server: Any, service: ServiceDescriptor) -> None:
+    """Every method of ``service``, answered by the servicer's method of the
+    same name, unary or server-streaming as the descriptor says."""
+    handlers = {}
+    for method in service.methods:
+        kind = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=_decoder(GetMessageClass(method.input_type)),
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def add_text_generation(servicer: Any, server: Any) -> None:
-    request = _decoder(generation_pb2.GenerateRequest)
-    _register(
-        server,
-        GENERATION_SERVICE,
-        {
-            "Generate": grpc.unary_unary_rpc_method_handler(
-                servicer.Generate,
-                request_deserializer=request,
-                response_serializer=generation_pb2.GenerateResponse.SerializeToString,
-            ),
-            "GenerateStream": grpc.unary_stream_rpc_method_handler(
-                servicer.GenerateStream,
-                request_deserializer=request,
-                response_serializer=generation_pb2.GenerateStreamResponse.SerializeToString,
-            ),
-        },
-    )
+    _register(servicer, server, protocol.GENERATION)
 
 
 def add_replacement_detection(servicer: Any, server: Any) -> None:
-    _register(
-        server,
-        DETECTION_SERVICE,
-        {
-            "DetectReplacements": grpc.unary_unary_rpc_method_handler(
-                servicer.DetectReplacements,
-                request_deserializer=_decoder(detection_pb2.DetectReplacementsRequest),
-                response_serializer=detection_pb2.DetectReplacementsResponse.SerializeToString,
-            ),
-        },
-    )
+    _register(servicer, server, protocol.DETECTION)
 
 
 def add_models(servicer: Any, server: Any) -> None:
-    _register(
-        server,
-        MODELS_SERVICE,
-        {
-            "Tokenize": grpc.unary_unary_rpc_method_handler(
-                servicer.Tokenize,
-                request_deserializer=_decoder(models_pb2.TokenizeRequest),
-                response_serializer=models_pb2.TokenizeResponse.SerializeToString,
-            ),
-            "GetModelInfo": grpc.unary_unary_rpc_method_handler(
-                servicer.GetModelInfo,
-                request_deserializer=_decoder(models_pb2.GetModelInfoRequest),
-                response_serializer=models_pb2.GetModelInfoResponse.SerializeToString,
-            ),
-        },
-    )
+    _register(servicer, server, protocol.MODELS)

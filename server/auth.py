@@ -25,10 +25,12 @@ from pathlib import Path
 
 import yaml
 
+from t5electra.protocol import RPC_NAMES
+
 from .errors import PermissionDenied, Unauthenticated
 
 ALL_RPCS = "*"
-KNOWN_RPCS = frozenset({"Generate", "GenerateStream", "DetectReplacements", "Tokenize", "GetModelInfo"})
+KNOWN_RPCS = RPC_NAMES
 
 
 @dataclass(frozen=True)
