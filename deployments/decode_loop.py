@@ -43,7 +43,7 @@ class Admissible(Protocol):
 
 
 class Session(Protocol):
-    """What the loop needs of a decoding session (see ``server/decoding.py``)."""
+    """What the loop needs of a decoding session (see ``server/session.py``)."""
 
     @property
     def done(self) -> bool: ...

@@ -24,7 +24,6 @@ from ray.serve.metrics import Counter, Histogram
 from t5electra.deployments import names
 from t5electra.deployments.batcher import Batch, DynamicBatcher
 from t5electra.deployments.decode_loop import DecodeLoop, StepReport
-from t5electra.server.decoding import StepEvent
 from t5electra.server.deployment_settings import ElectraSettings, ModelSettings, T5Settings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
@@ -38,6 +37,7 @@ from t5electra.server.domain import (
     Tokenization,
 )
 from t5electra.server.generator import T5Generator
+from t5electra.server.session import StepEvent
 from t5electra.server.settings import Limits
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]

@@ -33,7 +33,7 @@ def _clamp_half(hidden: torch.Tensor) -> torch.Tensor:
 
 
 class DecoderStep:
-    """Logits of the next token for every row of a batch (see ``decode_batch.py``)."""
+    """Logits of the next token for every row of a batch (see ``batch_state.py``)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         if model.config._attn_implementation != "sdpa":

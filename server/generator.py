@@ -1,7 +1,7 @@
 """T5-family text-to-text generation: loading, request preparation, and
 the two ways a request is decoded.
 
-Greedy and sampling requests decode in a :class:`~.decoding.GenerationSession`,
+Greedy and sampling requests decode in a :class:`~.session.GenerationSession`,
 one token per step for every row, and may join or leave between steps. Beam
 search, whose hypotheses cannot advance row by row on their own, runs through
 ``model.generate`` once per group of requests with equal parameters.
@@ -17,7 +17,6 @@ import torch
 from transformers import AutoModelForSeq2SeqLM
 
 from .decoder_step import DecoderStep
-from .decoding import GenerationSession, PreparedGeneration
 from .domain import (
     FinishReason,
     GeneratedSequence,
@@ -28,6 +27,7 @@ from .domain import (
 )
 from .errors import InvalidInput
 from .loading import load_pretrained
+from .session import GenerationSession, PreparedGeneration
 from .settings import Limits
 from .text_stream import TextStream
 from .tokenization import encode_untrusted, token_pieces

@@ -1,7 +1,7 @@
 """The faster precisions (int8, bfloat16) on the embedded checkpoints: their
 answers do not depend on the company a request keeps, and they stay within
 the tolerances docs/api.md states against float32, which itself stays exact
-(test_decoding.py, test_generator.py, test_detector.py)."""
+(test_session.py, test_generator.py, test_detector.py)."""
 
 from __future__ import annotations
 

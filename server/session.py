@@ -3,7 +3,7 @@ leave it the step they finish or are cancelled.
 
 A joining request's encoder runs once, its cross-attention keys and values
 are computed from the encoder output, and its rows are concatenated with the
-running batch (:class:`~.decode_batch.DecodeBatch`) with a history of the
+running batch (:class:`~.batch_state.BatchState`) with a history of the
 decoder start token alone, so its first token already comes from the shared
 decoder pass. A step is one decoder pass whoever joins, which matters because
 a pass costs nearly the same for one row as for sixteen on a CPU (t5-small,
@@ -11,7 +11,7 @@ one thread: 14 ms for 1 row, 31 ms for 16), its weights being read either way.
 
 Answers do not depend on the company a request keeps: every row has its own
 decoding parameters, every sampling request its own random generator, and
-padding is masked (see ``decode_batch.py``). A request with
+padding is masked (see ``batch_state.py``). A request with
 ``num_return_sequences`` n owns n rows and keeps them until all n finish,
 because transformers samples the n rows of a request in one ``multinomial``
 call, and keeping that call's shape is what makes a seeded request reproduce
@@ -28,7 +28,7 @@ import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from . import logits
-from .decode_batch import DecodeBatch, history_cache
+from .batch_state import BatchState, history_cache
 from .domain import (
     FinishReason,
     GeneratedSequence,
@@ -87,7 +87,7 @@ class GenerationSession:
         self._joining: list[int] = []
         self._beams: list[int] = []
         self._cancelled: set[int] = set()
-        self._batch: DecodeBatch | None = None
+        self._batch: BatchState | None = None
         self._next_key = 0
 
     @property
@@ -123,7 +123,7 @@ class GenerationSession:
             parts.append(self._prefill(self._joining))
             self._joining = []
         if parts:
-            self._batch = DecodeBatch.concatenate(parts)
+            self._batch = BatchState.concatenate(parts)
             pieces: dict[int, str] = defaultdict(str)
             new_tokens: dict[int, list[TokenLogprob]] = defaultdict(list)
             self._advance(self._batch, pieces, new_tokens)
@@ -157,7 +157,7 @@ class GenerationSession:
         results = self._g.beam_search([self._requests.pop(k) for k in group])
         return [StepEvent(k, result=r) for k, r in zip(group, results, strict=True)]
 
-    def _prefill(self, keys: list[int]) -> DecodeBatch:
+    def _prefill(self, keys: list[int]) -> BatchState:
         """Rows for joining requests: the encoder run once per request and
         the cross-attention keys and values computed from it, one row per
         returned sequence, no decoder history yet."""
@@ -175,7 +175,7 @@ class GenerationSession:
                 self._rng[key] = torch.Generator(device=device).manual_seed(p.seed)
         n = len(row_keys)
         hidden = encoded.index_select(0, expand)
-        return DecodeBatch(
+        return BatchState(
             keys=row_keys,
             tokens=torch.full((n, 1), g.start_id, dtype=torch.long, device=device),
             decoder_mask=torch.ones((n, 1), dtype=torch.long, device=device),
@@ -191,7 +191,7 @@ class GenerationSession:
             start_id=g.start_id,
         )
 
-    def _advance(self, batch: DecodeBatch, pieces: dict[int, str], new_tokens: dict[int, list[TokenLogprob]]) -> None:
+    def _advance(self, batch: BatchState, pieces: dict[int, str], new_tokens: dict[int, list[TokenLogprob]]) -> None:
         """One decoder pass over ``batch``: picks every row's next token,
         appends it and adds the new text to ``pieces`` (and the token's
         log-probability to ``new_tokens`` when its request asked)."""

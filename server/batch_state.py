@@ -11,8 +11,8 @@ than theirs. Rows are therefore padded on both attention axes:
 - the encoder side (its mask and the cross-attention cache) on the *right*,
   where the mask hides the padding and no position bias applies.
 
-:meth:`DecodeBatch.select` keeps some rows and trims columns that became
-padding for every row left; :meth:`DecodeBatch.concatenate` pads and joins
+:meth:`BatchState.select` keeps some rows and trims columns that became
+padding for every row left; :meth:`BatchState.concatenate` pads and joins
 batches. They are the only two places that reshape per-row state, so a field
 added here cannot be forgotten when rows leave or join.
 """
@@ -112,7 +112,7 @@ def _joined_history(
 
 
 @dataclass
-class DecodeBatch:
+class BatchState:
     """Per-row decoding state. Row ``r`` belongs to request ``keys[r]``; the
     rows of one request (``num_return_sequences``) are always adjacent."""
 
@@ -133,7 +133,7 @@ class DecodeBatch:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def select(self, rows: Sequence[int]) -> DecodeBatch:
+    def select(self, rows: Sequence[int]) -> BatchState:
         """The batch of ``rows`` only, without the padding no kept row needs."""
         index = torch.tensor(list(rows), dtype=torch.long, device=self.tokens.device)
         decoder_mask = self.decoder_mask.index_select(0, index)
@@ -146,7 +146,7 @@ class DecodeBatch:
 
         self_kv = [own(kv, slice(drop, None)) for kv in _layers(self.cache.self_attention_cache)]
         cross_kv = [own(kv, slice(None, keep)) for kv in _layers(self.cache.cross_attention_cache)]
-        return DecodeBatch(
+        return BatchState(
             keys=[self.keys[r] for r in rows],
             tokens=self.tokens.index_select(0, index)[:, drop:],
             decoder_mask=decoder_mask[:, drop:],
@@ -163,7 +163,7 @@ class DecodeBatch:
         )
 
     @classmethod
-    def concatenate(cls, parts: Sequence[DecodeBatch]) -> DecodeBatch:
+    def concatenate(cls, parts: Sequence[BatchState]) -> BatchState:
         """One batch of every part's rows, in order."""
         if len(parts) == 1:
             return parts[0]

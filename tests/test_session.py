@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from t5electra.server.decoding import GenerationSession
 from t5electra.server.domain import FinishReason, GenerationParameters, GenerationRequest, GenerationResult
 from t5electra.server.embedded import TINY_T5
 from t5electra.server.generator import T5Generator
+from t5electra.server.session import GenerationSession
 
 from support.reference import PROMPTS, hf_generate, text_of
 
