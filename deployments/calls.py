@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import grpc
 from ray.serve.grpc_util import RayServegRPCContext
 
-from t5electra.server.domain import BatchTiming
+from t5electra.server.domain import BatchTiming, Reply, Usage
 
 
 @dataclass
@@ -25,14 +25,18 @@ class Call:
     request_id: str
     started: float = field(default_factory=time.perf_counter)
     code: grpc.StatusCode = grpc.StatusCode.OK
-    tokens_in: int = 0
-    tokens_out: int = 0
+    usage: Usage = field(default_factory=lambda: Usage(0))
     model: str = ""
     timing: BatchTiming | None = None
     caller: str = ""
     model_call_ms: float = 0.0
     logprobs: int = 0
     suggestions: int = 0
+
+    def record(self, reply: Reply[object], *, logprobs: int = 0, suggestions: int = 0) -> None:
+        """What the model replica answered, for the trailers and the log line."""
+        self.model, self.usage, self.timing = reply.model, reply.usage, reply.timing
+        self.logprobs, self.suggestions = logprobs, suggestions
 
     @asynccontextmanager
     async def model_call(self) -> AsyncIterator[None]:
@@ -60,8 +64,8 @@ class Call:
             "rpc": self.rpc,
             "caller": self.caller,
             "status": self.code.name,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
+            "tokens_in": self.usage.input_tokens,
+            "tokens_out": self.usage.output_tokens,
             "logprobs": self.logprobs,
             "suggestions": self.suggestions,
             "queue_ms": round(timing.queue_ms, 2),

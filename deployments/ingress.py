@@ -23,9 +23,9 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Gauge, Histogram
 
 from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
-from t5electra.server import validation
 from t5electra.server.auth import TokenTable
-from t5electra.server.errors import ModelNotReady, NotConfigured
+from t5electra.server.domain import Reply, Usage
+from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
 from . import names, wire
@@ -48,7 +48,6 @@ class IngressDeployment:
     def __init__(self, t5: DeploymentHandle, electra: DeploymentHandle, settings: Settings) -> None:
         self._t5 = t5
         self._electra = electra
-        self._limits = settings.limits
         self._tokens = TokenTable.load(settings.auth.tokens_file, settings.auth.tokens_env)
         self._readiness = Readiness(
             settings.app_name, {GENERATION_SERVICE: names.TEXT_GENERATOR, DETECTION_SERVICE: names.DETECTOR}
@@ -64,7 +63,6 @@ class IngressDeployment:
         self._extras = Counter(
             "t5electra_extras", "Token log-probabilities and word suggestions returned", ("rpc", "kind")
         )
-        self._generator = settings.electra.generator_model
 
     async def Generate(
         self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
@@ -72,14 +70,11 @@ class IngressDeployment:
         async with self._answering("Generate", grpc_context) as call:
             self._admit(call, grpc_context)
             domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
-            validation.check_generation(domain, self._limits)
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
-                result = await self._t5.generate.remote(domain)
-            call.tokens_in, call.tokens_out = result.input_tokens, result.output_tokens
-            call.model, call.timing = result.model, result.timing
-            call.logprobs = sum(len(s.tokens) for s in result.sequences)
-            return wire.generate_response(result)
+                reply = await self._t5.generate.remote(domain)
+            call.record(reply, logprobs=sum(len(s.tokens) for s in reply.payload.sequences))
+            return wire.generate_response(reply)
         return generation_pb2.GenerateResponse()
 
     async def GenerateStream(
@@ -88,37 +83,30 @@ class IngressDeployment:
         async with self._answering("GenerateStream", grpc_context, stream=True) as call:
             self._admit(call, grpc_context)
             domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
-            validation.check_generation(domain, self._limits, streaming=True)
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
-                async for piece in self._t5.options(stream=True).generate_stream.remote(domain):
-                    call.logprobs += len(piece.tokens)
-                    if piece.is_last:
-                        call.tokens_in, call.tokens_out = piece.input_tokens, piece.generated_tokens
-                        call.model, call.timing = piece.model, piece.timing
+                async for message in self._t5.options(stream=True).generate_stream.remote(domain):
+                    if isinstance(message, Reply):
+                        call.record(message, logprobs=call.logprobs + len(message.payload.tokens))
                         # Serve's proxy applies the context with each message
                         # it receives: a stream's trailers go with its last one.
                         answered(call, grpc_context, call.elapsed_ms())
-                    yield wire.stream_response(piece)
+                        yield wire.last_stream_response(message)
+                    else:
+                        call.logprobs += len(message.tokens)
+                        yield wire.stream_response(message)
 
     async def DetectReplacements(
         self, request: detection_pb2.DetectReplacementsRequest, grpc_context: RayServegRPCContext
     ) -> detection_pb2.DetectReplacementsResponse:
         async with self._answering("DetectReplacements", grpc_context) as call:
             self._admit(call, grpc_context)
-            domain = wire.detection_request(request, call.request_id)
-            validation.check_detection(domain, self._limits)
-            if domain.suggestions and not self._generator:
-                raise NotConfigured(
-                    "suggestions: this server has no generator; set electra.generator_model (a hub id or "
-                    "path of an ELECTRA generator, or 'embedded')"
-                )
+            domain = wire.detection_request(request, call.request_id, deadline(grpc_context))
             await self._require(DETECTION_SERVICE)
             async with call.model_call():
-                detection = await self._electra.detect.remote(domain)
-            call.tokens_in, call.model, call.timing = detection.input_tokens, detection.model, detection.timing
-            call.suggestions = detection.suggestions_made
-            return wire.detect_response(detection)
+                reply = await self._electra.detect.remote(domain)
+            call.record(reply, suggestions=reply.payload.suggestions_made)
+            return wire.detect_response(reply)
         return detection_pb2.DetectReplacementsResponse()
 
     async def Tokenize(
@@ -127,12 +115,11 @@ class IngressDeployment:
         async with self._answering("Tokenize", grpc_context) as call:
             self._admit(call, grpc_context)
             kind, text = wire.tokenize_request(request)
-            validation.check_text(text, self._limits)
             service, handle = (GENERATION_SERVICE, self._t5) if kind == "t5" else (DETECTION_SERVICE, self._electra)
             await self._require(service)
             async with call.model_call():
                 tokenization = await handle.tokenize.remote(text)
-            call.tokens_in, call.model = len(tokenization.tokens), tokenization.model
+            call.usage, call.model = Usage(len(tokenization.tokens)), tokenization.model
             return wire.tokenize_response(tokenization)
         return models_pb2.TokenizeResponse()
 

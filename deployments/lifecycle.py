@@ -15,6 +15,7 @@ stops everything at once. The child also drains when the command dies
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -177,13 +178,15 @@ def start(settings: Settings, address: str | None) -> str:
 
 def served_models(app_name: str) -> list[ModelDescription]:
     """What the running replicas say they serve (T5, then ELECTRA): the
-    precision and device they resolved from ``auto``, not the settings."""
+    precision and device they resolved from ``auto``, not the settings.
+    Asked from an event loop: the request-path switches this process set
+    for Ray (``ray_serve_env``) run a handle's router on the caller's loop."""
     from ray import serve
 
-    return [
-        serve.get_deployment_handle(deployment, app_name).describe.remote().result(timeout_s=120)
-        for deployment in MODELS
-    ]
+    async def ask() -> list[ModelDescription]:
+        return [await serve.get_deployment_handle(deployment, app_name).describe.remote() for deployment in MODELS]
+
+    return asyncio.run(asyncio.wait_for(ask(), timeout=120))
 
 
 class StopRequest:

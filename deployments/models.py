@@ -1,29 +1,25 @@
 """Ray Serve deployments that own a model each and batch its requests.
 
-They wrap the engines and know nothing of tokenizers or protos: requests and
-results are the domain's dataclasses. Requests come from the ingress, which
-checked their fields, so the engines only count tokens. Model work runs on a
-thread of its own per replica so that the replica's event loop keeps
-accepting requests (and noticing cancellations) while the model computes.
+They wrap the engines and know nothing of tokenizers or protos: requests
+are the domain's dataclasses, and every answer is a :class:`Reply` that
+carries the engine's result with its usage and timing. The replica prepares
+(validates and tokenizes) each request itself. Model work runs on threads
+of its own (``decode_loop.py``, ``batcher.py``) so that the replica's event
+loop keeps accepting requests, and noticing callers that leave, while the
+model computes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import torch
 from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
-from t5electra.deployments import names
-from t5electra.deployments.batcher import Batch, DynamicBatcher
-from t5electra.deployments.decode_loop import DecodeLoop, StepReport
 from t5electra.server.deployment_settings import ElectraSettings, ModelSettings, T5Settings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
@@ -33,23 +29,21 @@ from t5electra.server.domain import (
     GenerationRequest,
     GenerationResult,
     ModelDescription,
+    Reply,
     StreamPiece,
     Tokenization,
+    Usage,
 )
 from t5electra.server.generator import T5Generator
-from t5electra.server.session import StepEvent
 from t5electra.server.settings import Limits
+
+from . import names
+from .batcher import Batcher, BatchPlanner, Waiting
+from .decode_loop import DecodeLoop
+from .scheduler import StepReport
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
-
-
-@dataclass
-class Ticket:
-    """One request's prepared input and arrival time at the replica."""
-
-    prepared: Any
-    arrived: float = field(default_factory=time.perf_counter)
 
 
 class _BatchMetrics:
@@ -68,32 +62,26 @@ class _BatchMetrics:
         for metric in (self.queue_ms, self.batch_size):
             metric.set_default_tags(dict(self._tags))  # Serve adds its tags to the dict it gets
 
-    def step(self, report: StepReport) -> None:
-        """A decoding step: its rows, and the queue time of requests that joined."""
-        self.batch_size.observe(report.rows)
-        for queue_ms in report.admitted_queue_ms:
-            self.queue_ms.observe(queue_ms)
+    def steps(self, reports: list[StepReport]) -> None:
+        """Decoding steps: their rows, and the queue times of requests that joined."""
+        for report in reports:
+            self.batch_size.observe(report.rows)
+            for queue_ms in report.admitted_queue_ms:
+                self.queue_ms.observe(queue_ms)
 
-    def batch_started(self, tickets: list[Ticket], started: float) -> None:
-        self.batch_size.observe(len(tickets))
-        for ticket in tickets:
-            self.queue_ms.observe((started - ticket.arrived) * 1000)
+    def batch(self, batch: Sequence[Waiting[Any]], started: float) -> None:
+        self.batch_size.observe(len(batch))
+        for waiting in batch:
+            self.queue_ms.observe((started - waiting.arrived) * 1000)
 
-    def count_tokens(self, tokens_in: int, tokens_out: int) -> None:
-        if tokens_in:
-            self.tokens.inc(tokens_in, tags={**self._tags, "direction": "in"})
-        if tokens_out:
-            self.tokens.inc(tokens_out, tags={**self._tags, "direction": "out"})
-
-
-def _timing(ticket: Ticket, started: float, batch_size: int) -> BatchTiming:
-    now = time.perf_counter()
-    return BatchTiming(
-        queue_ms=(started - ticket.arrived) * 1000, inference_ms=(now - started) * 1000, batch_size=batch_size
-    )
+    def count(self, usage: Usage) -> None:
+        if usage.input_tokens:
+            self.tokens.inc(usage.input_tokens, tags={**self._tags, "direction": "in"})
+        if usage.output_tokens:
+            self.tokens.inc(usage.output_tokens, tags={**self._tags, "direction": "out"})
 
 
-def _describe(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:
+def _replica_info(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:
     """What every replica's ``info()`` reports: model, placement, process."""
     return {
         "model": engine.name,
@@ -109,15 +97,8 @@ def _set_threads(settings: ModelSettings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def _batcher(settings: ElectraSettings, handler: Callable[[Batch[Ticket]], Awaitable[None]]) -> DynamicBatcher[Ticket]:
-    return DynamicBatcher(
-        handler,
-        max_batch_size=settings.max_batch_size,
-        wait_timeout_s=settings.batch_wait_timeout_s,
-        max_concurrent_batches=settings.max_concurrent_batches,
-        cost=lambda ticket: ticket.prepared.tokens,
-        max_batch_cost=settings.max_batch_tokens,
-    )
+def _since(entered: float) -> float:
+    return (time.perf_counter() - entered) * 1000
 
 
 @serve.deployment(name=names.TEXT_GENERATOR)
@@ -135,14 +116,14 @@ class TextGeneratorDeployment:
             max_rows=settings.max_batch_size,
             policy=settings.scheduler,
             idle_wait_s=settings.batch_wait_timeout_s,
-            on_step=self._metrics.step,
+            on_steps=self._metrics.steps,
         )
 
     def info(self) -> dict[str, Any]:
         """Which model this replica serves, where, in which process, how many
         requests it is decoding right now (cancelled ones leave within a
         step), and how many decoding steps it has run."""
-        return {**_describe(self._engine), "decoding": self._loop.decoding, "steps": self._loop.steps}
+        return {**_replica_info(self._engine), "decoding": self._loop.decoding, "steps": self._loop.steps}
 
     def describe(self) -> ModelDescription:
         return self._engine.describe()
@@ -150,34 +131,38 @@ class TextGeneratorDeployment:
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(self, request: GenerationRequest) -> Reply[GenerationResult]:
         entered = time.perf_counter()
-        event, timing = await self._loop.call(self._engine.prepare(request, checked=True))
-        return self._stamp(event, timing, entered).result
+        event, timing = await self._loop.call(self._engine.prepare(request))
+        return self._reply(event.result, event.result, timing, entered)
 
-    async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece]:
-        # Leaving this generator early (the caller cancelled or disconnected)
-        # cancels the request; its row leaves the batch at the next step.
+    async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece | Reply[StreamPiece]]:
+        """Pieces of text, the last one as a :class:`Reply`. Leaving this
+        generator early (the caller cancelled or disconnected) cancels the
+        request; its row leaves the batch at the next step."""
         entered = time.perf_counter()
+        prepared = self._engine.prepare(request, stream=True)
         held: list[StreamPiece] = []
         sent = None
-        async for events in self._loop.stream(self._engine.prepare(request, stream=True, checked=True)):
-            held += [self._stamp(event, timing, entered).piece for event, timing in events if event.piece is not None]
+        async for outputs in self._loop.stream(prepared):
+            held += [event.piece for event, _ in outputs if event.piece is not None]
+            event, timing = outputs[-1]
+            if timing is not None:
+                yield self._reply(StreamPiece.joined(held), event.result, timing, entered)
+                return
             now = time.perf_counter()
-            # The first and the last piece leave at once; in between, pieces
-            # made within stream_interval_s of the last message (or waiting
-            # while the ingress took it) travel together as one message.
-            if held and (sent is None or held[-1].is_last or now - sent >= self._stream_interval_s):
+            # The first piece leaves at once; later ones made within
+            # stream_interval_s of the last message (or waiting while the
+            # ingress took it) travel together as one message.
+            if held and (sent is None or now - sent >= self._stream_interval_s):
                 yield StreamPiece.joined(held)
                 held, sent = [], now
 
-    def _stamp(self, event: StepEvent, timing: BatchTiming | None, entered: float) -> StepEvent:
-        if event.result is None or timing is None:
-            return event
-        timing = replace(timing, replica_ms=(time.perf_counter() - entered) * 1000)
-        self._metrics.count_tokens(event.result.input_tokens, event.result.output_tokens)
-        piece = replace(event.piece, timing=timing) if event.piece is not None else None
-        return replace(event, piece=piece, result=replace(event.result, timing=timing))
+    def _reply(self, payload: Any, result: GenerationResult, timing: BatchTiming, entered: float) -> Reply[Any]:
+        usage = Usage(result.input_tokens, result.output_tokens)
+        self._metrics.count(usage)
+        timing = BatchTiming(timing.queue_ms, timing.inference_ms, timing.batch_size, _since(entered))
+        return Reply(payload, self._engine.name, usage, timing)
 
 
 @serve.deployment(name=names.DETECTOR)
@@ -194,12 +179,19 @@ class DetectorDeployment:
             generator=settings.generator_model,
             max_batch_tokens=settings.max_batch_tokens,
         )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="electra")
         self._metrics = _BatchMetrics(self._engine.name)
-        self._batcher = _batcher(settings, self._score)
+        planner: BatchPlanner[PreparedDetection] = BatchPlanner(
+            settings.max_batch_size,
+            settings.batch_wait_timeout_s,
+            cost=lambda prepared: prepared.tokens,
+            max_batch_cost=settings.max_batch_tokens,
+        )
+        self._batcher = Batcher(
+            self._engine.detect, planner, workers=settings.max_concurrent_batches, on_batch=self._metrics.batch
+        )
 
     def info(self) -> dict[str, Any]:
-        return _describe(self._engine)
+        return _replica_info(self._engine)
 
     def describe(self) -> ModelDescription:
         return self._engine.describe()
@@ -207,18 +199,10 @@ class DetectorDeployment:
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
 
-    async def detect(self, request: DetectionRequest) -> Detection:
+    async def detect(self, request: DetectionRequest) -> Reply[Detection]:
         entered = time.perf_counter()
-        detection: Detection = await self._batcher.call(Ticket(self._engine.prepare(request, checked=True)))
-        return replace(detection, timing=replace(detection.timing, replica_ms=(time.perf_counter() - entered) * 1000))
-
-    async def _score(self, batch: Batch[Ticket]) -> None:
-        loop = asyncio.get_running_loop()
-        tickets = batch.items
-        started = time.perf_counter()
-        self._metrics.batch_started(tickets, started)
-        prepared: list[PreparedDetection] = [t.prepared for t in tickets]
-        detections = await loop.run_in_executor(self._executor, self._engine.detect, prepared)
-        self._metrics.count_tokens(sum(d.input_tokens for d in detections), 0)
-        for index, (detection, ticket) in enumerate(zip(detections, tickets, strict=True)):
-            batch.emit(index, replace(detection, timing=_timing(ticket, started, len(tickets))))
+        detection, waiting, started, size = await self._batcher.call(self._engine.prepare(request))
+        usage = Usage(detection.input_tokens)
+        self._metrics.count(usage)
+        timing = BatchTiming((started - waiting.arrived) * 1000, _since(started), size, _since(entered))
+        return Reply(detection, self._engine.name, usage, timing)

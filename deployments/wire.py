@@ -15,9 +15,11 @@ from t5electra.server.domain import (
     GenerationRequest,
     GenerationResult,
     ModelDescription,
+    Reply,
     StreamPiece,
     Tokenization,
     TokenLogprob,
+    Usage,
 )
 from t5electra.server.errors import InvalidInput
 
@@ -68,7 +70,7 @@ def generation_request(
 
 
 def detection_request(
-    message: detection_pb2.DetectReplacementsRequest | Undecodable, request_id: str
+    message: detection_pb2.DetectReplacementsRequest | Undecodable, request_id: str, deadline: float | None = None
 ) -> DetectionRequest:
     _decoded(message)
     threshold = message.threshold if message.HasField("threshold") else DetectionRequest.threshold
@@ -79,6 +81,7 @@ def detection_request(
         word_scoring=_enum(message.word_scoring, _WORD_SCORINGS, DetectionRequest.word_scoring),
         offset_unit=_enum(message.offset_unit, _OFFSET_UNITS, DetectionRequest.offset_unit),
         suggestions=message.suggestions,
+        deadline=deadline,
     )
 
 
@@ -114,7 +117,7 @@ def _token_logprobs(tokens: tuple[TokenLogprob, ...]) -> list[generation_pb2.Tok
     ]
 
 
-def generate_response(result: GenerationResult) -> generation_pb2.GenerateResponse:
+def generate_response(reply: Reply[GenerationResult]) -> generation_pb2.GenerateResponse:
     return generation_pb2.GenerateResponse(
         sequences=[
             generation_pb2.GeneratedSequence(
@@ -124,26 +127,35 @@ def generate_response(result: GenerationResult) -> generation_pb2.GenerateRespon
                 tokens=_token_logprobs(s.tokens),
                 score=s.score,
             )
-            for s in result.sequences
+            for s in reply.payload.sequences
         ],
-        usage=generation_pb2.Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
-        model=result.model,
+        usage=_usage(reply.usage),
+        model=reply.model,
     )
+
+
+def _usage(usage: Usage) -> generation_pb2.Usage:
+    return generation_pb2.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
 
 
 def stream_response(piece: StreamPiece) -> generation_pb2.GenerateStreamResponse:
-    message = generation_pb2.GenerateStreamResponse(
+    """A message of a stream before its last one."""
+    return generation_pb2.GenerateStreamResponse(
         text=piece.text, generated_tokens=piece.generated_tokens, tokens=_token_logprobs(piece.tokens)
     )
-    if piece.is_last:
-        message.finish_reason = int(piece.finish_reason)
-        message.usage.input_tokens = piece.input_tokens
-        message.usage.output_tokens = piece.generated_tokens
-        message.model = piece.model
+
+
+def last_stream_response(reply: Reply[StreamPiece]) -> generation_pb2.GenerateStreamResponse:
+    """A stream's last message: its ending, usage and model."""
+    message = stream_response(reply.payload)
+    message.finish_reason = int(reply.payload.finish_reason or 0)
+    message.usage.CopyFrom(_usage(reply.usage))
+    message.model = reply.model
     return message
 
 
-def detect_response(detection: Detection) -> detection_pb2.DetectReplacementsResponse:
+def detect_response(reply: Reply[Detection]) -> detection_pb2.DetectReplacementsResponse:
+    detection = reply.payload
     return detection_pb2.DetectReplacementsResponse(
         tokens=[
             detection_pb2.TokenScore(token=t.token, start=t.start, end=t.end, score=t.score, replaced=t.replaced)
@@ -153,7 +165,7 @@ def detect_response(detection: Detection) -> detection_pb2.DetectReplacementsRes
             detection_pb2.Span(start=s.start, end=s.end, text=s.text, score=s.score) for s in detection.replaced_spans
         ],
         replaced_fraction=detection.replaced_fraction,
-        model=detection.model,
+        model=reply.model,
         words=[
             detection_pb2.Word(
                 text=w.text,

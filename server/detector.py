@@ -16,7 +16,7 @@ from transformers import ElectraForPreTraining
 
 from . import words as wording
 from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenScore
-from .errors import InvalidInput
+from .errors import InvalidInput, NotConfigured
 from .loading import load_pretrained
 from .offsets import converter
 from .settings import Limits
@@ -35,6 +35,10 @@ class PreparedDetection:
     ids: tuple[int, ...]
     offsets: tuple[tuple[int, int], ...]
     words: tuple[int | None, ...]
+
+    @property
+    def deadline(self) -> float | None:
+        return self.request.deadline
 
     @property
     def tokens(self) -> int:
@@ -90,11 +94,15 @@ class ReplacementDetector:
             None if generator is None else SuggestionGenerator(generator, device=self.device, dtype=self.precision)
         )
 
-    def prepare(self, request: DetectionRequest, *, checked: bool = False) -> PreparedDetection:
-        """Validates and tokenizes one request; raises :class:`InvalidInput`.
-        ``checked``: as for :meth:`T5Generator.prepare`."""
-        if not checked:
-            check_detection(request, self.limits)
+    def prepare(self, request: DetectionRequest) -> PreparedDetection:
+        """Validates and tokenizes one request; raises :class:`InvalidInput`,
+        or :class:`NotConfigured` for suggestions without a generator."""
+        check_detection(request, self.limits)
+        if request.suggestions and self.generator is None:
+            raise NotConfigured(
+                "suggestions: this server has no generator; set electra.generator_model (a hub id or "
+                "path of an ELECTRA generator, or 'embedded')"
+            )
         ids, encoding = encode_untrusted(self.tokenizer, request.text, add_special_tokens=False, offsets=True)
         if len(ids) > self.limits.max_detection_input_tokens:
             raise InvalidInput(
@@ -210,7 +218,6 @@ class ReplacementDetector:
             tuple(tokens),
             tuple(wording.spans(text, found)),
             replaced / len(tokens) if tokens else 0.0,
-            self.name,
             input_tokens=len(tokens),
             words=tuple(found),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 
 class FinishReason(enum.IntEnum):
@@ -109,8 +110,6 @@ class BatchTiming:
 class GenerationResult:
     sequences: tuple[GeneratedSequence, ...]
     input_tokens: int
-    model: str
-    timing: BatchTiming = field(default_factory=BatchTiming)
 
     @property
     def output_tokens(self) -> int:
@@ -126,8 +125,6 @@ class StreamPiece:
     generated_tokens: int
     finish_reason: FinishReason | None = None
     input_tokens: int = 0
-    model: str = ""
-    timing: BatchTiming | None = None
     tokens: tuple[TokenLogprob, ...] = ()
 
     @property
@@ -155,6 +152,7 @@ class DetectionRequest:
     word_scoring: str = "max"  # one of WORD_SCORINGS
     offset_unit: str = "code_point"  # one of OFFSET_UNITS
     suggestions: int = 0
+    deadline: float | None = None  # as GenerationRequest's
 
 
 @dataclass(frozen=True)
@@ -197,9 +195,7 @@ class Detection:
     tokens: tuple[TokenScore, ...]
     replaced_spans: tuple[Span, ...]
     replaced_fraction: float
-    model: str
     input_tokens: int = 0
-    timing: BatchTiming = field(default_factory=BatchTiming)
     words: tuple[Word, ...] = ()
     offset_unit: str = "code_point"
 
@@ -241,3 +237,26 @@ class ModelDescription:
     max_input_chars: int
     parameters_accepted: dict[str, str]
     suggestion_generator: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a request is billed for."""
+
+    input_tokens: int
+    output_tokens: int = 0
+
+
+Payload = TypeVar("Payload")
+
+
+@dataclass(frozen=True)
+class Reply(Generic[Payload]):
+    """What a model replica answers: the engine's result and what serving
+    knows of it, built once in the replica and read once in the ingress,
+    where the trailers, metrics and log line are written."""
+
+    payload: Payload
+    model: str
+    usage: Usage
+    timing: BatchTiming

@@ -61,17 +61,15 @@ class T5Generator:
         start = config.decoder_start_token_id
         self.start_id = start if start is not None else self.model.config.decoder_start_token_id
 
-    def prepare(self, request: GenerationRequest, *, stream: bool = False, checked: bool = False) -> PreparedGeneration:
+    def prepare(self, request: GenerationRequest, *, stream: bool = False) -> PreparedGeneration:
         """Validates and tokenizes one request; raises :class:`InvalidInput`.
-        ``checked`` skips the field checks a caller already made (the
-        ingress does, before a request reaches a replica); token counts are
-        always checked, since only the engine has the tokenizer.
+        Every field is checked here, where the tokenizer is, and nowhere
+        else: the ingress only converts and forwards.
 
         Text that looks like a special token ("</s>") is tokenized as text, so
         a prompt cannot end itself early or inject control tokens.
         """
-        if not checked:
-            check_generation(request, self.limits, streaming=stream)
+        check_generation(request, self.limits, streaming=stream)
         ids, _ = encode_untrusted(self.tokenizer, request.text, add_special_tokens=True)
         if len(ids) > self.limits.max_generation_input_tokens:
             raise InvalidInput(
@@ -164,7 +162,7 @@ class T5Generator:
         ]
         n = p.num_return_sequences
         return [
-            GenerationResult(tuple(beams[i * n : (i + 1) * n]), len(prepared.input_ids), self.name)
+            GenerationResult(tuple(beams[i * n : (i + 1) * n]), len(prepared.input_ids))
             for i, prepared in enumerate(group)
         ]
 

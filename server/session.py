@@ -251,7 +251,7 @@ class GenerationSession:
                     sequences.append(
                         GeneratedSequence(batch.texts[r].sent, batch.finish[r], generated[r], tuple(batch.logprobs[r]))
                     )
-                result = GenerationResult(tuple(sequences), len(prepared.input_ids), self._g.name)
+                result = GenerationResult(tuple(sequences), len(prepared.input_ids))
                 piece = None
                 if prepared.stream:
                     last = sequences[0]
@@ -260,7 +260,6 @@ class GenerationSession:
                         last.generated_tokens,
                         last.finish_reason,
                         result.input_tokens,
-                        result.model,
                         tokens=tuple(new_tokens[key]),
                     )
                 events.append(StepEvent(key, piece, result))

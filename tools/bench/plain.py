@@ -18,6 +18,7 @@ import grpc
 from t5electra.deployments import wire
 from t5electra.protocol.v1 import detection_pb2, detection_pb2_grpc, generation_pb2, generation_pb2_grpc
 from t5electra.server.detector import ReplacementDetector
+from t5electra.server.domain import BatchTiming, Reply, Usage
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
 
@@ -42,7 +43,9 @@ class PlainGeneration(generation_pb2_grpc.TextGenerationServicer):
     def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext):
         prepared = _prepare(context, lambda: self._generator.prepare(wire.generation_request(request, "")))
         context.set_trailing_metadata(_SINGLE)
-        return wire.generate_response(self._generator.generate([prepared])[0])
+        result = self._generator.generate([prepared])[0]
+        usage = Usage(result.input_tokens, result.output_tokens)
+        return wire.generate_response(Reply(result, self._generator.name, usage, BatchTiming()))
 
     def GenerateStream(
         self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext
@@ -51,9 +54,11 @@ class PlainGeneration(generation_pb2_grpc.TextGenerationServicer):
         session = self._generator.session([prepared])
         while not session.done and context.is_active():
             for event in session.step():
-                if event.piece is not None:
-                    if event.result is not None:
-                        context.set_trailing_metadata(_SINGLE)
+                if event.result is not None:
+                    context.set_trailing_metadata(_SINGLE)
+                    usage = Usage(event.result.input_tokens, event.result.output_tokens)
+                    yield wire.last_stream_response(Reply(event.piece, self._generator.name, usage, BatchTiming()))
+                elif event.piece is not None:
                     yield wire.stream_response(event.piece)
 
 
@@ -66,7 +71,9 @@ class PlainDetection(detection_pb2_grpc.ReplacementDetectionServicer):
     ) -> detection_pb2.DetectReplacementsResponse:
         prepared = _prepare(context, lambda: self._detector.prepare(wire.detection_request(request, "")))
         context.set_trailing_metadata(_SINGLE)
-        return wire.detect_response(self._detector.detect([prepared])[0])
+        detection = self._detector.detect([prepared])[0]
+        usage = Usage(detection.input_tokens)
+        return wire.detect_response(Reply(detection, self._detector.name, usage, BatchTiming()))
 
 
 def serve(t5: str, electra: str, port: int, dtype: str = "auto") -> grpc.Server:

@@ -1,0 +1,189 @@
+"""The T5 scheduler's decisions, driven as its loop drives it: schedule,
+add what it admits, a step with made-up events, update_from_output. No
+threads, no sleeps, no clock: times are numbers the test chooses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from t5electra.deployments.scheduler import Delivery, Scheduler, StepReport, Ticket
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class Job:
+    """A request that needs ``tokens`` steps and occupies ``rows`` rows."""
+
+    name: str
+    tokens: int
+    rows: int = 1
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    key: int
+    result: str | None
+
+
+@dataclass
+class Run:
+    """A scheduler and a pretend session of :class:`Job`s, stepped by hand."""
+
+    scheduler: Scheduler
+    made: dict[int, int] = field(default_factory=dict)  # session key -> tokens made
+    jobs: dict[int, Job] = field(default_factory=dict)
+    steps: list[set[str]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    answers: dict[str, Delivery] = field(default_factory=dict)
+    reports: list[StepReport] = field(default_factory=list)
+    clock: float = 0.0
+    next_key: int = 0
+
+    def submit(self, job: Job) -> Ticket:
+        ticket = Ticket(job, letter=job.name, arrived=self.clock)
+        self.scheduler.submit(ticket)
+        return ticket
+
+    def step(self, wall: float = 0.0) -> bool:
+        """One turn of the loop; False when the scheduler says to wait."""
+        rows = sum(self.jobs[k].rows for k in self.made)
+        plan = self.scheduler.schedule(self.clock, wall, rows)
+        for key in plan.cancel:
+            self.cancelled.append(self.jobs[key].name)
+            del self.made[key]
+        self.expired += [t.letter for t in plan.expired]
+        if plan.wait:
+            return False
+        for ticket in plan.admit:
+            key, self.next_key = self.next_key, self.next_key + 1
+            self.jobs[key], self.made[key] = ticket.item, 0
+            self.scheduler.admitted(ticket, key)
+        self.clock += 1.0  # a step takes a second of made-up time
+        rows = sum(self.jobs[k].rows for k in self.made)
+        self.steps.append({self.jobs[k].name for k in self.made})
+        events = []
+        for key in list(self.made):
+            self.made[key] += 1
+            done = self.made[key] == self.jobs[key].tokens
+            events.append(Event(key, f"{self.jobs[key].name} done" if done else None))
+            if done:
+                del self.made[key]
+        deliveries, report = self.scheduler.update_from_output(events, rows, self.clock)
+        self.reports.append(report)
+        self.answers.update({d.ticket.letter: d for d in deliveries if d.timing is not None})
+        return True
+
+    def run(self, steps: int = 1000) -> None:
+        for _ in range(steps):
+            if not self.step():
+                return
+
+
+def test_continuous_admits_at_the_next_step_and_a_short_request_leaves_when_done() -> None:
+    run = Run(Scheduler(max_rows=4, policy="continuous"))
+    run.submit(Job("long", 10))
+    run.step()
+    run.step()
+    run.submit(Job("short", 2))
+    run.run()
+    assert run.steps[2] == {"long", "short"} and run.steps[3] == {"long", "short"}
+    assert all(names == {"long"} for names in run.steps[4:]) and len(run.steps) == 10
+    assert run.answers["short"].event.result == "short done"
+
+
+def test_static_admits_only_into_an_empty_batch() -> None:
+    run = Run(Scheduler(max_rows=4, policy="static"))
+    run.submit(Job("long", 5))
+    run.step()
+    run.submit(Job("short", 2))
+    run.run()
+    assert run.steps == [{"long"}] * 5 + [{"short"}] * 2
+
+
+def test_rows_never_exceed_the_limit_and_a_request_too_big_runs_alone() -> None:
+    run = Run(Scheduler(max_rows=4, policy="continuous"))
+    for i in range(5):
+        run.submit(Job(f"j{i}", 3, rows=2))
+    run.submit(Job("huge", 2, rows=6))
+    run.run()
+    assert set(run.answers) == {f"j{i}" for i in range(5)} | {"huge"}
+    for names in run.steps:
+        rows = sum(6 if name == "huge" else 2 for name in names)
+        assert rows <= 4 or names == {"huge"}
+    assert {"huge"} in run.steps
+
+
+def test_a_caller_that_leaves_is_cancelled_at_the_next_step_and_its_rows_go_to_others() -> None:
+    run = Run(Scheduler(max_rows=2, policy="continuous"))
+    gone = run.submit(Job("gone", 10_000, rows=2))
+    run.step()
+    run.submit(Job("next", 2, rows=2))
+    run.step()
+    assert run.steps == [{"gone"}, {"gone"}], "no rows free for next while gone decodes"
+    run.scheduler.leave(gone)
+    run.run()
+    assert run.cancelled == ["gone"] and run.steps[2:] == [{"next"}, {"next"}]
+
+
+def test_a_caller_that_leaves_while_waiting_never_runs() -> None:
+    run = Run(Scheduler(max_rows=1, policy="continuous"))
+    run.submit(Job("busy", 3))
+    run.step()
+    leaver = run.submit(Job("leaver", 3))
+    run.scheduler.leave(leaver)
+    run.run()
+    assert "leaver" not in set().union(*run.steps) and run.cancelled == []
+
+
+def test_requests_past_their_deadline_leave_the_queue_and_the_batch() -> None:
+    run = Run(Scheduler(max_rows=1, policy="continuous"))
+    run.submit(Job("running", 10, deadline=100.0))
+    run.step(wall=50.0)
+    run.submit(Job("queued", 2, deadline=60.0))
+    run.step(wall=55.0)
+    run.step(wall=61.0)  # "queued" expired while waiting for the busy row
+    assert run.expired == ["queued"] and run.cancelled == []
+    run.step(wall=101.0)  # "running" expired mid-decode
+    assert run.expired == ["queued", "running"] and run.cancelled == ["running"]
+    assert not run.scheduler.waiting and not run.scheduler.live
+
+
+def test_an_idle_replica_waits_for_company_until_the_batch_fills_or_the_wait_ends() -> None:
+    scheduler = Scheduler(max_rows=3, policy="continuous", idle_wait_s=0.5)
+    scheduler.submit(Ticket(Job("a", 1), "a", arrived=10.0))
+    plan = scheduler.schedule(now=10.1, wall=0.0, session_rows=0)
+    assert plan.wait and plan.wait_s == pytest.approx(0.4)
+    assert [t.letter for t in scheduler.schedule(now=10.6, wall=0.0, session_rows=0).admit] == ["a"]
+    for name in "bcd":
+        scheduler.submit(Ticket(Job(name, 1), name, arrived=20.0))
+    assert [t.letter for t in scheduler.schedule(now=20.0, wall=0.0, session_rows=0).admit] == ["b", "c", "d"]
+
+
+def test_each_step_is_reported_with_its_rows_queue_times_and_answers_with_timing() -> None:
+    run = Run(Scheduler(max_rows=4, policy="continuous"))
+    run.submit(Job("a", 3))
+    run.clock = 2.0  # "b" arrives two seconds later and waits a step
+    run.step()
+    run.submit(Job("b", 3, rows=2))
+    run.run()
+    assert [r.rows for r in run.reports] == [1, 3, 3, 2]
+    assert [r.admitted_queue_ms for r in run.reports] == [(2000.0,), (0.0,), (), ()]
+    a, b = run.answers["a"].timing, run.answers["b"].timing
+    assert a is not None and (a.queue_ms, a.inference_ms, a.batch_size) == (2000.0, 3000.0, 2)
+    assert b is not None and (b.queue_ms, b.inference_ms, b.batch_size) == (0.0, 3000.0, 3)
+    assert run.scheduler.steps == 4 and run.scheduler.decoding == 0
+
+
+def test_a_failed_step_drops_the_admitted_requests_and_keeps_the_waiting_ones() -> None:
+    run = Run(Scheduler(max_rows=1, policy="continuous"))
+    run.submit(Job("running", 5))
+    run.step()
+    run.submit(Job("waiting", 1))
+    assert [t.letter for t in run.scheduler.drop_live()] == ["running"]
+    assert [t.letter for t in run.scheduler.waiting] == ["waiting"]
+    assert [t.letter for t in run.scheduler.drop_all()] == ["waiting"]
