@@ -54,7 +54,7 @@ class Sample:
 
 HOPS_EXPLAINED = {
     "proxy": "client and Ray's gRPC proxy, to the ingress and back",
-    "ingress": "validation, auth, conversion, metrics and log line",
+    "ingress": "auth, conversion, metrics and log line",
     "model call": "Ray's router and the call to the model replica and back",
     "replica": "tokenizing and answering inside the model replica",
     "queue": "waiting in the replica for a batch (T5: a step to join)",

@@ -1,10 +1,10 @@
 """The gRPC-facing deployment: one method per RPC, named as in the protos,
 which Ray Serve's gRPC proxy calls with the request proto.
 
-Each method converts the proto to a domain request, validates it, forwards it
-to a model deployment through its handle and converts the answer back. Every
-failure goes through :func:`status.to_status_code`; nothing else here decides
-a status code.
+Each method converts the proto to a domain request, forwards it to a model
+deployment through its handle (the replica validates and tokenizes it, once),
+records the :class:`Reply` it gets and converts it back. Every failure goes
+through :func:`status.to_status_code`; nothing else here decides a status code.
 """
 
 from __future__ import annotations

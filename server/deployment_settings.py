@@ -39,13 +39,13 @@ class Autoscaling(StrictModel):
         return self.model_dump()
 
 
-class PlacementSettings(StrictModel):
-    """What every deployment shares: where its replicas may run on a Ray
-    cluster beyond CPUs and GPUs, and how Serve starts, checks and stops
-    them. Subclasses add their model, batching and scaling fields."""
+class DeploymentSettings(StrictModel):
+    """What every deployment has, with the same names and meaning: where its
+    replicas run, how many (autoscaling), how many requests each holds and
+    how many wait in Ray's router before RESOURCE_EXHAUSTED, and how Serve
+    starts, checks and stops them. Each deployment adds its own fields."""
 
     num_cpus: float = Field(0.5, ge=0)
-
     resources: dict[str, float] = Field(
         default_factory=dict,
         description="Ray custom resources each replica needs, e.g. a resource only one node group "
@@ -57,7 +57,16 @@ class PlacementSettings(StrictModel):
         description="spreads replicas over nodes, so that losing a node loses at most this many; replicas "
         "that find no node stay pending until one joins",
     )
-
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    max_ongoing_requests: int | None = Field(
+        None,
+        ge=1,
+        description="requests a replica holds at once, running or waiting inside it (Ray Serve's option of "
+        "that name); unset, each deployment derives it (see ongoing_limit)",
+    )
+    max_queued_requests: int = Field(
+        64, ge=-1, description="requests waiting in Ray's router for a replica before RESOURCE_EXHAUSTED; -1 unbounded"
+    )
     graceful_shutdown_timeout_s: float = Field(
         20.0,
         ge=0,
@@ -65,14 +74,12 @@ class PlacementSettings(StrictModel):
         "in flight may take to finish; Serve routes no new ones to it meanwhile, and those still running after "
         "this get UNAVAILABLE",
     )
-
     health_check_period_s: float = Field(
         2.0,
         gt=0,
         description="how often Serve's controller checks a replica; a dead one is replaced after about "
         "this long (Ray's default, 10 s, leaves a crashed replica unnoticed that long)",
     )
-
     max_surge_percent: int = Field(
         100,
         ge=0,
@@ -81,6 +88,10 @@ class PlacementSettings(StrictModel):
         "a single replica before its successor runs, and every request in between fails",
     )
 
+    def ongoing_limit(self) -> int:
+        """``max_ongoing_requests`` as Ray gets it."""
+        return self.max_ongoing_requests or 5  # Ray Serve's own default
+
     def deployment_options(self, env_vars: dict[str, str]) -> dict[str, Any]:
         """Ray Serve's options for this deployment, built the same way for
         all three; ``env_vars`` go into each replica's runtime environment.
@@ -88,8 +99,8 @@ class PlacementSettings(StrictModel):
         second whether a stopping replica is done."""
         placement = {} if self.max_replicas_per_node is None else {"max_replicas_per_node": self.max_replicas_per_node}
         return {
-            "autoscaling_config": self.autoscaling_config(),
-            "max_ongoing_requests": self.max_ongoing_requests,
+            "autoscaling_config": self.autoscaling.to_serve(),
+            "max_ongoing_requests": self.ongoing_limit(),
             "max_queued_requests": self.max_queued_requests,
             "ray_actor_options": {**self.ray_actor_options(), "runtime_env": {"env_vars": dict(env_vars)}},
             "logging_config": {"enable_access_log": False},
@@ -103,12 +114,9 @@ class PlacementSettings(StrictModel):
     def ray_actor_options(self) -> dict[str, Any]:
         return {"num_cpus": self.num_cpus, "resources": dict(self.resources)}
 
-    def autoscaling_config(self) -> dict[str, Any]:
-        raise NotImplementedError("each deployment's settings say how it scales")
 
-
-class ModelSettings(PlacementSettings):
-    """One model deployment: which checkpoint, how it batches, scales and runs."""
+class ModelSettings(DeploymentSettings):
+    """One model deployment: which checkpoint, in which precision, how it batches."""
 
     model: str = Field(description="hub id or local path of a save_pretrained directory")
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -123,14 +131,9 @@ class ModelSettings(PlacementSettings):
     batch_wait_timeout_s: float = Field(
         0.0,
         ge=0,
-        description="how long an idle replica waits for a batch to fill; requests that arrive while it is "
-        "busy batch anyway, so 0 suits CPUs, where a larger batch costs more",
+        description="how long an idle replica waits after a first request for a batch to fill; requests "
+        "that arrive while it is busy batch anyway, so 0 suits CPUs, where a larger batch costs more",
     )
-    max_concurrent_batches: int = Field(1, ge=1)
-    max_queued_requests: int = Field(
-        64, ge=-1, description="requests waiting for a replica before RESOURCE_EXHAUSTED; -1 unbounded"
-    )
-    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     num_gpus: float = Field(0, ge=0)
     torch_threads: int | None = Field(
         None,
@@ -138,27 +141,29 @@ class ModelSettings(PlacementSettings):
         description="intra-op threads of a replica; unset, Ray's OMP_NUM_THREADS applies, which follows "
         "num_cpus (at least 1)",
     )
-
     queued_batches: int = Field(
         3,
         ge=1,
-        description="full batches a replica holds waiting beyond the ones running; past that Ray's router "
-        "holds requests (up to max_queued_requests) and polls the replica with backoff, which is far slower",
+        description="full batches a replica holds waiting beyond the ones running (when max_ongoing_requests "
+        "is unset); past that Ray's router holds requests (up to max_queued_requests) and polls the replica "
+        "with backoff, which is far slower",
     )
 
-    @property
-    def max_ongoing_requests(self) -> int:
-        """Ray's default of 5 would cap batches at 5. Requests waiting inside
-        the replica cost nothing and join the next batch at once; requests
-        held in Ray's router wait on exponential backoff (Generate at
-        concurrency 64 with room for two batches: 6.6 req/s, p50 6.5 s)."""
-        return self.max_batch_size * (self.max_concurrent_batches + self.queued_batches)
+    def batches_at_once(self) -> int:
+        return 1
+
+    def ongoing_limit(self) -> int:
+        """Unless set: room for the running batches and ``queued_batches`` more.
+        Ray's default of 5 would cap batches at 5; requests waiting inside
+        the replica join the next batch at once, while requests held in Ray's
+        router wait on exponential backoff (Generate at concurrency 64 with
+        room for two batches: 6.6 req/s, p50 6.5 s)."""
+        if self.max_ongoing_requests is not None:
+            return self.max_ongoing_requests
+        return self.max_batch_size * (self.batches_at_once() + self.queued_batches)
 
     def ray_actor_options(self) -> dict[str, Any]:
         return {**super().ray_actor_options(), "num_gpus": self.num_gpus}
-
-    def autoscaling_config(self) -> dict[str, Any]:
-        return self.autoscaling.to_serve()
 
 
 class T5Settings(ModelSettings):
@@ -176,20 +181,20 @@ class T5Settings(ModelSettings):
         description="GenerateStream: pieces made within this long after the previous message travel "
         "together as one (the first and the last piece never wait); 0 sends one per token",
     )
-
-    @model_validator(mode="after")
-    def _one_loop(self) -> T5Settings:
-        if self.max_concurrent_batches != 1:
-            raise ValueError(
-                f"t5.max_concurrent_batches is {self.max_concurrent_batches}: a T5 replica decodes in one loop; "
-                "raise max_batch_size or the replica count instead"
-            )
-        return self
+    batch_wait_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        description="how long an idle T5 replica waits after a first request for others to join its first "
+        "step; a busy one admits arrivals at the next step anyway",
+    )
 
 
 class ElectraSettings(ModelSettings):
     model: str = Field(TINY_ELECTRA, description="hub id or path of an ELECTRA discriminator")
     max_batch_size: int = Field(32, ge=1)
+    max_concurrent_batches: int = Field(
+        1, ge=1, description="batches scoring at once, each on a thread of its own (more suits a GPU)"
+    )
     max_batch_tokens: int = Field(
         8192,
         ge=1,
@@ -209,22 +214,33 @@ class ElectraSettings(ModelSettings):
             self.generator_model = TINY_ELECTRA_GENERATOR
         return self
 
+    def batches_at_once(self) -> int:
+        return self.max_concurrent_batches
 
-class IngressSettings(PlacementSettings):
-    """The light deployment in front of the models: validation and routing."""
+
+_LEGACY_INGRESS_SCALING = ("min_replicas", "max_replicas", "target_ongoing_requests")
+_INGRESS_SCALING_DEFAULTS = {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 128.0}
+
+
+class IngressSettings(DeploymentSettings):
+    """The light deployment in front of the models: conversion, auth and routing."""
 
     num_cpus: float = Field(0.1, ge=0)
-    max_ongoing_requests: int = Field(256, ge=1)
+    autoscaling: Autoscaling = Field(default_factory=lambda: Autoscaling(**_INGRESS_SCALING_DEFAULTS))
+    max_ongoing_requests: int | None = Field(256, ge=1, description="requests an ingress replica holds at once")
     max_queued_requests: int = Field(512, ge=-1)
-    min_replicas: int = Field(1, ge=1)
-    max_replicas: int = Field(1, ge=1)
-    target_ongoing_requests: float = Field(
-        128.0, gt=0, description="requests in flight per ingress replica that autoscaling aims at"
-    )
 
-    def autoscaling_config(self) -> dict[str, Any]:
-        return {
-            "min_replicas": self.min_replicas,
-            "max_replicas": self.max_replicas,
-            "target_ongoing_requests": self.target_ongoing_requests,
-        }
+    @model_validator(mode="before")
+    @classmethod
+    def _scaling(cls, values: Any) -> Any:
+        """The ingress's own autoscaling defaults under whatever a config
+        sets; configs written before the ingress had an ``autoscaling``
+        section (``ingress.min_replicas`` and friends) keep working."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        legacy = {key: values.pop(key) for key in _LEGACY_INGRESS_SCALING if key in values}
+        given = values.get("autoscaling")
+        if legacy or isinstance(given, dict):
+            values["autoscaling"] = {**_INGRESS_SCALING_DEFAULTS, **(given or {}), **legacy}
+        return values

@@ -104,7 +104,9 @@ class T5Generator:
         return session
 
     def generate(self, batch: Sequence[PreparedGeneration]) -> list[GenerationResult]:
-        """Runs a batch to completion; results in the batch's order."""
+        """Runs a batch to completion; results in the batch's order. The
+        whole-request path that tests, the bench's engine phase and its plain
+        server use; replicas step sessions instead."""
         session = self.session(batch)
         results: dict[int, GenerationResult] = {}
         while not session.done:

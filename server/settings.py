@@ -9,7 +9,7 @@ Values come from, in rising precedence: the defaults below (right for a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field
@@ -99,7 +99,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlArgs(settings_cls))
+        # The YAML's args travel as one reserved init argument of this call,
+        # taken out here so that they rank below the environment.
+        yaml_args = init_settings.init_kwargs.pop(_YAML_ARGS, {})  # type: ignore[attr-defined]
+        return (init_settings, env_settings, _YamlArgs(settings_cls, yaml_args))
 
     @classmethod
     def load(cls, config: Path | None = None, *, yaml_args: dict[str, Any] | None = None, **overrides: Any) -> Settings:
@@ -108,27 +111,25 @@ class Settings(BaseSettings):
         args = dict(yaml_args or {})
         if config is not None:
             args = {**args_from_serve_config(yaml.safe_load(Path(config).read_text()) or {}), **args}
-        _YamlArgs.args = args
-        try:
-            return cls(**{k: v for k, v in overrides.items() if v is not None})
-        finally:
-            _YamlArgs.args = {}
+        return cls(**{k: v for k, v in overrides.items() if v is not None}, **{_YAML_ARGS: args})
+
+
+_YAML_ARGS = "_serve_config_args"
 
 
 class _YamlArgs(PydanticBaseSettingsSource):
     """The ``args`` of the first application of a Serve config YAML, and its
-    ``grpc_options.port``, as the lowest-precedence source of settings.
+    ``grpc_options.port``, as the lowest-precedence source of settings."""
 
-    pydantic-settings instantiates sources itself, so :meth:`Settings.load`
-    hands the parsed args over through a class attribute for one call."""
-
-    args: ClassVar[dict[str, Any]] = {}
+    def __init__(self, settings_cls: type[BaseSettings], args: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._args = args
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         raise NotImplementedError("read through __call__")
 
     def __call__(self) -> dict[str, Any]:
-        return dict(self.args)
+        return dict(self._args)
 
 
 def args_from_serve_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def test_overload_is_resource_exhausted_and_recovers(server: ServerUnderTest) ->
     request = generation_pb2.GenerateRequest(
         text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=300, max_new_tokens=300)
     )
-    capacity = server.settings.t5.max_ongoing_requests + T5_QUEUE
+    capacity = server.settings.t5.ongoing_limit() + T5_QUEUE
     with server.channel() as channel:
         stub = server.generation_stub(channel)
         calls = [stub.Generate.future(request, timeout=120) for _ in range(capacity + 24)]

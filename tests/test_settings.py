@@ -27,7 +27,8 @@ def test_defaults_suit_a_small_cpu_machine() -> None:
     assert (settings.t5.model, settings.electra.model) == (TINY_T5, TINY_ELECTRA)
     assert settings.t5.num_gpus == settings.electra.num_gpus == 0
     assert settings.t5.num_cpus <= 0.5 and settings.ingress.num_cpus <= 0.5
-    assert settings.t5.max_ongoing_requests >= settings.t5.max_batch_size * settings.t5.max_concurrent_batches
+    assert settings.t5.ongoing_limit() >= settings.t5.max_batch_size
+    assert settings.electra.ongoing_limit() >= settings.electra.max_batch_size * settings.electra.max_concurrent_batches
 
 
 def test_yaml_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +96,7 @@ def test_cluster_profile_gives_t5_whole_gpus_and_packs_electra() -> None:
     for model in (settings.t5, settings.electra):
         assert model.autoscaling.max_replicas > model.autoscaling.min_replicas >= 1
     assert settings.proxy_location == "EveryNode"
-    assert settings.ingress.min_replicas >= 2 and settings.ingress.max_replicas_per_node == 1
+    assert settings.ingress.autoscaling.min_replicas >= 2 and settings.ingress.max_replicas_per_node == 1
 
 
 def test_placement_settings_reach_ray() -> None:
@@ -121,6 +122,53 @@ def test_every_deployment_gets_the_same_kinds_of_options() -> None:
     t5, electra, ingress = (m.deployment_options({}) for m in (settings.t5, settings.electra, settings.ingress))
     assert set(t5) == set(electra) == set(ingress)
     assert t5["autoscaling_config"] == settings.t5.autoscaling.model_dump()
-    assert ingress["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 128.0}
+    assert ingress["autoscaling_config"] == settings.ingress.autoscaling.model_dump()
+    scaling = ingress["autoscaling_config"]
+    assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (1, 1, 128.0)
+    assert (ingress["max_ongoing_requests"], ingress["max_queued_requests"]) == (256, 512)
     assert t5["max_ongoing_requests"] == settings.t5.max_batch_size * (1 + settings.t5.queued_batches)
     assert (t5["max_surge_percent"], t5["graceful_shutdown_wait_loop_s"]) == (100, 0.5)
+
+
+def test_every_deployment_has_the_same_shared_fields() -> None:
+    settings = Settings.load()
+    shared = set(type(settings.ingress).model_fields)
+    assert shared <= set(type(settings.t5).model_fields) and shared <= set(type(settings.electra).model_fields)
+    assert "max_concurrent_batches" not in type(settings.t5).model_fields
+
+
+def test_flat_ingress_scaling_of_older_configs_still_applies() -> None:
+    old = Settings.load(yaml_args={"ingress": {"min_replicas": 2, "max_replicas": 4}})
+    assert (old.ingress.autoscaling.min_replicas, old.ingress.autoscaling.max_replicas) == (2, 4)
+    assert old.ingress.autoscaling.target_ongoing_requests == 128.0
+    new = Settings.load(ingress={"autoscaling": {"max_replicas": 3}})
+    assert (new.ingress.autoscaling.max_replicas, new.ingress.autoscaling.target_ongoing_requests) == (3, 128.0)
+
+
+def test_yaml_args_of_one_load_never_reach_the_next() -> None:
+    assert Settings.load(yaml_args={"t5": {"max_batch_size": 4}}).t5.max_batch_size == 4
+    assert Settings.load().t5.max_batch_size == 16
+
+
+def _setting_names(model: object, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    names = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel) and name != "autoscaling":
+            names += _setting_names(value, f"{prefix}{name}.")
+        else:
+            names.append(prefix + name)
+    return names
+
+
+def test_the_configuration_page_names_every_setting() -> None:
+    page = (REPOSITORY / "docs" / "configuration.md").read_text()
+    shared = set(type(Settings.load().ingress).model_fields)
+    missing = [
+        name
+        for name in _setting_names(Settings.load())
+        if f"`{name}`" not in page and not (name.split(".", 1)[-1] in shared and f"`*.{name.split('.', 1)[1]}`" in page)
+    ]
+    assert not missing, f"docs/configuration.md leaves out {missing}"

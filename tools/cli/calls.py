@@ -132,7 +132,8 @@ def _generate(args: argparse.Namespace, client: Any) -> int:
             print(piece, end="", flush=True)
         print()
         if stream.end is not None:
-            print(f"[{stream.end.finish_reason}, {stream.end.generated_tokens} tokens]", file=sys.stderr)
+            ending = FINISH_REASONS.get(stream.end.finish_reason, stream.end.finish_reason)
+            print(f"[{ending}, {stream.end.generated_tokens} tokens]", file=sys.stderr)
             _print_logprobs(stream.end.tokens)
     else:
         for sequence in client.generate(args.text, **params).sequences:
@@ -140,6 +141,14 @@ def _generate(args: argparse.Namespace, client: Any) -> int:
             print(sequence.text + score)
             _print_logprobs(sequence.tokens)
     return 0
+
+
+FINISH_REASONS = {
+    "EOS_TOKEN": "ended by the model",
+    "LENGTH": "stopped at max_new_tokens",
+    "STOP_SEQUENCE": "stopped at a stop sequence",
+}
+"""How a person is told why a streamed answer ended (--json keeps the enum names)."""
 
 
 def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
