@@ -24,26 +24,61 @@ LONG = {"min_new_tokens": 512, "max_new_tokens": 512}
 
 
 def in_flight(address: str, count: int) -> tuple[list[tuple[str, float]], list[threading.Thread]]:
-    """Starts ``count`` long calls; each records its status code and when it ended."""
+    """Starts ``count`` long streams and returns once each has its first
+    piece, i.e. is decoding in the replica; each records its status code
+    and when it ended."""
     ended: list[tuple[str, float]] = []
+    decoding = threading.Semaphore(0)
 
     def call() -> None:
         with Client(address, retry=NO_RETRY) as client:
+            first = True
             try:
-                client.generate("reverse words: apple river stone", timeout=60, **LONG)
+                for _ in client.generate_stream("reverse words: apple river stone", timeout=60, **LONG):
+                    if first:
+                        decoding.release()
+                        first = False
                 ended.append(("OK", time.monotonic()))
             except T5ElectraError as error:
                 ended.append((error.code.name, time.monotonic()))
+            finally:
+                if first:
+                    decoding.release()
 
     threads = [threading.Thread(target=call) for _ in range(count)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)  # the requests reach the replica and start decoding
+    for _ in threads:
+        assert decoding.acquire(timeout=120), "a stream never started"
     return ended, threads
 
 
-def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
+def until(served, text: str, timeout: float = 60) -> None:
+    """Until the server's output holds ``text``."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in served.output):
+        assert time.monotonic() < deadline, f"never printed {text!r}: {''.join(served.output)[-2000:]}"
+        time.sleep(0.05)
+
+
+def alive(pids: set[int], within: float = 15.0) -> set[int]:
+    """Which of ``pids`` are still running once each has had ``within``
+    seconds to exit (a killed process takes a moment to go)."""
+    processes = []
+    for pid in pids:
+        try:
+            processes.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, still = psutil.wait_procs(processes, timeout=within)
+    running = set()
+    for process in still:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                running.add(process.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return running
 
 
 @pytest.mark.parametrize("target", ["process group", "command alone"])
@@ -79,7 +114,7 @@ def test_second_ctrl_c_stops_at_once() -> None:
         ended, threads = in_flight(served.address, 2)
         sent = time.monotonic()
         served.process.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        until(served, "draining")
         served.process.send_signal(signal.SIGINT)
         code = served.process.wait(timeout=30)
         took = time.monotonic() - sent
