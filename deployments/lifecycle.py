@@ -25,8 +25,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any, TypeVar
 
 import psutil
 
@@ -38,6 +39,9 @@ from .ray_auth import present_cluster_token
 
 SERVER_CHILD = "T5ELECTRA_SERVER_CHILD"
 """Set in the child's environment: it runs the server instead of supervising."""
+
+T = TypeVar("T")
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -55,10 +59,12 @@ def run(argv: list[str], settings: Settings, address: str | None, say: Callable[
         present_cluster_token()
     started = time.monotonic()
     cluster = start(settings, address)
+    handles = HandleLoop()
     if stop is not None:
         stop.install()
     say(f"t5electra serving on 0.0.0.0:{settings.port} (gRPC, reflection on) after {time.monotonic() - started:.1f}s")
-    for label, model in zip(("T5 model:     ", "ELECTRA model:"), served_models(settings.app_name), strict=True):
+    models = handles.run(served_models(settings.app_name))
+    for label, model in zip(("T5 model:     ", "ELECTRA model:"), models, strict=True):
         say(f"  {label} {model.name} ({model.dtype} on {model.device})")
     say(f"  Ray cluster:   {cluster}")
     if stop is None:
@@ -67,7 +73,7 @@ def run(argv: list[str], settings: Settings, address: str | None, say: Callable[
     say(f"  metrics:       http://127.0.0.1:{settings.metrics_port}/metrics (Prometheus)")
     say("Ctrl-C or SIGTERM stops it.")
     stop.wait()
-    drain_and_stop(settings.app_name, say)
+    drain_and_stop(settings.app_name, handles, say)
     return 0
 
 
@@ -176,17 +182,27 @@ def start(settings: Settings, address: str | None) -> str:
     return getattr(ray.get_runtime_context(), "gcs_address", None) or address
 
 
-def served_models(app_name: str) -> list[ModelDescription]:
+class HandleLoop:
+    """One event loop, on a thread of its own, for every deployment handle
+    this process makes. The request-path switches this process set for Ray
+    (``ray_serve_env``) run a handle's router on the loop that made it, and
+    Serve's shutdown later stops each cached handle's router on that same
+    loop: it must still be running then, so it lives as long as the process."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="serve-handles", daemon=True).start()
+
+    def run(self, work: Coroutine[Any, Any, T], timeout_s: float = 120.0) -> T:
+        return asyncio.run_coroutine_threadsafe(asyncio.wait_for(work, timeout_s), self._loop).result()
+
+
+async def served_models(app_name: str) -> list[ModelDescription]:
     """What the running replicas say they serve (T5, then ELECTRA): the
-    precision and device they resolved from ``auto``, not the settings.
-    Asked from an event loop: the request-path switches this process set
-    for Ray (``ray_serve_env``) run a handle's router on the caller's loop."""
+    precision and device they resolved from ``auto``, not the settings."""
     from ray import serve
 
-    async def ask() -> list[ModelDescription]:
-        return [await serve.get_deployment_handle(deployment, app_name).describe.remote() for deployment in MODELS]
-
-    return asyncio.run(asyncio.wait_for(ask(), timeout=120))
+    return [await serve.get_deployment_handle(deployment, app_name).describe.remote() for deployment in MODELS]
 
 
 class StopRequest:
@@ -206,7 +222,7 @@ class StopRequest:
         self._event.wait()
 
 
-def drain_and_stop(app_name: str, say: Callable[[str], None]) -> None:
+def drain_and_stop(app_name: str, handles: HandleLoop, say: Callable[[str], None]) -> None:
     """Deletes the application (Serve stops routing to its replicas, health
     answers NOT_SERVING, and each replica finishes its requests within its
     ``graceful_shutdown_timeout_s``), then stops Serve and Ray."""
@@ -216,6 +232,6 @@ def drain_and_stop(app_name: str, say: Callable[[str], None]) -> None:
     started = time.monotonic()
     say("draining...")
     serve.delete(app_name)
-    serve.shutdown()
+    handles.run(serve.shutdown_async())
     ray.shutdown()
     say(f"stopped after {time.monotonic() - started:.1f}s")
