@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from t5electra.server.errors import DeadlineExceeded
+
 from .mailbox import Letter, Mailbox
 
 
@@ -102,10 +104,6 @@ class BatchPlanner(Generic[T]):
                     break
             count += 1
         return count
-
-
-class DeadlineExceeded(TimeoutError):
-    """A request's deadline passed while it waited for a batch."""
 
 
 class Batcher(Generic[T]):

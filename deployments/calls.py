@@ -15,6 +15,8 @@ from ray.serve.grpc_util import RayServegRPCContext
 
 from t5electra.server.domain import BatchTiming, Reply, Usage
 
+from .proxy_extension import DEADLINE_KEY
+
 
 @dataclass
 class Call:
@@ -112,13 +114,19 @@ def metadata_value(grpc_context: RayServegRPCContext, name: str) -> str | None:
 
 
 def deadline(grpc_context: RayServegRPCContext) -> float | None:
-    """When the caller stops waiting, from ``x-request-timeout-ms`` (the
-    project's clients send their remaining deadline; gRPC's own deadline
-    does not reach code behind Ray's proxy)."""
+    """When the caller stops waiting (``time.time()``): the earlier of its
+    gRPC deadline, which the extended proxy forwards (``proxy_extension.py``)
+    fresh for every attempt, and ``x-request-timeout-ms`` from now, which the
+    project's clients also send (the budget a caller that sets no gRPC
+    deadline can still give)."""
+    ends = []
+    forwarded = metadata_value(grpc_context, DEADLINE_KEY)
+    if forwarded is not None and forwarded.isascii() and forwarded.isdigit():
+        ends.append(int(forwarded) / 1000)
     given = metadata_value(grpc_context, "x-request-timeout-ms")
-    if given is None or not (given.isascii() and given.isdigit()):
-        return None
-    return time.time() + int(given) / 1000
+    if given is not None and given.isascii() and given.isdigit():
+        ends.append(time.time() + int(given) / 1000)
+    return min(ends, default=None)
 
 
 def request_id(grpc_context: RayServegRPCContext) -> str:

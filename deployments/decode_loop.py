@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from t5electra.server.domain import BatchTiming
+from t5electra.server.errors import DeadlineExceeded
 
+from .admission import Admission
 from .mailbox import Letter, Mailbox
 from .scheduler import Admissible, Delivery, Policy, Scheduler, StepReport, Ticket
 
@@ -39,10 +41,6 @@ class Session(Protocol):
     def step(self) -> list[Any]: ...
 
 
-class DeadlineExceeded(TimeoutError):
-    """A request's deadline passed while it waited or decoded."""
-
-
 class DecodeLoop:
     """Feeds requests to a session stepped by a thread of its own."""
 
@@ -57,6 +55,8 @@ class DecodeLoop:
     ) -> None:
         self._new_session = new_session
         self.scheduler = Scheduler(max_rows, policy, idle_wait_s)
+        self.admission = Admission()
+        self._collected = 0
         self._mailbox: Mailbox[Admissible] = Mailbox()
         self._on_steps = on_steps
         self._reports: list[StepReport] = []
@@ -71,16 +71,29 @@ class DecodeLoop:
     def steps(self) -> int:
         return self.scheduler.steps
 
+    def load(self) -> dict[str, float | None]:
+        """What admission currently assumes: a step's time and an answer's steps."""
+        backlog = self.admission.backlog
+        return {
+            "step_ms": None if backlog.step_s is None else backlog.step_s * 1000,
+            "typical_steps": backlog.typical_steps,
+        }
+
     async def stream(self, item: Admissible) -> AsyncIterator[list[tuple[Any, BatchTiming | None]]]:
         """Queues ``item`` and yields its (event, timing) pairs, the last one
         with its timing, several at a time when the caller is slower than
-        the steps. Leaving the iteration early cancels the request."""
+        the steps. Leaving the iteration early cancels the request. Raises
+        :class:`Overloaded` at once when ``item`` cannot be answered within
+        its deadline behind the work already queued (``admission.py``)."""
+        self.admission.admit(item, time.time())
         self._start()
         async for outputs in self._mailbox.stream(item):
             yield outputs
 
     async def call(self, item: Admissible) -> tuple[Any, BatchTiming | None]:
-        """Queues ``item`` and returns its last (event, timing): its result."""
+        """Queues ``item`` and returns its last (event, timing): its result.
+        Refuses it at once as :meth:`stream` does."""
+        self.admission.admit(item, time.time())
         self._start()
         return await self._mailbox.call(item)
 
@@ -107,6 +120,7 @@ class DecodeLoop:
         while True:
             arrived, departed = self._mailbox.collect()
             now = time.perf_counter()
+            self._collected += len(arrived)
             for letter in arrived:
                 self._tickets[letter] = ticket = Ticket(letter.item, letter, now)
                 self.scheduler.submit(ticket)
@@ -116,8 +130,9 @@ class DecodeLoop:
             plan = self.scheduler.schedule(now, time.time(), session.rows)
             for key in plan.cancel:
                 session.cancel(key)
-            self._fail(list(plan.expired), DeadlineExceeded("deadline exceeded while decoding"))
+            self._fail(list(plan.expired), DeadlineExceeded("the deadline passed, or left too little time to finish"))
             if plan.wait:
+                self.admission.publish(self.scheduler.backlog(self._collected))
                 self._flush_reports()
                 self._mailbox.wait(plan.wait_s)
                 continue
@@ -127,15 +142,18 @@ class DecodeLoop:
                 except Exception as error:
                     self._fail(list(plan.admit[index:]), error)  # taken from the queue, not yet the session's
                     raise
+            self.admission.publish(self.scheduler.backlog(self._collected))
             if session.done:
                 continue
             rows = session.rows
+            started = time.perf_counter()
             try:
                 events = session.step()
             except Exception as error:  # every live caller gets it; the replica keeps serving
                 self._fail(self.scheduler.drop_live(), error)
                 return self._new_session()
-            deliveries, report = self.scheduler.update_from_output(events, rows, time.perf_counter())
+            now = time.perf_counter()
+            deliveries, report = self.scheduler.update_from_output(events, rows, now, now - started)
             self._reports.append(report)
             # Metrics go out in bulk, and before a request's last answer, so
             # that a caller who has its answer finds its steps counted.

@@ -28,7 +28,7 @@ from t5electra.server.domain import Reply, Usage
 from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
-from . import names, wire
+from . import bounded, names, wire
 from .calls import Call, answered, deadline, metadata_value, request_id
 from .health import LIVENESS, Readiness
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
@@ -72,7 +72,7 @@ class IngressDeployment:
             domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
-                reply = await self._t5.generate.remote(domain)
+                reply = await bounded.answer(self._t5.generate.remote(domain), domain.deadline)
             call.record(reply, logprobs=sum(len(s.tokens) for s in reply.payload.sequences))
             return wire.generate_response(reply)
         return generation_pb2.GenerateResponse()
@@ -85,7 +85,8 @@ class IngressDeployment:
             domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
             await self._require(GENERATION_SERVICE)
             async with call.model_call():
-                async for message in self._t5.options(stream=True).generate_stream.remote(domain):
+                stream = self._t5.options(stream=True).generate_stream.remote(domain)
+                async for message in bounded.pieces(stream, domain.deadline):
                     if isinstance(message, Reply):
                         call.record(message, logprobs=call.logprobs + len(message.payload.tokens))
                         # Serve's proxy applies the context with each message
@@ -104,7 +105,7 @@ class IngressDeployment:
             domain = wire.detection_request(request, call.request_id, deadline(grpc_context))
             await self._require(DETECTION_SERVICE)
             async with call.model_call():
-                reply = await self._electra.detect.remote(domain)
+                reply = await bounded.answer(self._electra.detect.remote(domain), domain.deadline)
             call.record(reply, suggestions=reply.payload.suggestions_made)
             return wire.detect_response(reply)
         return detection_pb2.DetectReplacementsResponse()

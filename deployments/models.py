@@ -122,8 +122,14 @@ class TextGeneratorDeployment:
     def info(self) -> dict[str, Any]:
         """Which model this replica serves, where, in which process, how many
         requests it is decoding right now (cancelled ones leave within a
-        step), and how many decoding steps it has run."""
-        return {**_replica_info(self._engine), "decoding": self._loop.decoding, "steps": self._loop.steps}
+        step), how many decoding steps it has run, and the step time and
+        answer length admission estimates with."""
+        return {
+            **_replica_info(self._engine),
+            "decoding": self._loop.decoding,
+            "steps": self._loop.steps,
+            **self._loop.load(),
+        }
 
     def describe(self) -> ModelDescription:
         return self._engine.describe()

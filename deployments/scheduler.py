@@ -19,24 +19,26 @@ compares scheduling and nothing else.
 
 from __future__ import annotations
 
+import heapq
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from t5electra.server.domain import BatchTiming
 
+from .admission import Backlog, Sized, expected_steps, place
+
 Policy = Literal["continuous", "static"]
 
 
-class Admissible(Protocol):
-    """What the scheduler needs of a request."""
+Admissible = Sized
+"""What the scheduler needs of a request: its rows, its bounds on steps and its deadline."""
 
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def deadline(self) -> float | None:
-        """``time.time()`` after which nobody wants the answer, if known."""
+_RECENT = 31
+"""Observations the step time and answer length are the medians of: a
+median, because a step that ran a whole beam search (or the first, slow
+step of a fresh process) is an outlier that a mean would carry for long."""
 
 
 class Event(Protocol):
@@ -101,6 +103,20 @@ def _past(ticket: Ticket, wall: float) -> bool:
 
 
 @dataclass
+class _Recent:
+    """The median of the last :data:`_RECENT` observations."""
+
+    values: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+
+@dataclass
 class Scheduler:
     """Admission and accounting for one session of at most ``max_rows`` rows."""
 
@@ -111,6 +127,8 @@ class Scheduler:
     live: dict[int, Ticket] = field(default_factory=dict)
     steps: int = 0
     rows_stepped: int = 0
+    _step_s: _Recent = field(default_factory=_Recent)
+    _answer_steps: _Recent = field(default_factory=_Recent)
     _left: list[Ticket] = field(default_factory=list)
 
     @property
@@ -132,8 +150,11 @@ class Scheduler:
 
     def schedule(self, now: float, wall: float, session_rows: int) -> Plan:
         """``now``: a monotonic clock (seconds), ``wall``: ``time.time()``,
-        to compare with deadlines; ``session_rows``: rows the session runs."""
-        expired = tuple(t for t in (*self.waiting, *self.live.values()) if _past(t, wall))
+        to compare with deadlines; ``session_rows``: rows the session runs.
+        A waiting request that could not answer by its deadline even if it
+        started now (at the recent step time: its fewest steps, or for a
+        stream one step) expires instead of taking a row from work that can."""
+        expired = tuple(t for t in (*self.waiting, *self.live.values()) if _past(t, wall) or self._hopeless(t, wall))
         for ticket in expired:
             if ticket.key is None:
                 self.waiting.remove(ticket)
@@ -150,6 +171,37 @@ class Scheduler:
         if not self.live and self.idle_wait_s and (remaining := self._company_wait(now)) > 0:
             return Plan(tuple(cancel), expired, wait=True, wait_s=remaining)
         return Plan(tuple(cancel), expired, tuple(self._admit(now, max(0, session_rows))))
+
+    def _hopeless(self, ticket: Ticket, wall: float) -> bool:
+        step_s = self.step_s
+        if ticket.key is not None or ticket.item.deadline is None or step_s is None:
+            return False
+        needed = 1 if ticket.item.stream else max(1, ticket.item.min_steps)  # a stream's first piece is worth having
+        return wall + needed * step_s > ticket.item.deadline
+
+    @property
+    def step_s(self) -> float | None:
+        """A decoding step's recent time (seconds), once one was timed."""
+        return self._step_s.median
+
+    @property
+    def typical_steps(self) -> float | None:
+        """Steps a recent answer took."""
+        return self._answer_steps.median
+
+    def backlog(self, collected: int) -> Backlog:
+        """What admission needs (see ``admission.py``): when each row frees,
+        live rows after their expected remaining steps and the waiting
+        queue placed behind them; ``collected``: requests taken in so far."""
+        slots = [0.0] * max(0, self.max_rows - sum(t.item.rows for t in self.live.values()))
+        for ticket in self.live.values():
+            done = self.steps - ticket.steps_at_admission
+            left = min(ticket.item.max_steps, max(expected_steps(ticket.item, self.typical_steps), done + 1)) - done
+            slots += [float(max(1, left))] * ticket.item.rows
+        heapq.heapify(slots)
+        for ticket in self.waiting:
+            place(slots, ticket.item.rows, expected_steps(ticket.item, self.typical_steps))
+        return Backlog(tuple(slots), self.step_s, self.typical_steps, collected)
 
     def admitted(self, ticket: Ticket, key: int) -> None:
         """The session took ``ticket`` under ``key``."""
@@ -177,8 +229,13 @@ class Scheduler:
             chosen.append(ticket)
         return chosen
 
-    def update_from_output(self, events: list[Event], rows: int, now: float) -> tuple[list[Delivery], StepReport]:
-        """What a step of ``rows`` rows gave whom; complete requests leave."""
+    def update_from_output(
+        self, events: list[Event], rows: int, now: float, took_s: float | None = None
+    ) -> tuple[list[Delivery], StepReport]:
+        """What a step of ``rows`` rows, which took ``took_s`` seconds, gave
+        whom; complete requests leave."""
+        if took_s is not None:
+            self._step_s.add(took_s)
         queued = tuple(
             (t.admitted - t.arrived) * 1000 for t in self.live.values() if t.steps_at_admission == self.steps
         )
@@ -193,6 +250,7 @@ class Scheduler:
             if event.result is not None:
                 del self.live[event.key]
                 steps = self.steps - ticket.steps_at_admission
+                self._answer_steps.add(steps)
                 mean_rows = (self.rows_stepped - ticket.rows_at_admission) / max(1, steps)
                 timing = BatchTiming(
                     (ticket.admitted - ticket.arrived) * 1000, (now - ticket.admitted) * 1000, round(mean_rows)

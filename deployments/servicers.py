@@ -20,6 +20,8 @@ from google.protobuf.message_factory import GetMessageClass
 
 from t5electra import protocol
 
+from . import proxy_extension
+
 GENERATION_SERVICE = protocol.GENERATION.full_name
 DETECTION_SERVICE = protocol.DETECTION.full_name
 MODELS_SERVICE = protocol.MODELS.full_name
@@ -46,7 +48,9 @@ def _decoder(message_type: type[Message]) -> Callable[[bytes], Message | Undecod
 
 def _register(servicer: Any, server: Any, service: ServiceDescriptor) -> None:
     """Every method of ``service``, answered by the servicer's method of the
-    same name, unary or server-streaming as the descriptor says."""
+    same name, unary or server-streaming as the descriptor says; in Serve's
+    proxy, with the proxy extended first (``proxy_extension.py``)."""
+    proxy_extension.install(server)
     handlers = {}
     for method in service.methods:
         kind = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler

@@ -14,7 +14,14 @@ import grpc
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
-from t5electra.server.errors import InvalidInput, ModelNotReady, NotConfigured, PermissionDenied, Unauthenticated
+from t5electra.server.errors import (
+    InvalidInput,
+    ModelNotReady,
+    NotConfigured,
+    Overloaded,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 RETRY_AFTER_MS = 200
 # A model with no running replica comes back when Serve has started one
@@ -40,6 +47,8 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAUTHENTICATED, str(error)
     if isinstance(error, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, str(error)
+    if isinstance(error, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"server overloaded, retry after grpc-retry-pushback-ms: {error}"
     if isinstance(error, BackPressureError):
         return (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -60,7 +69,13 @@ def retry_hint(error: BaseException, code: grpc.StatusCode) -> list[tuple[str, s
     config's retryPolicy) obey, and ``retry-after-ms`` for older clients."""
     if code not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
         return []
-    base = RETRY_AFTER_NO_REPLICA_MS if isinstance(unwrap(error), ModelNotReady) else RETRY_AFTER_MS
+    error = unwrap(error)
+    if isinstance(error, Overloaded):
+        base = error.retry_after_ms  # when the work queued ahead should have drained
+    elif isinstance(error, BackPressureError) and error.retry_after_s:
+        base = round(error.retry_after_s * 1000)
+    else:
+        base = RETRY_AFTER_NO_REPLICA_MS if isinstance(error, ModelNotReady) else RETRY_AFTER_MS
     # gRPC waits exactly the pushback: callers refused together would come
     # back together and be refused again, so each is told a different wait.
     wait = round(base * random.uniform(0.5, 1.5))

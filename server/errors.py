@@ -43,3 +43,20 @@ class Unauthenticated(ServingError):
 
 class PermissionDenied(ServingError):
     """A known caller asked for an RPC its token does not allow (PERMISSION_DENIED)."""
+
+
+class Overloaded(ServingError):
+    """The server cannot answer this request within its deadline, or holds
+    as much work as it may (RESOURCE_EXHAUSTED): refused at once, so that
+    the caller can go elsewhere or come back after ``retry_after_ms``."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.retry_after_ms))
+
+
+class DeadlineExceeded(ServingError, TimeoutError):
+    """The request's deadline passed while it waited or ran (DEADLINE_EXCEEDED)."""

@@ -63,6 +63,15 @@ class PreparedGeneration:
         return self.parameters.num_return_sequences
 
     @property
+    def min_steps(self) -> int:
+        """Decoding steps it takes at least: its forced length."""
+        return self.parameters.min_new_tokens
+
+    @property
+    def max_steps(self) -> int:
+        return self.parameters.max_new_tokens
+
+    @property
     def deadline(self) -> float | None:
         return self.request.deadline
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.batcher import Batcher, BatchPlanner, DeadlineExceeded, Waiting
+from t5electra.deployments.batcher import Batcher, BatchPlanner, Waiting
+from t5electra.server.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.decode_loop import DeadlineExceeded, DecodeLoop
+from t5electra.deployments.decode_loop import DecodeLoop
 from t5electra.deployments.scheduler import StepReport
+from t5electra.server.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +27,16 @@ class Job:
     tokens: int | None
     rows: int = 1
     deadline: float | None = None
+
+    stream: bool = False
+
+    @property
+    def min_steps(self) -> int:
+        return self.tokens or 1
+
+    @property
+    def max_steps(self) -> int:
+        return self.tokens or 1_000_000
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,17 @@ class Job:
     tokens: int
     rows: int = 1
     deadline: float | None = None
+    forced: bool = True  # its length is known: min_new_tokens = max_new_tokens
+
+    stream: bool = False
+
+    @property
+    def min_steps(self) -> int:
+        return self.tokens if self.forced else 1
+
+    @property
+    def max_steps(self) -> int:
+        return self.tokens
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class Run:
             events.append(Event(key, f"{self.jobs[key].name} done" if done else None))
             if done:
                 del self.made[key]
-        deliveries, report = self.scheduler.update_from_output(events, rows, self.clock)
+        deliveries, report = self.scheduler.update_from_output(events, rows, self.clock, 1.0)
         self.reports.append(report)
         self.answers.update({d.ticket.letter: d for d in deliveries if d.timing is not None})
         return True
@@ -187,3 +198,28 @@ def test_a_failed_step_drops_the_admitted_requests_and_keeps_the_waiting_ones() 
     assert [t.letter for t in run.scheduler.drop_live()] == ["running"]
     assert [t.letter for t in run.scheduler.waiting] == ["waiting"]
     assert [t.letter for t in run.scheduler.drop_all()] == ["waiting"]
+
+
+def test_a_waiting_request_that_cannot_finish_by_its_deadline_expires_instead_of_taking_a_row() -> None:
+    run = Run(Scheduler(max_rows=1, policy="continuous"))
+    run.submit(Job("first", 3))
+    run.step(wall=0.0)  # a step of 1 s timed: step_s is known now
+    run.submit(Job("forced", 5, deadline=6.0))  # at least 5 steps: cannot start after wall 1
+    run.submit(Job("may end early", 5, deadline=6.0, forced=False))
+    run.step(wall=2.0)
+    assert run.expired == ["forced"]
+    run.run()
+    assert "may end early" in run.answers
+
+
+def test_the_backlog_places_the_waiting_queue_behind_the_live_rows() -> None:
+    run = Run(Scheduler(max_rows=2, policy="continuous"))
+    run.submit(Job("long", 10))
+    run.step()
+    run.submit(Job("a", 4))
+    run.submit(Job("b", 4))
+    backlog = run.scheduler.backlog(collected=3)
+    # One row is free: "a" takes it (free again after 4 steps), "b" follows
+    # there (8), "long" holds the other row 9 more steps.
+    assert sorted(backlog.slots) == [8.0, 9.0]
+    assert backlog.step_s == 1.0 and backlog.collected == 3

@@ -79,14 +79,46 @@ def test_beam_search_is_refused_on_the_stream(server: ServerUnderTest) -> None:
     assert "GenerateStream supports num_beams=1 only" in raised.value.details
 
 
-def test_short_deadline_is_deadline_exceeded_and_work_stops(server: ServerUnderTest) -> None:
+def _generate(text: str, tokens: int) -> generation_pb2.GenerateRequest:
+    parameters = generation_pb2.GenerationParameters(min_new_tokens=tokens, max_new_tokens=tokens)
+    return generation_pb2.GenerateRequest(text=text, parameters=parameters)
+
+
+def test_a_generate_that_cannot_finish_by_its_grpc_deadline_is_refused_at_once(server: ServerUnderTest) -> None:
+    """A plain gRPC caller (no project metadata) whose deadline is too short
+    for 512 forced tokens: the proxy forwards the deadline, the replica
+    estimates the work and refuses it before a step, with a pushback."""
     server.wait_until_idle()
+    with server.client() as client:
+        client.generate(PROMPTS[1])  # a step timed: the replica knows its step time
     steps_before = server.t5_info()["steps"]
-    with server.client(retry=NO_RETRY) as client, pytest.raises(T5ElectraError) as raised:
-        client.generate(PROMPTS[0], min_new_tokens=512, max_new_tokens=512, timeout=0.3)
-    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
+        server.generation_stub(channel).Generate(_generate(PROMPTS[0], 512), timeout=0.5)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised.value.details()
+    assert "grpc-retry-pushback-ms" in dict(raised.value.trailing_metadata())
+    assert server.t5_info()["steps"] == steps_before
+
+
+def test_a_short_deadline_behind_a_full_batch_is_refused_and_the_batch_is_not_disturbed(
+    server: ServerUnderTest,
+) -> None:
+    """Every row busy with 512 forced tokens; a caller with a 300 ms gRPC
+    deadline wants 8 tokens: it could not start in time, so it is refused
+    at once (RESOURCE_EXHAUSTED), not held until its deadline; a caller
+    with time to wait is served after the batch."""
     server.wait_until_idle()
-    assert server.t5_info()["steps"] - steps_before < 512
+    rows = server.settings.t5.max_batch_size
+    with server.channel() as channel:
+        stub = server.generation_stub(channel)
+        busy = [stub.Generate.future(_generate(PROMPTS[i % len(PROMPTS)], 512), timeout=120) for i in range(rows)]
+        while server.t5_info()["decoding"] < rows:
+            time.sleep(0.05)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Generate(_generate(PROMPTS[0], 8), timeout=0.3)
+        patient = stub.Generate(_generate(PROMPTS[0], 8), timeout=120)
+        assert all(call.result().sequences for call in busy)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised.value.details()
+    assert patient.sequences[0].generated_tokens == 8
 
 
 def test_cancelled_stream_stops_generating(server: ServerUnderTest) -> None:

@@ -1,0 +1,134 @@
+"""Whether a T5 replica can answer a request within its deadline, decided
+the moment the request arrives, before it queues.
+
+A first-in first-out queue past saturation hands every request to the model
+after its caller stopped waiting: the capacity goes to work nobody reads
+(measured: 2x the capacity of Poisson arrivals with a 2 s deadline, 0.07 of
+the capacity answered in time). So each arrival is placed, in thought, on
+the session's rows as they stand after the decoding thread's latest step:
+every live row frees after its expected remaining steps, each waiting
+request takes the first rows to free up, and so does this one. A request
+that would answer after its deadline (finish, for a unary call; give its
+first piece, for a stream, whose pieces before the deadline are worth having)
+is refused at once (RESOURCE_EXHAUSTED) with a pushback of the time until it
+could start; one that fits joins the queue. The thread publishes what the estimate needs (:class:`Backlog`) after
+every step; the replica's event loop adds what it admitted since.
+
+Expected steps are the request's ``max_new_tokens``, or fewer when answers
+have been ending sooner (the replica's running mean), never fewer than its
+``min_new_tokens``: a forced length is known exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from t5electra.server.errors import Overloaded
+
+
+class Sized(Protocol):
+    """What the estimate needs of a request."""
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def min_steps(self) -> int: ...
+
+    @property
+    def max_steps(self) -> int: ...
+
+    @property
+    def stream(self) -> bool:
+        """Streamed: the pieces before the deadline are worth having."""
+
+    @property
+    def deadline(self) -> float | None:
+        """``time.time()`` after which nobody wants the answer, if known."""
+
+
+def expected_steps(item: Sized, typical: float | None) -> float:
+    """Decoding steps ``item`` is expected to take."""
+    guess = item.max_steps if typical is None else min(item.max_steps, typical)
+    return max(float(item.min_steps), guess, 1.0)
+
+
+def place(slots: list[float], rows: int, steps: float) -> float:
+    """Puts a request of ``rows`` rows and ``steps`` steps on ``slots`` (a
+    heap: steps until each row is free) and returns when it starts, in steps."""
+    taken = [heapq.heappop(slots) for _ in range(min(rows, len(slots)))]
+    start = max(taken, default=0.0)
+    for _ in taken:
+        heapq.heappush(slots, start + steps)
+    return start
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The decoding thread's state after a step, as admission needs it:
+    ``slots``, steps until each row frees with the waiting queue placed;
+    ``step_s``, the recent time of a step; ``typical_steps``, the recent mean
+    steps of an answer; ``collected``, requests the thread has taken in."""
+
+    slots: tuple[float, ...] = ()
+    step_s: float | None = None
+    typical_steps: float | None = None
+    collected: int = 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Seconds from now until the request starts, gives its first token and finishes."""
+
+    start_s: float
+    first_s: float
+    finish_s: float
+
+
+class Admission:
+    """The event loop's side: estimates and refuses arrivals. ``publish``
+    is called from the decoding thread; a :class:`Backlog` is replaced whole."""
+
+    def __init__(self) -> None:
+        self.backlog = Backlog()
+        self._admitted = 0
+        self._pending: deque[tuple[int, Sized]] = deque()
+
+    def publish(self, backlog: Backlog) -> None:
+        self.backlog = backlog
+
+    def estimate(self, item: Sized) -> Estimate | None:
+        """When ``item`` would start and finish (seconds from now), behind
+        everything admitted; None before the first step was timed."""
+        backlog = self.backlog
+        while self._pending and self._pending[0][0] <= backlog.collected:
+            self._pending.popleft()
+        if backlog.step_s is None:
+            return None
+        slots = list(backlog.slots)
+        heapq.heapify(slots)
+        for _, ahead in self._pending:
+            place(slots, ahead.rows, expected_steps(ahead, backlog.typical_steps))
+        steps = expected_steps(item, backlog.typical_steps)
+        start = place(slots, item.rows, steps)
+        return Estimate(start * backlog.step_s, (start + 1) * backlog.step_s, (start + steps) * backlog.step_s)
+
+    def admit(self, item: Sized, wall: float) -> None:
+        """Counts ``item`` in, or raises :class:`Overloaded` when its answer
+        would come after its deadline (``wall``: ``time.time()`` now): the
+        whole answer for a unary call, the first piece for a stream. The
+        item must then be handed to the thread, which counts it in ``collected``."""
+        estimate = self.estimate(item)
+        needed = None if estimate is None else estimate.first_s if item.stream else estimate.finish_s
+        if item.deadline is not None and needed is not None and wall + needed > item.deadline:
+            left_ms = max(0.0, (item.deadline - wall) * 1000)
+            raise Overloaded(
+                f"cannot answer within the deadline ({left_ms:.0f} ms left, about "
+                f"{needed * 1000:.0f} ms needed behind the work queued)",
+                retry_after_ms=max(1, round(estimate.start_s * 1000)),
+            )
+        self._admitted += 1
+        self._pending.append((self._admitted, item))

@@ -1,0 +1,45 @@
+"""Waiting on a model deployment no longer than the caller waits.
+
+A request may wait in Ray's router (for a replica with room) and then in the
+replica; neither knows the caller's deadline by itself. The ingress bounds
+its wait by the deadline and, when it passes, cancels the call: a request
+still in the router never reaches a replica, and one already there leaves
+its queue or its batch (Serve cancels the replica's task). The caller gets
+DEADLINE_EXCEEDED at its deadline, not when its own cancel comes around.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
+
+from t5electra.server.errors import DeadlineExceeded
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.time())
+
+
+async def answer(response: DeploymentResponse, deadline: float | None) -> Any:
+    """The deployment's answer, or :class:`DeadlineExceeded` at ``deadline``."""
+    try:
+        return await asyncio.wait_for(response, _left(deadline))
+    except TimeoutError as error:
+        response.cancel()
+        raise DeadlineExceeded("the deadline passed before the model answered") from error
+
+
+async def pieces(responses: DeploymentResponseGenerator, deadline: float | None) -> AsyncIterator[Any]:
+    """The deployment's stream, each piece awaited until ``deadline`` at most."""
+    while True:
+        try:
+            yield await asyncio.wait_for(anext(responses), _left(deadline))
+        except StopAsyncIteration:
+            return
+        except TimeoutError as error:
+            responses.cancel()
+            raise DeadlineExceeded("the deadline passed before the stream ended") from error

@@ -1,0 +1,95 @@
+"""Admission's estimate and refusal, from backlogs the test writes: no
+threads, no clock (``wall`` is a number the test chooses)."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+
+import pytest
+
+from t5electra.deployments.admission import Admission, Backlog, expected_steps, place
+from t5electra.server.errors import Overloaded
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class Ask:
+    steps: int
+    deadline: float | None = None
+    rows: int = 1
+    forced: bool = True
+
+    stream: bool = False
+
+    @property
+    def min_steps(self) -> int:
+        return self.steps if self.forced else 1
+
+    @property
+    def max_steps(self) -> int:
+        return self.steps
+
+
+def test_place_takes_the_first_rows_to_free_and_holds_them() -> None:
+    slots = [0.0, 4.0, 10.0]
+    assert place(slots, 1, 5) == 0.0  # the free row: now, until step 5
+    assert place(slots, 2, 3) == 5.0  # rows free at 4 and 5: starts when both are
+    assert sorted(slots) == [8.0, 8.0, 10.0]
+
+
+def test_expected_steps_follow_recent_answers_within_the_requests_bounds() -> None:
+    assert expected_steps(Ask(64, forced=False), None) == 64
+    assert expected_steps(Ask(64, forced=False), 12.5) == 12.5
+    assert expected_steps(Ask(8, forced=False), 30.0) == 8  # never past max_new_tokens
+    assert expected_steps(Ask(16), 4.0) == 16  # a forced length is known
+
+
+def test_everything_is_admitted_before_a_step_was_timed() -> None:
+    admission = Admission()
+    for _ in range(100):
+        admission.admit(Ask(16, deadline=0.1), wall=0.0)
+
+
+def test_a_request_that_would_finish_after_its_deadline_is_refused_with_the_wait_as_pushback() -> None:
+    admission = Admission()
+    # Two rows, both busy for 10 more steps of 0.1 s.
+    admission.publish(Backlog(slots=(10.0, 10.0), step_s=0.1))
+    with pytest.raises(Overloaded) as refused:
+        admission.admit(Ask(16, deadline=2.0), wall=0.0)  # would finish at 2.6 s
+    assert refused.value.retry_after_ms == 1000  # when a row frees
+    admission.admit(Ask(16, deadline=3.0), wall=0.0)  # finishes at 2.6 s: fits
+    admission.admit(Ask(16, deadline=3.0), wall=0.0)  # the other row, also at 2.6 s
+    with pytest.raises(Overloaded) as refused:
+        admission.admit(Ask(16, deadline=3.0), wall=0.0)  # behind both: 2.6 + 1.6 s
+    assert refused.value.retry_after_ms == 2600
+    admission.admit(Ask(16), wall=0.0)  # no deadline: queued, whatever the wait (row 1 until 4.2 s)
+    admission.admit(Ask(16), wall=0.0)  # row 2 until 4.2 s
+    estimate = admission.estimate(Ask(1))
+    assert estimate is not None and estimate.start_s == pytest.approx(4.2)
+
+
+def test_requests_the_thread_collected_are_counted_by_its_backlog_not_twice() -> None:
+    admission = Admission()
+    admission.publish(Backlog(slots=(0.0,), step_s=0.1, collected=0))
+    admission.admit(Ask(10), wall=0.0)
+    estimate = admission.estimate(Ask(10))
+    assert estimate is not None and estimate.start_s == pytest.approx(1.0)
+    # The thread took it in and placed it itself: the slot frees after 10 steps.
+    admission.publish(Backlog(slots=(10.0,), step_s=0.1, collected=1))
+    estimate = admission.estimate(Ask(10))
+    assert estimate is not None and estimate.start_s == pytest.approx(1.0)
+
+
+def test_a_refusal_survives_ray_pickling_with_its_pushback() -> None:
+    error = pickle.loads(pickle.dumps(Overloaded("busy", retry_after_ms=350)))
+    assert isinstance(error, Overloaded) and str(error) == "busy" and error.retry_after_ms == 350
+
+
+def test_a_stream_is_refused_only_when_its_first_piece_would_come_too_late() -> None:
+    admission = Admission()
+    admission.publish(Backlog(slots=(10.0,), step_s=0.1))
+    admission.admit(Ask(512, deadline=1.5, stream=True), wall=0.0)  # first piece at 1.1 s: worth having
+    with pytest.raises(Overloaded):
+        admission.admit(Ask(512, deadline=1.5), wall=0.0)  # unary: would finish at 52 s
