@@ -33,8 +33,12 @@ class AsyncClient:
         token: str | None = None,
         application: str | None = None,
         retry: RetryPolicy | None = None,
+        plain: bool = False,
     ) -> None:
-        self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy())
+        """``plain``: no project metadata on calls, only their gRPC deadline
+        (and the token and application when given), as grpcurl or a client
+        of another language sends; the load tester uses it."""
+        self.config = ClientConfig(timeout, tls, root_certificates, token, application, retry or RetryPolicy(), plain)
         self.channel = core.open_channel(grpc.aio, address, self.config)
         self.stubs = core.Stubs(self.channel)
 

@@ -72,6 +72,9 @@ def server_timing(header: str | None) -> dict[str, float]:
     return spans
 
 
+REFUSALS = ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
+"""Codes a server answers with when it refuses work it cannot take now."""
+
 MISSING = "–"
 """How tables show a figure that could not be measured (None in the JSON)."""
 
@@ -111,14 +114,23 @@ class LoadReport:
     unfinished: int = 0
     # The window reached its cap before enough measured requests completed.
     capped: bool = False
+    # The requests that completed inside the window, whenever sent: what
+    # rates count. None: the measured samples themselves.
+    counted: list[Sample] | None = None
 
     def _per_second(self, count: float) -> float | None:
         """A rate over the window; None when the window measured nothing."""
         return count / self.window if self.samples and self.window > 0 else None
 
+    @property
+    def _in_window(self) -> list[Sample]:
+        return self.samples if self.counted is None else self.counted
+
     def to_json(self) -> dict[str, Any]:
         ok = [s for s in self.samples if s.code == "OK"]
+        ok_in_window = [s for s in self._in_window if s.code == "OK"]
         errors = Counter(s.code for s in self.samples if s.code != "OK")
+        refused = [s.latency for s in self.samples if s.code in REFUSALS]
         figures: dict[str, Any] = {
             "rpc": self.config.rpc,
             "address": self.config.address,
@@ -131,11 +143,16 @@ class LoadReport:
             "successes": len(ok),
             "errors": dict(sorted(errors.items())),
             "unfinished": self.unfinished,
-            "throughput_rps": self._per_second(len(self.samples)),
+            "plain": self.config.plain,
+            "throughput_rps": self._per_second(len(self._in_window)),
+            "goodput_rps": self._per_second(len(ok_in_window)),
             "latency_ms": _summary_ms([s.latency for s in ok]),
+            "refusal_ms": _summary_ms(refused),
         }
+        if self.config.rate and figures["goodput_rps"] is not None:
+            figures["goodput_of_rate"] = figures["goodput_rps"] / self.config.rate
         if self.config.rpc != "detect":
-            figures["tokens_per_s"] = self._per_second(sum(s.tokens_out for s in ok))
+            figures["tokens_per_s"] = self._per_second(sum(s.tokens_out for s in ok_in_window))
         batch_sizes = [s.batch_size for s in ok if s.batch_size]
         if batch_sizes:
             figures["batch_size"] = {"mean": sum(batch_sizes) / len(batch_sizes), "max": max(batch_sizes)}
@@ -151,10 +168,11 @@ class LoadReport:
 
     def _group(self, index: int, ok: list[Sample]) -> dict[str, Any]:
         mine = [s for s in ok if s.group == index]
+        counted = [s for s in self._in_window if s.code == "OK" and s.group == index]
         group: dict[str, Any] = {
             "params": self.config.mix[index],
             "successes": len(mine),
-            "tokens_per_s": self._per_second(sum(s.tokens_out for s in mine)) if mine else None,
+            "tokens_per_s": self._per_second(sum(s.tokens_out for s in counted)) if counted else None,
             "latency_ms": _summary_ms([s.latency for s in mine]),
         }
         if self.config.rpc == "generate-stream":
@@ -170,6 +188,8 @@ class LoadReport:
             f"  requests      {figures['requests']:>8}   successes {figures['successes']}",
             f"  throughput    {shown(figures['throughput_rps']):>8} req/s"
             + (f", {shown(figures['tokens_per_s'], '.0f')} tokens/s out" if "tokens_per_s" in figures else ""),
+            f"  goodput       {shown(figures['goodput_rps']):>8} req/s answered within the deadline"
+            + (f" ({shown(figures['goodput_of_rate'], '.2f')} of the rate)" if "goodput_of_rate" in figures else ""),
         ]
         if figures["window_capped"]:
             lines.append(
@@ -183,6 +203,8 @@ class LoadReport:
         header = f"  {'':<14}{'min':>9}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"
         lines.append(header)
         rows = [("latency ms", figures["latency_ms"])]
+        if figures["refusal_ms"]["max"] is not None:
+            rows.append(("refused in ms", figures["refusal_ms"]))
         if "ttft_ms" in figures:
             rows += [("ttft ms", figures["ttft_ms"]), ("inter-piece ms", figures["inter_piece_ms"])]
         for name, stats in rows:

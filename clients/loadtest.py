@@ -4,9 +4,14 @@ and DetectReplacements.
 
 Figures follow ghz's conventions: latency is per request from send to the
 last byte received (the whole stream for GenerateStream), errors are
-counted by status code and never dropped, throughput is completed requests
-(successes and errors) per second of the measured window, and requests
-that start during the warm-up are excluded.
+counted by status code and never dropped, and requests that start during
+the warm-up are excluded from latencies. Rates count what completed inside
+the measured window, from the end of the warm-up to when sending stopped,
+whenever the request was sent: counting only requests sent after the
+warm-up would miss the window's first latency's worth of completions, which
+under long latencies (64 callers) understates throughput. Goodput counts the
+successes among them, which arrived within their deadline (the client's
+timeout) by construction.
 
 A measured window ends when its duration has passed *and* enough requests
 sent after the warm-up have completed (one per caller by default), so that a
@@ -73,6 +78,9 @@ class LoadConfig:
     # one per closed-loop caller, one for an open loop.
     min_completed: int | None = None
     max_window_factor: float = 10.0
+    # Send no project metadata, only the gRPC deadline, as a plain gRPC
+    # client (grpcurl, another language's stubs, a mesh sidecar) would.
+    plain: bool = False
 
     def wanted_completions(self) -> int:
         if self.min_completed is not None:
@@ -152,8 +160,10 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
     bar = _Progress(progress)
     claimed = 0
     capped = False
+    stopped: float | None = None
+    warm: list[Sample] = []
     completed_per_group = [0] * max(1, len(config.mix))
-    async with AsyncClient(config.address, timeout=config.timeout, retry=NO_RETRY) as client:
+    async with AsyncClient(config.address, timeout=config.timeout, retry=NO_RETRY, plain=config.plain) as client:
         origin = time.perf_counter()
         stop_at = None if config.duration is None else config.warmup + config.duration
         cap_at = None if config.duration is None else config.warmup + config.duration * config.max_window_factor
@@ -163,16 +173,21 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
 
         def claim() -> bool:
             """Whether another request may start now; counts it if measured."""
-            nonlocal claimed, capped
+            nonlocal claimed, capped, stopped
             now = time.perf_counter() - origin
             if now < config.warmup:
                 return True
             if stop_at is not None and cap_at is not None:
+                if stopped is not None:
+                    return False
                 if now < stop_at:
                     return True
                 if enough():
+                    stopped = now
                     return False
                 capped = now >= cap_at
+                if capped:
+                    stopped = now
                 return not capped
             if claimed >= config.requests:
                 return False
@@ -187,6 +202,8 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
             if sample.sent >= config.warmup:
                 samples.append(sample)
                 completed_per_group[group] += 1
+            else:
+                warm.append(sample)
 
         async def closed_worker() -> None:
             while claim():
@@ -219,5 +236,9 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
         finally:
             reporter.cancel()
             bar.close()
-    end = max((s.done for s in samples), default=config.warmup)
-    return LoadReport(config, sorted(samples, key=lambda s: s.sent), max(0.0, end - config.warmup), unfinished, capped)
+    ordered = sorted(samples, key=lambda s: s.sent)
+    if stopped is None:  # a count of requests: the window runs to the last answer
+        end = max((s.done for s in samples), default=config.warmup)
+        return LoadReport(config, ordered, max(0.0, end - config.warmup), unfinished, capped)
+    counted = [s for s in (*warm, *samples) if config.warmup <= s.done <= stopped]
+    return LoadReport(config, ordered, stopped - config.warmup, unfinished, capped, counted)

@@ -110,6 +110,9 @@ class ClientConfig:
     token: str | None = None
     application: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Call as a plain gRPC client would: a deadline, and none of this
+    # project's metadata (no x-request-id, no x-request-timeout-ms).
+    plain: bool = False
 
     def channel_options(self) -> list[tuple[str, Any]]:
         """The channel's retries carry out the policy wherever gRPC can.
@@ -134,8 +137,8 @@ class ClientConfig:
     def metadata(self, request_id: str | None, remaining: float | None = None) -> list[tuple[str, str]]:
         """``remaining``: seconds left of the call's deadline, sent so that the
         server stops generating then even if the cancel is lost on the way."""
-        pairs = [("x-request-id", request_id or uuid.uuid4().hex)]
-        if remaining is not None:
+        pairs = [] if self.plain else [("x-request-id", request_id or uuid.uuid4().hex)]
+        if remaining is not None and not self.plain:
             pairs.append(("x-request-timeout-ms", str(int(remaining * 1000))))
         if self.application:
             # Ray Serve routes by this key when it runs several applications.

@@ -22,8 +22,8 @@ FLAGS = {
     "detect": "--address --json --offsets --scores --suggest --threshold --timeout --word-scoring --words",
     "tokenize": "--address --json --model --timeout",
     "models": "--address --json --timeout",
-    "loadtest": "--address --concurrency --duration --json --logprobs --max-new-tokens --mix --plot --prompts --rate "
-    "--requests --rpc --suggestions --timeout --warmup",
+    "loadtest": "--address --concurrency --duration --json --logprobs --max-new-tokens --min-new-tokens --mix "
+    "--plain --plot --prompts --rate --requests --rpc --suggestions --timeout --warmup",
     "bench": "--concurrency --dtype --duration --electra-model --json --markdown --max-new-tokens --no-mixed "
     "--no-peers --peers --plot --precisions --quick --rpcs --sizes --t5-model --torch-threads --workdir",
     "soak": "--burst-every --burst-factor --duration --json --kill-every --rate --rollout-every --timeout --workdir",

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from t5electra.clients.load_report import MISSING, LoadReport
+from t5electra.clients.load_report import MISSING, LoadReport, Sample
 from t5electra.clients.loadtest import LoadConfig, run_load
 from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
 from t5electra.tools.bench import report
@@ -32,10 +32,12 @@ class SlowFirstGeneration(generation_pb2_grpc.TextGenerationServicer):
     def __init__(self, slow_calls: int, first_delay: float, delay: float = 0.0) -> None:
         self.slow_calls, self.first_delay, self.delay = slow_calls, first_delay, delay
         self.calls = 0
+        self.seen: list[tuple[dict[str, str], float | None]] = []  # each call's metadata and time left
         self._lock = threading.Lock()
 
     def Generate(self, request, context):
         with self._lock:
+            self.seen.append((dict(context.invocation_metadata()), context.time_remaining()))
             self.calls += 1
             slow = self.calls <= self.slow_calls
         time.sleep(self.first_delay if slow else self.delay)
@@ -136,3 +138,36 @@ def test_the_report_prints_missing_figures_as_a_dash(tmp_path: Path) -> None:
     assert f"| generate-stream | r1_continuous | {MISSING} |" in markdown
     report.plot(bench, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_plain_load_sends_the_grpc_deadline_and_none_of_the_projects_metadata(serving) -> None:
+    servicer = SlowFirstGeneration(slow_calls=0, first_delay=0.0)
+    address = serving(servicer)
+    for plain in (True, False):
+        servicer.seen.clear()
+        config = LoadConfig(
+            address, rpc="generate", concurrency=1, duration=None, requests=2, warmup=0, timeout=5, plain=plain
+        )
+        assert asyncio.run(run_load(config, progress=False)).to_json()["successes"] == 2
+        metadata, left = servicer.seen[-1]
+        assert left is not None and 0 < left < 6  # the 5 s timeout, as gRPC carries it
+        assert ("x-request-id" in metadata, "x-request-timeout-ms" in metadata) == (not plain, not plain)
+
+
+def test_rates_count_what_completed_in_the_window_whenever_it_was_sent() -> None:
+    """Two callers, a window from 1 s to 3 s: the request sent in the warm-up
+    that completed at 1.5 s counts toward the rates (not the latencies);
+    the one that completed after sending stopped does not."""
+    config = LoadConfig("127.0.0.1:1", rpc="generate", concurrency=2, rate=2.0, duration=2, warmup=1)
+    warm = Sample(0.5, 1.5, "OK", tokens_out=3)
+    measured = [
+        Sample(1.2, 2.0, "OK", tokens_out=3),
+        Sample(1.6, 2.2, "RESOURCE_EXHAUSTED"),
+        Sample(2.5, 3.5, "OK", tokens_out=3),
+    ]
+    counted = [warm, *measured[:2]]
+    figures = LoadReport(config, measured, 2.0, counted=counted).to_json()
+    assert figures["requests"] == 3 and figures["successes"] == 2
+    assert figures["throughput_rps"] == 1.5 and figures["goodput_rps"] == 1.0 and figures["tokens_per_s"] == 3.0
+    assert figures["goodput_of_rate"] == 0.5
+    assert figures["refusal_ms"]["max"] == pytest.approx(600)

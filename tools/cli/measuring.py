@@ -30,6 +30,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--timeout", type=float, default=30.0, help="per-request deadline (30)")
     load.add_argument("--prompts", type=Path, help="file with one prompt per line (default: built-in set)")
     load.add_argument("--max-new-tokens", type=int, help="for generate and generate-stream")
+    load.add_argument(
+        "--min-new-tokens", type=int, help="generate and generate-stream: force at least this many tokens"
+    )
+    load.add_argument(
+        "--plain",
+        action="store_true",
+        help="send only the gRPC deadline (--timeout), none of this project's metadata, as grpcurl or "
+        "another language's stubs would: the server then knows the deadline from gRPC alone",
+    )
     load.add_argument("--logprobs", type=int, metavar="K", help="generate: ask log-probabilities with K alternatives")
     load.add_argument("--suggestions", type=int, metavar="N", help="detect: ask N suggestions per replaced word")
     load.add_argument(
@@ -144,6 +153,8 @@ def _loadtest(args: argparse.Namespace) -> int:
     if args.prompts:
         prompts = tuple(line.strip() for line in args.prompts.read_text().splitlines() if line.strip())
     params: dict[str, Any] = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    if args.min_new_tokens:
+        params["min_new_tokens"] = args.min_new_tokens
     if args.logprobs is not None:
         params.update(logprobs=True, top_logprobs=args.logprobs)
     config = LoadConfig(
@@ -159,6 +170,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         params=params,
         detect_options={"suggestions": args.suggestions} if args.suggestions else {},
         mix=tuple(args.mix or ()),
+        plain=args.plain,
     )
     report = asyncio.run(run_load(config, progress=sys.stderr.isatty()))
     print(report.table())
