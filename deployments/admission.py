@@ -22,7 +22,9 @@ have been ending sooner (the replica's running mean), never fewer than its
 from __future__ import annotations
 
 import heapq
+import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,14 +69,52 @@ def place(slots: list[float], rows: int, steps: float) -> float:
 
 
 @dataclass(frozen=True)
+class StepTimes:
+    """A decoding step's time as a line in its rows, fitted to recent steps:
+    a step of 16 rows costs several times one of a single row, and every
+    step, whatever its size, updates both terms, so the estimate for a size
+    not run lately is never a stale record of other times."""
+
+    base_s: float
+    per_row_s: float
+
+    def at(self, rows: int) -> float:
+        return self.base_s + self.per_row_s * rows
+
+    @classmethod
+    def fit(cls, steps: Sequence[tuple[int, float]]) -> StepTimes | None:
+        """Least squares over (rows, seconds) pairs, leaving out steps over
+        ten times the median (a whole beam search, a first step's warm-up);
+        both terms kept at zero or above. None for no steps."""
+        if not steps:
+            return None
+        ceiling = 10 * statistics.median(seconds for _, seconds in steps)
+        kept = [(rows, seconds) for rows, seconds in steps if seconds <= ceiling]
+        mean_rows = statistics.fmean(rows for rows, _ in kept)
+        mean_s = statistics.fmean(seconds for _, seconds in kept)
+        spread = sum((rows - mean_rows) ** 2 for rows, _ in kept)
+        if spread == 0:  # one size only: its time, whatever the size
+            return cls(mean_s, 0.0)
+        per_row = sum((rows - mean_rows) * (seconds - mean_s) for rows, seconds in kept) / spread
+        base = mean_s - per_row * mean_rows
+        if per_row < 0:
+            return cls(mean_s, 0.0)
+        if base < 0:  # through the origin instead
+            return cls(0.0, sum(r * s for r, s in kept) / sum(r * r for r, _ in kept))
+        return cls(base, per_row)
+
+
+@dataclass(frozen=True)
 class Backlog:
     """The decoding thread's state after a step, as admission needs it:
     ``slots``, steps until each row frees with the waiting queue placed;
-    ``step_s``, the recent time of a step; ``typical_steps``, the recent mean
-    steps of an answer; ``collected``, requests the thread has taken in."""
+    ``busy_rows``, rows live or waiting; ``step_times``, a step's time by
+    its rows (None before a step was timed); ``typical_steps``, the recent median steps of an answer;
+    ``collected``, requests the thread has taken in."""
 
     slots: tuple[float, ...] = ()
-    step_s: float | None = None
+    busy_rows: int = 0
+    step_times: StepTimes | None = None
     typical_steps: float | None = None
     collected: int = 0
 
@@ -92,7 +132,10 @@ class Admission:
     """The event loop's side: estimates and refuses arrivals. ``publish``
     is called from the decoding thread; a :class:`Backlog` is replaced whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, margin: float = 1.0) -> None:
+        """``margin``: estimates are multiplied by it before they are held
+        against a deadline, so that fewer requests admitted miss it."""
+        self.margin = margin
         self.backlog = Backlog()
         self._admitted = 0
         self._pending: deque[tuple[int, Sized]] = deque()
@@ -102,19 +145,22 @@ class Admission:
 
     def estimate(self, item: Sized) -> Estimate | None:
         """When ``item`` would start and finish (seconds from now), behind
-        everything admitted; None before the first step was timed."""
+        everything admitted, at the step time of the batch it makes (with
+        the margin); None before a step was timed."""
         backlog = self.backlog
         while self._pending and self._pending[0][0] <= backlog.collected:
             self._pending.popleft()
-        if backlog.step_s is None:
+        if backlog.step_times is None:
             return None
+        rows = backlog.busy_rows + sum(ahead.rows for _, ahead in self._pending) + item.rows
+        step_s = backlog.step_times.at(min(rows, len(backlog.slots) or rows)) * self.margin
         slots = list(backlog.slots)
         heapq.heapify(slots)
         for _, ahead in self._pending:
             place(slots, ahead.rows, expected_steps(ahead, backlog.typical_steps))
         steps = expected_steps(item, backlog.typical_steps)
         start = place(slots, item.rows, steps)
-        return Estimate(start * backlog.step_s, (start + 1) * backlog.step_s, (start + steps) * backlog.step_s)
+        return Estimate(start * step_s, (start + 1) * step_s, (start + steps) * step_s)
 
     def admit(self, item: Sized, wall: float) -> None:
         """Counts ``item`` in, or raises :class:`Overloaded` when its answer

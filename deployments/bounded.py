@@ -17,17 +17,25 @@ from typing import Any
 
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
-from t5electra.server.errors import DeadlineExceeded
+from t5electra.server.errors import DeadlineExceeded, Overloaded
 
 
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.time())
 
 
+def _refused(answer: Any) -> Any:
+    """A model replica returns its refusal (:class:`Overloaded`) instead of
+    raising it, to keep refusing cheap: here it is raised."""
+    if isinstance(answer, Overloaded):
+        raise answer
+    return answer
+
+
 async def answer(response: DeploymentResponse, deadline: float | None) -> Any:
     """The deployment's answer, or :class:`DeadlineExceeded` at ``deadline``."""
     try:
-        return await asyncio.wait_for(response, _left(deadline))
+        return _refused(await asyncio.wait_for(response, _left(deadline)))
     except TimeoutError as error:
         response.cancel()
         raise DeadlineExceeded("the deadline passed before the model answered") from error
@@ -37,9 +45,10 @@ async def pieces(responses: DeploymentResponseGenerator, deadline: float | None)
     """The deployment's stream, each piece awaited until ``deadline`` at most."""
     while True:
         try:
-            yield await asyncio.wait_for(anext(responses), _left(deadline))
+            piece = await asyncio.wait_for(anext(responses), _left(deadline))
         except StopAsyncIteration:
             return
         except TimeoutError as error:
             responses.cancel()
             raise DeadlineExceeded("the deadline passed before the stream ended") from error
+        yield _refused(piece)

@@ -51,11 +51,12 @@ class DecodeLoop:
         max_rows: int,
         policy: Policy,
         idle_wait_s: float,
+        admission_margin: float = 1.0,
         on_steps: Callable[[list[StepReport]], None] | None = None,
     ) -> None:
         self._new_session = new_session
         self.scheduler = Scheduler(max_rows, policy, idle_wait_s)
-        self.admission = Admission()
+        self.admission = Admission(admission_margin)
         self._collected = 0
         self._mailbox: Mailbox[Admissible] = Mailbox()
         self._on_steps = on_steps
@@ -71,11 +72,12 @@ class DecodeLoop:
     def steps(self) -> int:
         return self.scheduler.steps
 
-    def load(self) -> dict[str, float | None]:
+    def load(self) -> dict[str, Any]:
         """What admission currently assumes: a step's time and an answer's steps."""
         backlog = self.admission.backlog
         return {
-            "step_ms": None if backlog.step_s is None else backlog.step_s * 1000,
+            "step_ms": None if backlog.step_times is None else round(backlog.step_times.base_s * 1000, 3),
+            "step_ms_per_row": None if backlog.step_times is None else round(backlog.step_times.per_row_s * 1000, 3),
             "typical_steps": backlog.typical_steps,
         }
 

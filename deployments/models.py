@@ -12,6 +12,7 @@ model computes.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from t5electra.server.domain import (
     Tokenization,
     Usage,
 )
+from t5electra.server.errors import Overloaded
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import Limits
 
@@ -41,6 +43,14 @@ from . import names
 from .batcher import Batcher, BatchPlanner, Waiting
 from .decode_loop import DecodeLoop
 from .scheduler import StepReport
+
+_GIL_SWITCH_INTERVAL_S = 0.0005
+"""The T5 replica's decoding thread shares the GIL with the replica's event
+loop. At Python's default of 5 ms, each of a step's hundreds of torch calls
+that releases the GIL can wait that long to take it back while the event
+loop is busy, as it is when it refuses most arrivals under overload. Measured
+in docs/operations.md's overload scenario: answered within the deadline 7.8
+-> 10.0 requests/s, closed-loop capacity unchanged within the noise."""
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -108,6 +118,7 @@ class TextGeneratorDeployment:
 
     def __init__(self, settings: T5Settings, limits: Limits) -> None:
         _set_threads(settings)
+        sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
         self._metrics = _BatchMetrics(self._engine.name)
         self._stream_interval_s = settings.stream_interval_s
@@ -116,6 +127,7 @@ class TextGeneratorDeployment:
             max_rows=settings.max_batch_size,
             policy=settings.scheduler,
             idle_wait_s=settings.batch_wait_timeout_s,
+            admission_margin=settings.admission_margin,
             on_steps=self._metrics.steps,
         )
 
@@ -137,32 +149,54 @@ class TextGeneratorDeployment:
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
 
-    async def generate(self, request: GenerationRequest) -> Reply[GenerationResult]:
+    async def generate(self, request: GenerationRequest) -> Reply[GenerationResult] | Overloaded:
+        """The answer, or the refusal of a request that cannot be answered
+        in time (``admission.py``), returned rather than raised: under
+        overload most requests are refused, and Ray's path for a raised
+        error (a traceback, an ERROR log line per request) would cost this
+        process, and the decoding thread it shares the GIL with, more than
+        the refusal saves."""
         entered = time.perf_counter()
-        event, timing = await self._loop.call(self._engine.prepare(request))
+        try:
+            event, timing = await self._loop.call(self._engine.prepare(request))
+        except Overloaded as refusal:
+            return refusal
         return self._reply(event.result, event.result, timing, entered)
 
-    async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamPiece | Reply[StreamPiece]]:
-        """Pieces of text, the last one as a :class:`Reply`. Leaving this
+    async def generate_stream(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[StreamPiece | Reply[StreamPiece] | Overloaded]:
+        """Pieces of text, the last one as a :class:`Reply`; a refusal as
+        the only message (as :meth:`generate` returns it). Leaving this
         generator early (the caller cancelled or disconnected) cancels the
         request; its row leaves the batch at the next step."""
         entered = time.perf_counter()
         prepared = self._engine.prepare(request, stream=True)
         held: list[StreamPiece] = []
         sent = None
-        async for outputs in self._loop.stream(prepared):
-            held += [event.piece for event, _ in outputs if event.piece is not None]
-            event, timing = outputs[-1]
-            if timing is not None:
-                yield self._reply(StreamPiece.joined(held), event.result, timing, entered)
+        pieces = self._loop.stream(prepared)
+        try:
+            try:
+                outputs = await anext(pieces)
+            except Overloaded as refusal:
+                yield refusal
                 return
-            now = time.perf_counter()
-            # The first piece leaves at once; later ones made within
-            # stream_interval_s of the last message (or waiting while the
-            # ingress took it) travel together as one message.
-            if held and (sent is None or now - sent >= self._stream_interval_s):
-                yield StreamPiece.joined(held)
-                held, sent = [], now
+            while True:
+                held += [event.piece for event, _ in outputs if event.piece is not None]
+                event, timing = outputs[-1]
+                if timing is not None:
+                    yield self._reply(StreamPiece.joined(held), event.result, timing, entered)
+                    return
+                now = time.perf_counter()
+                # The first piece leaves at once; later ones made within
+                # stream_interval_s of the last message (or waiting while the
+                # ingress took it) travel together as one message.
+                if held and (sent is None or now - sent >= self._stream_interval_s):
+                    yield StreamPiece.joined(held)
+                    held, sent = [], now
+                outputs = await anext(pieces)
+        finally:
+            await pieces.aclose()  # a caller that left leaves the batch now, not when collected
 
     def _reply(self, payload: Any, result: GenerationResult, timing: BatchTiming, entered: float) -> Reply[Any]:
         usage = Usage(result.input_tokens, result.output_tokens)

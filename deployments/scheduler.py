@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 from t5electra.server.domain import BatchTiming
 
-from .admission import Backlog, Sized, expected_steps, place
+from .admission import Backlog, Sized, StepTimes, expected_steps, place
 
 Policy = Literal["continuous", "static"]
 
@@ -36,9 +36,14 @@ Admissible = Sized
 """What the scheduler needs of a request: its rows, its bounds on steps and its deadline."""
 
 _RECENT = 31
-"""Observations the step time and answer length are the medians of: a
-median, because a step that ran a whole beam search (or the first, slow
-step of a fresh process) is an outlier that a mean would carry for long."""
+"""Answers whose median length admission expects (a median: a few very
+long or very short answers move it little)."""
+
+_TIMED_STEPS = 64
+"""Recent steps the step-time line is fitted to."""
+
+_REFIT_EVERY = 8
+"""Steps between two fits of the line."""
 
 
 class Event(Protocol):
@@ -127,7 +132,8 @@ class Scheduler:
     live: dict[int, Ticket] = field(default_factory=dict)
     steps: int = 0
     rows_stepped: int = 0
-    _step_s: _Recent = field(default_factory=_Recent)
+    _steps_timed: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=_TIMED_STEPS))
+    step_times: StepTimes | None = None
     _answer_steps: _Recent = field(default_factory=_Recent)
     _left: list[Ticket] = field(default_factory=list)
 
@@ -154,7 +160,10 @@ class Scheduler:
         A waiting request that could not answer by its deadline even if it
         started now (at the recent step time: its fewest steps, or for a
         stream one step) expires instead of taking a row from work that can."""
-        expired = tuple(t for t in (*self.waiting, *self.live.values()) if _past(t, wall) or self._hopeless(t, wall))
+        step_s = None if self.step_times is None else self.step_times.at(max(1, min(self.max_rows, self.busy_rows)))
+        expired = tuple(
+            t for t in (*self.waiting, *self.live.values()) if _past(t, wall) or self._hopeless(t, wall, step_s)
+        )
         for ticket in expired:
             if ticket.key is None:
                 self.waiting.remove(ticket)
@@ -172,17 +181,17 @@ class Scheduler:
             return Plan(tuple(cancel), expired, wait=True, wait_s=remaining)
         return Plan(tuple(cancel), expired, tuple(self._admit(now, max(0, session_rows))))
 
-    def _hopeless(self, ticket: Ticket, wall: float) -> bool:
-        step_s = self.step_s
+    @staticmethod
+    def _hopeless(ticket: Ticket, wall: float, step_s: float | None) -> bool:
         if ticket.key is not None or ticket.item.deadline is None or step_s is None:
             return False
         needed = 1 if ticket.item.stream else max(1, ticket.item.min_steps)  # a stream's first piece is worth having
         return wall + needed * step_s > ticket.item.deadline
 
     @property
-    def step_s(self) -> float | None:
-        """A decoding step's recent time (seconds), once one was timed."""
-        return self._step_s.median
+    def busy_rows(self) -> int:
+        """Rows live or waiting."""
+        return sum(t.item.rows for t in (*self.live.values(), *self.waiting))
 
     @property
     def typical_steps(self) -> float | None:
@@ -201,7 +210,7 @@ class Scheduler:
         heapq.heapify(slots)
         for ticket in self.waiting:
             place(slots, ticket.item.rows, expected_steps(ticket.item, self.typical_steps))
-        return Backlog(tuple(slots), self.step_s, self.typical_steps, collected)
+        return Backlog(tuple(slots), self.busy_rows, self.step_times, self.typical_steps, collected)
 
     def admitted(self, ticket: Ticket, key: int) -> None:
         """The session took ``ticket`` under ``key``."""
@@ -235,7 +244,9 @@ class Scheduler:
         """What a step of ``rows`` rows, which took ``took_s`` seconds, gave
         whom; complete requests leave."""
         if took_s is not None:
-            self._step_s.add(took_s)
+            self._steps_timed.append((rows, took_s))
+            if self.steps % _REFIT_EVERY == 0 or self.step_times is None:
+                self.step_times = StepTimes.fit(self._steps_timed)
         queued = tuple(
             (t.admitted - t.arrived) * 1000 for t in self.live.values() if t.steps_at_admission == self.steps
         )

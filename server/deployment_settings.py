@@ -187,6 +187,12 @@ class T5Settings(ModelSettings):
         description="how long an idle T5 replica waits after a first request for others to join its first "
         "step; a busy one admits arrivals at the next step anyway",
     )
+    admission_margin: float = Field(
+        1.2,
+        ge=1.0,
+        description="a request with a deadline is refused at once (RESOURCE_EXHAUSTED) when its answer, "
+        "estimated from the work queued and recent step times, times this margin, would come after it",
+    )
 
 
 class ElectraSettings(ModelSettings):

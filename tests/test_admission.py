@@ -8,10 +8,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.admission import Admission, Backlog, expected_steps, place
+from t5electra.deployments.admission import Admission, Backlog, StepTimes, expected_steps, place
 from t5electra.server.errors import Overloaded
 
 pytestmark = pytest.mark.unit
+
+TENTH = StepTimes(0.1, 0.0)
+"""A tenth of a second a step, whatever the rows."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def test_everything_is_admitted_before_a_step_was_timed() -> None:
 def test_a_request_that_would_finish_after_its_deadline_is_refused_with_the_wait_as_pushback() -> None:
     admission = Admission()
     # Two rows, both busy for 10 more steps of 0.1 s.
-    admission.publish(Backlog(slots=(10.0, 10.0), step_s=0.1))
+    admission.publish(Backlog(slots=(10.0, 10.0), step_times=TENTH))
     with pytest.raises(Overloaded) as refused:
         admission.admit(Ask(16, deadline=2.0), wall=0.0)  # would finish at 2.6 s
     assert refused.value.retry_after_ms == 1000  # when a row frees
@@ -72,12 +75,12 @@ def test_a_request_that_would_finish_after_its_deadline_is_refused_with_the_wait
 
 def test_requests_the_thread_collected_are_counted_by_its_backlog_not_twice() -> None:
     admission = Admission()
-    admission.publish(Backlog(slots=(0.0,), step_s=0.1, collected=0))
+    admission.publish(Backlog(slots=(0.0,), step_times=TENTH, collected=0))
     admission.admit(Ask(10), wall=0.0)
     estimate = admission.estimate(Ask(10))
     assert estimate is not None and estimate.start_s == pytest.approx(1.0)
     # The thread took it in and placed it itself: the slot frees after 10 steps.
-    admission.publish(Backlog(slots=(10.0,), step_s=0.1, collected=1))
+    admission.publish(Backlog(slots=(10.0,), step_times=TENTH, collected=1))
     estimate = admission.estimate(Ask(10))
     assert estimate is not None and estimate.start_s == pytest.approx(1.0)
 
@@ -89,7 +92,26 @@ def test_a_refusal_survives_ray_pickling_with_its_pushback() -> None:
 
 def test_a_stream_is_refused_only_when_its_first_piece_would_come_too_late() -> None:
     admission = Admission()
-    admission.publish(Backlog(slots=(10.0,), step_s=0.1))
+    admission.publish(Backlog(slots=(10.0,), step_times=TENTH))
     admission.admit(Ask(512, deadline=1.5, stream=True), wall=0.0)  # first piece at 1.1 s: worth having
     with pytest.raises(Overloaded):
         admission.admit(Ask(512, deadline=1.5), wall=0.0)  # unary: would finish at 52 s
+
+
+def test_the_step_time_line_fits_steps_of_every_size_and_ignores_outliers() -> None:
+    steps = [(1, 0.012), (4, 0.018), (8, 0.026), (16, 0.042), (2, 0.014), (16, 3.0)]  # 3 s: a beam search
+    line = StepTimes.fit(steps)
+    assert line is not None
+    assert line.base_s == pytest.approx(0.010, abs=0.001) and line.per_row_s == pytest.approx(0.002, abs=0.0002)
+    assert StepTimes.fit([(4, 0.02), (4, 0.02)]) == StepTimes(0.02, 0.0)  # one size: its time
+    assert StepTimes.fit([]) is None
+
+
+def test_the_margin_makes_admission_stricter() -> None:
+    strict = Admission(margin=1.5)
+    strict.publish(Backlog(slots=(0.0,), step_times=TENTH))
+    with pytest.raises(Overloaded):
+        strict.admit(Ask(16, deadline=2.0), wall=0.0)  # 1.6 s, 2.4 s with the margin
+    lenient = Admission()
+    lenient.publish(Backlog(slots=(0.0,), step_times=TENTH))
+    lenient.admit(Ask(16, deadline=2.0), wall=0.0)

@@ -203,7 +203,7 @@ def test_a_failed_step_drops_the_admitted_requests_and_keeps_the_waiting_ones() 
 def test_a_waiting_request_that_cannot_finish_by_its_deadline_expires_instead_of_taking_a_row() -> None:
     run = Run(Scheduler(max_rows=1, policy="continuous"))
     run.submit(Job("first", 3))
-    run.step(wall=0.0)  # a step of 1 s timed: step_s is known now
+    run.step(wall=0.0)  # a step of 1 s timed: the step time is known now
     run.submit(Job("forced", 5, deadline=6.0))  # at least 5 steps: cannot start after wall 1
     run.submit(Job("may end early", 5, deadline=6.0, forced=False))
     run.step(wall=2.0)
@@ -222,4 +222,5 @@ def test_the_backlog_places_the_waiting_queue_behind_the_live_rows() -> None:
     # One row is free: "a" takes it (free again after 4 steps), "b" follows
     # there (8), "long" holds the other row 9 more steps.
     assert sorted(backlog.slots) == [8.0, 9.0]
-    assert backlog.step_s == 1.0 and backlog.collected == 3
+    assert backlog.step_times is not None and backlog.step_times.at(2) == 1.0
+    assert backlog.busy_rows == 3 and backlog.collected == 3
