@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from t5electra.server.domain import GenerationRequest, Horizon
 from t5electra.server.errors import Overloaded
 
 
@@ -163,18 +164,106 @@ class Admission:
         return Estimate(start * step_s, (start + 1) * step_s, (start + steps) * step_s)
 
     def admit(self, item: Sized, wall: float) -> None:
-        """Counts ``item`` in, or raises :class:`Overloaded` when its answer
-        would come after its deadline (``wall``: ``time.time()`` now): the
-        whole answer for a unary call, the first piece for a stream. The
-        item must then be handed to the thread, which counts it in ``collected``."""
+        """Counts ``item`` in, or raises :class:`Overloaded` (see :func:`judge`;
+        ``wall``: ``time.time()`` now). The item must then be handed to the
+        thread, which counts it in ``collected``."""
         estimate = self.estimate(item)
-        needed = None if estimate is None else estimate.first_s if item.stream else estimate.finish_s
-        if item.deadline is not None and needed is not None and wall + needed > item.deadline:
-            left_ms = max(0.0, (item.deadline - wall) * 1000)
-            raise Overloaded(
-                f"cannot answer within the deadline ({left_ms:.0f} ms left, about "
-                f"{needed * 1000:.0f} ms needed behind the work queued)",
-                retry_after_ms=max(1, round(estimate.start_s * 1000)),
-            )
+        if estimate is not None and (refusal := judge(item, estimate, wall)) is not None:
+            refusal.horizon = self.horizon(wall)
+            raise refusal
         self._admitted += 1
         self._pending.append((self._admitted, item))
+
+    def horizon(self, wall: float) -> Horizon | None:
+        """The admission as it stands, for the ingress to refuse by (a new
+        one-row request's start and step time); None before a step was timed."""
+        probe = self.estimate(_PROBE)
+        if probe is None:
+            return None
+        return Horizon(probe.start_s, probe.first_s - probe.start_s, self.backlog.typical_steps, wall)
+
+
+def judge(item: Sized, estimate: Estimate, wall: float) -> Overloaded | None:
+    """The refusal of ``item`` when its answer, as estimated, would come
+    after its deadline: the whole answer for a unary call, the first piece
+    for a stream. The pushback is the time until it could start."""
+    needed = estimate.first_s if item.stream else estimate.finish_s
+    if item.deadline is None or wall + needed <= item.deadline:
+        return None
+    left_ms = max(0.0, (item.deadline - wall) * 1000)
+    return Overloaded(
+        f"cannot answer within the deadline ({left_ms:.0f} ms left, about "
+        f"{needed * 1000:.0f} ms needed behind the work queued)",
+        retry_after_ms=max(1, round(estimate.start_s * 1000)),
+    )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """A one-row, one-step request: where the next arrival would start."""
+
+    rows: int = 1
+    min_steps: int = 1
+    max_steps: int = 1
+    stream: bool = False
+    deadline: float | None = None
+
+
+_PROBE = _Probe()
+
+
+class Gate:
+    """The ingress's side of T5 admission: it refuses, without the round
+    trip to a replica, what the last horizon a replica sent says that
+    replica would refuse. Under overload most arrivals are refused; each
+    one that reaches a replica costs its event loop, and the decoding
+    thread that shares the GIL with it, more than the refusal is worth.
+    A horizon older than ``fresh_s`` is not used: the next request goes to
+    a replica, whose answer brings a new one. Requests whose sizes are out
+    of bounds (``max_new_tokens``, ``max_rows``) go to the replica too,
+    whose validation answers them INVALID_ARGUMENT."""
+
+    def __init__(self, max_new_tokens: int, max_rows: int, fresh_s: float = 0.25) -> None:
+        self.max_new_tokens = max_new_tokens
+        self.max_rows = max_rows
+        self.fresh_s = fresh_s
+        self._horizon: Horizon | None = None
+
+    def learn(self, horizon: Horizon | None) -> None:
+        if horizon is not None and (self._horizon is None or horizon.at >= self._horizon.at):
+            self._horizon = horizon
+
+    def check(self, item: Sized, wall: float) -> None:
+        """Raises :class:`Overloaded` as the replica would, while the horizon is fresh."""
+        horizon = self._horizon
+        if horizon is None or item.deadline is None or wall - horizon.at > self.fresh_s:
+            return
+        if not (0 <= item.min_steps <= item.max_steps <= self.max_new_tokens and 1 <= item.rows <= self.max_rows):
+            return
+        steps = expected_steps(item, horizon.typical_steps)
+        start = horizon.start_s
+        estimate = Estimate(start, start + horizon.step_s, start + steps * horizon.step_s)
+        if (refusal := judge(item, estimate, wall)) is not None:
+            raise refusal
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A generation request as admission sees it, before the replica prepares it."""
+
+    rows: int
+    min_steps: int
+    max_steps: int
+    stream: bool
+    deadline: float | None
+
+    @classmethod
+    def of(cls, request: GenerationRequest, *, stream: bool) -> Asked:
+        parameters = request.parameters
+        return cls(
+            parameters.num_return_sequences,
+            parameters.min_new_tokens,
+            parameters.max_new_tokens,
+            stream,
+            request.deadline,
+        )

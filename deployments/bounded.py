@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
@@ -24,10 +24,13 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.time())
 
 
-def _refused(answer: Any) -> Any:
+def _refused(answer: Any, on_refusal: Callable[[Any], None] | None = None) -> Any:
     """A model replica returns its refusal (:class:`Overloaded`) instead of
-    raising it, to keep refusing cheap: here it is raised."""
+    raising it, to keep refusing cheap: here it is raised, after
+    ``on_refusal`` is given its horizon."""
     if isinstance(answer, Overloaded):
+        if on_refusal is not None:
+            on_refusal(answer.horizon)
         raise answer
     return answer
 
@@ -41,7 +44,11 @@ async def answer(response: DeploymentResponse, deadline: float | None) -> Any:
         raise DeadlineExceeded("the deadline passed before the model answered") from error
 
 
-async def pieces(responses: DeploymentResponseGenerator, deadline: float | None) -> AsyncIterator[Any]:
+async def pieces(
+    responses: DeploymentResponseGenerator,
+    deadline: float | None,
+    on_refusal: Callable[[Any], None] | None = None,
+) -> AsyncIterator[Any]:
     """The deployment's stream, each piece awaited until ``deadline`` at most."""
     while True:
         try:
@@ -51,4 +58,4 @@ async def pieces(responses: DeploymentResponseGenerator, deadline: float | None)
         except TimeoutError as error:
             responses.cancel()
             raise DeadlineExceeded("the deadline passed before the stream ended") from error
-        yield _refused(piece)
+        yield _refused(piece, on_refusal)

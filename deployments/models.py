@@ -202,7 +202,7 @@ class TextGeneratorDeployment:
         usage = Usage(result.input_tokens, result.output_tokens)
         self._metrics.count(usage)
         timing = BatchTiming(timing.queue_ms, timing.inference_ms, timing.batch_size, _since(entered))
-        return Reply(payload, self._engine.name, usage, timing)
+        return Reply(payload, self._engine.name, usage, timing, self._loop.admission.horizon(time.time()))
 
 
 @serve.deployment(name=names.DETECTOR)

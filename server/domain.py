@@ -251,12 +251,28 @@ Payload = TypeVar("Payload")
 
 
 @dataclass(frozen=True)
+class Horizon:
+    """A T5 replica's admission as it stood when it answered: seconds until
+    a new request could start, a step's time at the load it would join (the
+    admission margin included), the steps of a typical answer, and when
+    (``time.time()``). While it is fresh, the ingress refuses on it what the
+    replica would refuse, without the round trip."""
+
+    start_s: float
+    step_s: float
+    typical_steps: float | None
+    at: float
+
+
+@dataclass(frozen=True)
 class Reply(Generic[Payload]):
     """What a model replica answers: the engine's result and what serving
     knows of it, built once in the replica and read once in the ingress,
-    where the trailers, metrics and log line are written."""
+    where the trailers, metrics and log line are written (and, for T5, the
+    replica's admission horizon, which the ingress refuses by)."""
 
     payload: Payload
     model: str
     usage: Usage
     timing: BatchTiming
+    horizon: Horizon | None = None

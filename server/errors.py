@@ -50,12 +50,13 @@ class Overloaded(ServingError):
     as much work as it may (RESOURCE_EXHAUSTED): refused at once, so that
     the caller can go elsewhere or come back after ``retry_after_ms``."""
 
-    def __init__(self, message: str, retry_after_ms: int) -> None:
+    def __init__(self, message: str, retry_after_ms: int, horizon: object = None) -> None:
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
+        self.horizon = horizon  # the refusing replica's admission (domain.Horizon), for the ingress
 
     def __reduce__(self):
-        return (type(self), (str(self), self.retry_after_ms))
+        return (type(self), (str(self), self.retry_after_ms, self.horizon))
 
 
 class DeadlineExceeded(ServingError, TimeoutError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.admission import Admission, Backlog, StepTimes, expected_steps, place
+from t5electra.deployments.admission import Admission, Backlog, Gate, StepTimes, expected_steps, place
 from t5electra.server.errors import Overloaded
 
 pytestmark = pytest.mark.unit
@@ -115,3 +115,20 @@ def test_the_margin_makes_admission_stricter() -> None:
     lenient = Admission()
     lenient.publish(Backlog(slots=(0.0,), step_times=TENTH))
     lenient.admit(Ask(16, deadline=2.0), wall=0.0)
+
+
+def test_the_ingress_gate_refuses_as_the_replica_would_while_its_horizon_is_fresh() -> None:
+    replica = Admission()
+    replica.publish(Backlog(slots=(10.0, 10.0), step_times=TENTH))
+    with pytest.raises(Overloaded) as refused:
+        replica.admit(Ask(16, deadline=2.0), wall=2.0)
+    horizon = refused.value.horizon
+    assert horizon is not None and horizon.start_s == pytest.approx(1.0) and horizon.step_s == pytest.approx(0.1)
+    gate = Gate(max_new_tokens=512, max_rows=8, fresh_s=0.25)
+    gate.learn(horizon)
+    with pytest.raises(Overloaded):
+        gate.check(Ask(16, deadline=4.0), wall=2.1)  # 1.0 + 1.6 s needed, 1.9 s left
+    gate.check(Ask(16, deadline=5.0), wall=2.1)  # 2.9 s left: the replica decides
+    gate.check(Ask(16, deadline=4.0), wall=2.3)  # the horizon is stale: the replica decides
+    gate.check(Ask(16), wall=2.1)  # no deadline: never refused
+    gate.check(Ask(100_000, deadline=4.0), wall=2.1)  # out of bounds: the replica's validation answers

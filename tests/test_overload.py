@@ -1,0 +1,48 @@
+"""Past saturation, through real gRPC from a plain client (a gRPC deadline,
+none of the project's metadata): arrivals at twice the measured capacity
+are either answered within their deadline or refused at once, never held
+until their deadline runs out. Figures are printed, not timed: the claim
+checked is the kind of answer each request gets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from t5electra.clients.loadtest import LoadConfig, run_load
+
+from support.serving import ServerUnderTest
+
+pytestmark = pytest.mark.serve
+
+FORCED = {"min_new_tokens": 128, "max_new_tokens": 128}  # the model, not the ingress, is what saturates
+
+
+def test_twice_the_capacity_is_answered_in_time_or_refused_at_once(server: ServerUnderTest) -> None:
+    server.wait_until_idle()
+    closed = LoadConfig(
+        server.address, rpc="generate", concurrency=16, duration=4, warmup=1, timeout=30, params=FORCED, plain=True
+    )
+    capacity = asyncio.run(run_load(closed, progress=False)).to_json()["throughput_rps"]
+    assert capacity
+    server.wait_until_idle()
+    overload = LoadConfig(
+        server.address,
+        rpc="generate",
+        rate=2 * capacity,
+        duration=8,
+        warmup=1,
+        timeout=2.0,
+        params=FORCED,
+        plain=True,
+    )
+    report = asyncio.run(run_load(overload, progress=False))
+    figures = report.to_json()
+    print(f"\ncapacity {capacity:.1f} req/s; at {2 * capacity:.1f} req/s:\n{report.table()}")
+    assert set(figures["errors"]) <= {"RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
+    assert figures["successes"] > 0 and figures["errors"].get("RESOURCE_EXHAUSTED", 0) > 0
+    # Refused means refused early: a refusal that came at its deadline would
+    # be indistinguishable from the queueing this replaces.
+    assert figures["refusal_ms"]["max"] < overload.timeout * 1000
+    assert figures["errors"].get("DEADLINE_EXCEEDED", 0) < figures["successes"]
