@@ -117,11 +117,13 @@ class Batcher(Generic[T]):
         *,
         workers: int = 1,
         on_batch: Callable[[Sequence[Waiting[T]], float], None] | None = None,
+        on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
         self._run_batch = run
         self.planner = planner
         self._workers = workers
         self._on_batch = on_batch
+        self._on_dropped = on_dropped or (lambda reason, count: None)
         self._mailbox: Mailbox[T] = Mailbox()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -151,6 +153,8 @@ class Batcher(Generic[T]):
     def _work(self) -> None:
         while True:
             take = self._next()
+            if take.expired:
+                self._on_dropped("expired", len(take.expired))
             self._mailbox.send(
                 failed=[w.letter for w in take.expired], error=DeadlineExceeded("deadline exceeded while queued")
             )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from t5electra.server.domain import BatchTiming
-from t5electra.server.errors import DeadlineExceeded
+from t5electra.server.errors import DeadlineExceeded, Overloaded
 
 from .admission import Admission
 from .mailbox import Letter, Mailbox
@@ -53,13 +53,18 @@ class DecodeLoop:
         idle_wait_s: float,
         admission_margin: float = 1.0,
         on_steps: Callable[[list[StepReport]], None] | None = None,
+        on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
+        """``on_dropped(reason, count)``: requests refused at arrival
+        (``refused``) or whose deadlines passed while queued or decoding
+        (``expired``), for metrics; called on either thread."""
         self._new_session = new_session
         self.scheduler = Scheduler(max_rows, policy, idle_wait_s)
         self.admission = Admission(admission_margin)
         self._collected = 0
         self._mailbox: Mailbox[Admissible] = Mailbox()
         self._on_steps = on_steps
+        self._on_dropped = on_dropped or (lambda reason, count: None)
         self._reports: list[StepReport] = []
         self._tickets: dict[Letter[Admissible], Ticket] = {}
         self._thread: threading.Thread | None = None
@@ -87,7 +92,7 @@ class DecodeLoop:
         the steps. Leaving the iteration early cancels the request. Raises
         :class:`Overloaded` at once when ``item`` cannot be answered within
         its deadline behind the work already queued (``admission.py``)."""
-        self.admission.admit(item, time.time())
+        self._admit(item)
         self._start()
         async for outputs in self._mailbox.stream(item):
             yield outputs
@@ -95,9 +100,16 @@ class DecodeLoop:
     async def call(self, item: Admissible) -> tuple[Any, BatchTiming | None]:
         """Queues ``item`` and returns its last (event, timing): its result.
         Refuses it at once as :meth:`stream` does."""
-        self.admission.admit(item, time.time())
+        self._admit(item)
         self._start()
         return await self._mailbox.call(item)
+
+    def _admit(self, item: Admissible) -> None:
+        try:
+            self.admission.admit(item, time.time())
+        except Overloaded:
+            self._on_dropped("refused", 1)
+            raise
 
     def _start(self) -> None:
         if self._thread is None:
@@ -132,7 +144,10 @@ class DecodeLoop:
             plan = self.scheduler.schedule(now, time.time(), session.rows)
             for key in plan.cancel:
                 session.cancel(key)
-            self._fail(list(plan.expired), DeadlineExceeded("the deadline passed, or left too little time to finish"))
+            if plan.expired:
+                self._on_dropped("expired", len(plan.expired))
+                late = DeadlineExceeded("the deadline passed, or left too little time to finish")
+                self._fail(list(plan.expired), late)
             if plan.wait:
                 self.admission.publish(self.scheduler.backlog(self._collected))
                 self._flush_reports()

@@ -69,6 +69,12 @@ class _BatchMetrics:
             "t5electra_batch_size", "Requests per executed batch (T5: rows per decoding step)", _BATCH_BUCKETS, tags
         )
         self.tokens = Counter("t5electra_tokens", "Tokens processed", ("model", "direction"))
+        self.dropped_requests = Counter(
+            "t5electra_dropped",
+            "Requests a replica refused at arrival (reason=refused: no time to answer within the deadline) "
+            "or dropped when their deadline passed while queued or decoding (reason=expired)",
+            ("model", "reason"),
+        )
         for metric in (self.queue_ms, self.batch_size):
             metric.set_default_tags(dict(self._tags))  # Serve adds its tags to the dict it gets
 
@@ -83,6 +89,9 @@ class _BatchMetrics:
         self.batch_size.observe(len(batch))
         for waiting in batch:
             self.queue_ms.observe((started - waiting.arrived) * 1000)
+
+    def dropped(self, reason: str, count: int) -> None:
+        self.dropped_requests.inc(count, tags={**self._tags, "reason": reason})
 
     def count(self, usage: Usage) -> None:
         if usage.input_tokens:
@@ -129,6 +138,7 @@ class TextGeneratorDeployment:
             idle_wait_s=settings.batch_wait_timeout_s,
             admission_margin=settings.admission_margin,
             on_steps=self._metrics.steps,
+            on_dropped=self._metrics.dropped,
         )
 
     def info(self) -> dict[str, Any]:
@@ -227,7 +237,11 @@ class DetectorDeployment:
             max_batch_cost=settings.max_batch_tokens,
         )
         self._batcher = Batcher(
-            self._engine.detect, planner, workers=settings.max_concurrent_batches, on_batch=self._metrics.batch
+            self._engine.detect,
+            planner,
+            workers=settings.max_concurrent_batches,
+            on_batch=self._metrics.batch,
+            on_dropped=self._metrics.dropped,
         )
 
     def info(self) -> dict[str, Any]:

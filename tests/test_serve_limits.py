@@ -263,12 +263,17 @@ def test_metrics_reach_the_prometheus_endpoint(server: ServerUnderTest) -> None:
     with server.client() as client:
         client.generate(PROMPTS[0])
         client.detect_replacements(SENTENCES[0])
+    # A stream admitted (its first piece fits) that expires while decoding.
+    with server.channel() as channel, pytest.raises(grpc.RpcError):
+        for _ in server.generation_stub(channel).GenerateStream(_generate(PROMPTS[0], 512), timeout=0.7):
+            pass
     wanted = [
         "t5electra_requests",
         "t5electra_latency_ms",
         "t5electra_queue_ms",
         "t5electra_batch_size",
         "t5electra_tokens",
+        "t5electra_dropped",
     ]
     deadline = time.monotonic() + 60
     text = ""
