@@ -183,7 +183,7 @@ class LoadReport:
         figures = self.to_json()
         lines = [
             f"{figures['rpc']} against {figures['address']} ({figures['mode']} loop, "
-            + (f"rate {figures['rate']}/s" if figures["rate"] else f"concurrency {figures['concurrency']}")
+            + (f"rate {figures['rate']:.4g}/s" if figures["rate"] else f"concurrency {figures['concurrency']}")
             + f", {figures['window_s']:.1f}s measured)",
             f"  requests      {figures['requests']:>8}   successes {figures['successes']}",
             f"  throughput    {shown(figures['throughput_rps']):>8} req/s"

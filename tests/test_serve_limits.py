@@ -125,8 +125,9 @@ def test_a_short_deadline_behind_a_full_batch_is_refused_and_the_batch_is_not_di
 def test_cancelled_stream_stops_generating(server: ServerUnderTest) -> None:
     """The client cancels a 512-token stream while the model is busy with a
     long beam search in a concurrent batch, so the proxy is waiting for the
-    stream's next piece: that is when Ray's proxy propagates a cancel (one that
-    lands while the proxy writes a piece is not; see README, Known limits)."""
+    stream's next piece: the cancel Ray's proxy propagates by itself (one that
+    lands while it writes a piece needs the proxy extension: see the
+    random-moments test below)."""
     server.wait_until_idle()
     steps_before = server.t5_info()["steps"]
     long = generation_pb2.GenerationParameters(min_new_tokens=512, max_new_tokens=512)
@@ -180,8 +181,8 @@ def test_a_stream_ends_at_the_callers_deadline_even_if_no_cancel_arrives(server:
     """The deadline the client sends in x-request-timeout-ms ends the work
     on the server by itself: here the gRPC deadline is far later, so no
     cancel ever comes, yet decoding stops after 0.7 s with DEADLINE_EXCEEDED.
-    This is what bounds a stream whose cancel Ray's proxy lost (README,
-    Known limits)."""
+    This is what bounds a stream whose cancel is lost where the proxy is
+    not extended (another Ray release: README, Known limits)."""
     server.wait_until_idle()
     steps_before = server.t5_info()["steps"]
     request = generation_pb2.GenerateRequest(
