@@ -37,8 +37,10 @@ def test_short_soak_accounts_for_every_request(tmp_path: Path) -> None:
         str(tmp_path),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    assert report_path.exists(), output
     report = json.loads(report_path.read_text())
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, output
     assert report["requests"] == sum(report["by_code"].values()) == report["answered"] + report["lost"]
     assert report["lost"] == 0
     assert report["by_code"].get("OK", 0) > 0

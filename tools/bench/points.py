@@ -14,7 +14,7 @@ from t5electra.clients.load_report import shown
 from t5electra.clients.loadtest import LoadConfig, run_load
 
 from .checkpoints import ModelPair
-from .processes import Started, free_port, started_process
+from .processes import SERVE_READY, Started, free_port, started_process
 
 
 def load_point(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
@@ -50,5 +50,5 @@ def served(
     }
     serve = [sys.executable, "-m", "t5electra.tools.cli", "serve"]
     log = workdir / f"serve-{models.size}-{scheduler}-{dtype}.log"
-    with started_process("t5electra serve", serve, "serving on", log, env) as up:
+    with started_process("t5electra serve", serve, SERVE_READY, log, env) as up:
         yield up, f"127.0.0.1:{port}"

@@ -69,6 +69,12 @@ class Started:
     seconds: float
 
 
+SERVE_READY = "Ctrl-C or SIGTERM stops it."
+"""The last line ``t5electra serve`` prints when it is up: every line before
+it (the models served, the Ray cluster's address) is written by then. Its
+first line, "serving on", comes before the models are described."""
+
+
 @contextmanager
 def started_process(
     name: str, command: list[str], ready: str, log: Path, env: dict[str, str], timeout: float = 300

@@ -29,7 +29,7 @@ from t5electra.clients.load_report import Sample, percentile, shown
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, send_one
 from t5electra.deployments.names import MODELS
 
-from .processes import free_port, serving_memory_mb, started_process
+from .processes import SERVE_READY, free_port, serving_memory_mb, started_process
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
     }
     command = [sys.executable, "-m", "t5electra.tools.cli", "serve"]
     log = workdir / "serve.log"
-    with started_process("t5electra serve", command, "serving on", log, env) as server:
+    with started_process("t5electra serve", command, SERVE_READY, log, env) as server:
         gcs = next(line.split()[-1] for line in log.read_text().splitlines() if "Ray cluster:" in line)
         say(f"server up after {server.seconds:.1f} s; soaking for {config.duration:.0f} s at {config.rate}/s")
         memory_start = serving_memory_mb(server.pid)
