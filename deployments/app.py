@@ -23,6 +23,7 @@ GRPC_SERVICER_FUNCTIONS = [
     "t5electra.deployments.servicers.add_text_generation",
     "t5electra.deployments.servicers.add_replacement_detection",
     "t5electra.deployments.servicers.add_models",
+    "t5electra.deployments.servicers.add_open_inference",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
 

@@ -34,6 +34,7 @@ from . import bounded, names, wire
 from .admission import Asked, Gate
 from .calls import Call, answered, deadline, metadata_value, request_id
 from .health import LIVENESS, Readiness
+from .inference_ingress import OpenInferenceMethods
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
 
@@ -49,7 +50,7 @@ class StreamFailed(Exception):
 
 
 @serve.deployment(name=names.INGRESS)
-class IngressDeployment:
+class IngressDeployment(OpenInferenceMethods):
     def __init__(self, t5: DeploymentHandle, electra: DeploymentHandle, settings: Settings) -> None:
         self._t5 = t5
         self._electra = electra
@@ -62,6 +63,7 @@ class IngressDeployment:
             for service, model in ((GENERATION_SERVICE, settings.t5), (DETECTION_SERVICE, settings.electra))
             if model.autoscaling.min_replicas == 0
         }
+        self._inference_names = settings.open_inference
         self._t5_gate = Gate(settings.limits.max_new_tokens, settings.limits.max_num_return_sequences)
         self._requests = Counter("t5electra_requests", "RPCs answered", ("rpc", "code"))
         self._latency = Histogram("t5electra_latency_ms", "RPC latency inside the server", _LATENCY_BUCKETS, ("rpc",))

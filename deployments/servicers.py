@@ -25,6 +25,7 @@ from . import proxy_extension
 GENERATION_SERVICE = protocol.GENERATION.full_name
 DETECTION_SERVICE = protocol.DETECTION.full_name
 MODELS_SERVICE = protocol.MODELS.full_name
+INFERENCE_SERVICE = protocol.INFERENCE.full_name
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,8 @@ def add_replacement_detection(servicer: Any, server: Any) -> None:
 
 def add_models(servicer: Any, server: Any) -> None:
     _register(servicer, server, protocol.MODELS)
+
+
+def add_open_inference(servicer: Any, server: Any) -> None:
+    """``inference.GRPCInferenceService``, the Open Inference Protocol."""
+    _register(servicer, server, protocol.INFERENCE)

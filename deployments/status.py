@@ -21,6 +21,7 @@ from t5electra.server.errors import (
     Overloaded,
     PermissionDenied,
     Unauthenticated,
+    UnknownModel,
 )
 
 RETRY_AFTER_MS = 200
@@ -41,6 +42,8 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
     error = unwrap(error)
     if isinstance(error, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+    if isinstance(error, UnknownModel):
+        return grpc.StatusCode.NOT_FOUND, str(error)
     if isinstance(error, NotConfigured):
         return grpc.StatusCode.FAILED_PRECONDITION, str(error)
     if isinstance(error, Unauthenticated):

@@ -8,7 +8,8 @@ The stubs are checked in so that installing the package never needs
 grpcio-tools; ``tests/test_stubs.py`` fails when they drift from the protos.
 grpcio-tools writes absolute imports (``from t5electra.v1 import ...``) and
 module names that only work when the proto root is on ``sys.path``; they are
-rewritten so the stubs live inside ``t5electra.protocol.v1``.
+rewritten so the stubs live inside ``t5electra.protocol.v1`` (the project's
+API) and ``t5electra.protocol.inference`` (the Open Inference Protocol).
 """
 
 from __future__ import annotations
@@ -16,26 +17,41 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-PROTO_PACKAGE = "t5electra/v1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "protos"
-STUB_DIR = REPO_ROOT / "protocol" / "v1"
-
-_ABSOLUTE_IMPORT = re.compile(r"^from t5electra\.v1 import (\w+_pb2)", re.MULTILINE)
-# The module name protobuf gives the generated classes; pickle (Ray ships
-# request protos between processes) must be able to import it.
-_MODULE_NAME = re.compile(r"'t5electra\.v1\.(\w+_pb2)'")
 
 
-def generate(proto_root: Path, out_dir: Path) -> list[Path]:
-    """Compiles every proto of the package into ``out_dir``; returns the files written."""
+@dataclass(frozen=True)
+class Package:
+    """A directory of protos and the subpackage of ``t5electra.protocol`` its stubs go to."""
+
+    proto_dir: str
+    subpackage: str
+
+    @property
+    def dotted(self) -> str:
+        return self.proto_dir.replace("/", ".")
+
+
+V1 = Package("t5electra/v1", "v1")
+INFERENCE = Package("inference", "inference")
+PACKAGES = (V1, INFERENCE)
+
+
+def generate(proto_root: Path, out_dir: Path, package: Package = V1) -> list[Path]:
+    """Compiles every proto of ``package`` into ``out_dir``; returns the files written."""
     from grpc_tools import protoc  # dev-only dependency
 
-    protos = sorted((proto_root / PROTO_PACKAGE).glob("*.proto"))
+    protos = sorted((proto_root / package.proto_dir).glob("*.proto"))
     if not protos:
-        raise FileNotFoundError(f"no .proto files under {proto_root / PROTO_PACKAGE}")
+        raise FileNotFoundError(f"no .proto files under {proto_root / package.proto_dir}")
+    absolute_import = re.compile(rf"^from {re.escape(package.dotted)} import (\w+_pb2)", re.MULTILINE)
+    # The module name protobuf gives the generated classes; pickle (Ray ships
+    # request protos between processes) must be able to import it.
+    module_name = re.compile(rf"'{re.escape(package.dotted)}\.(\w+_pb2)'")
     scratch = out_dir / "_protoc"
     scratch.mkdir(parents=True, exist_ok=True)
     include = Path(protoc.__file__).parent / "_proto"
@@ -51,10 +67,10 @@ def generate(proto_root: Path, out_dir: Path) -> list[Path]:
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: " + " ".join(args))
     written = []
-    for produced in sorted((scratch / PROTO_PACKAGE).iterdir()):
+    for produced in sorted((scratch / package.proto_dir).iterdir()):
         target = out_dir / produced.name
-        text = _ABSOLUTE_IMPORT.sub(r"from . import \1", produced.read_text())
-        target.write_text(_MODULE_NAME.sub(r"'t5electra.protocol.v1.\1'", text))
+        text = absolute_import.sub(r"from . import \1", produced.read_text())
+        target.write_text(module_name.sub(rf"'t5electra.protocol.{package.subpackage}.\1'", text))
         written.append(target)
     for leftover in sorted(scratch.rglob("*"), reverse=True):
         leftover.unlink() if leftover.is_file() else leftover.rmdir()
@@ -64,10 +80,13 @@ def generate(proto_root: Path, out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=STUB_DIR, help="where to write the stubs")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "protocol", help="where the stubs' subpackages (v1/, inference/) go"
+    )
     args = parser.parse_args(argv)
-    for path in generate(PROTO_ROOT, args.out):
-        print(path)
+    for package in PACKAGES:
+        for path in generate(PROTO_ROOT, args.out / package.subpackage, package):
+            print(path)
     return 0
 
 

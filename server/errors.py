@@ -33,6 +33,10 @@ class NotConfigured(ServingError):
     (FAILED_PRECONDITION); the message names the setting that enables it."""
 
 
+class UnknownModel(ServingError):
+    """The request names a model this server does not serve (NOT_FOUND)."""
+
+
 class ModelNotReady(ServingError):
     """The model is still loading or has no live replica (UNAVAILABLE)."""
 

@@ -59,6 +59,15 @@ class Limits(StrictModel):
     max_suggestions: int = Field(10, ge=0, le=10, description="suggestions per replaced word")
 
 
+class OpenInferenceSettings(StrictModel):
+    """The Open Inference Protocol's names for the two models (``inference.GRPCInferenceService``)."""
+
+    t5_model_name: str = Field("t5", min_length=1, description="the T5 model's name in ModelInfer and ModelMetadata")
+    electra_model_name: str = Field(
+        "electra", min_length=1, description="the ELECTRA model's name in ModelInfer and ModelMetadata"
+    )
+
+
 class Settings(BaseSettings):
     """The whole server's configuration; ``args`` of the Serve application."""
 
@@ -83,6 +92,7 @@ class Settings(BaseSettings):
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     limits: Limits = Field(default_factory=Limits)
     auth: Auth = Field(default_factory=Auth)
+    open_inference: OpenInferenceSettings = Field(default_factory=OpenInferenceSettings)
     ray_serve_env: dict[str, str] = Field(
         default_factory=lambda: dict(REQUEST_PATH_SWITCHES),
         description="Ray Serve switches set in every replica's environment (and in the Ray that "

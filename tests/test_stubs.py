@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import t5electra.protocol.inference
 import t5electra.protocol.v1
 from t5electra.protocol import codegen
 
@@ -25,6 +26,14 @@ def test_checked_in_stubs_are_current(tmp_path: Path) -> None:
     generated = {p.name for p in fresh}
     checked_in = {p.name for p in INSTALLED_STUBS.glob("*_pb2*.py*")}
     assert checked_in == generated
+
+
+def test_checked_in_open_inference_stubs_are_current(tmp_path: Path) -> None:
+    installed = Path(t5electra.protocol.inference.__file__).parent
+    fresh = codegen.generate(PROTO_ROOT, tmp_path, codegen.INFERENCE)
+    assert {p.name for p in fresh} == {p.name for p in installed.glob("*_pb2*.py*")}
+    stale = [p.name for p in fresh if p.read_text() != (installed / p.name).read_text()]
+    assert not stale, f"stale stubs {stale}: run `python -m t5electra.protocol.codegen`"
 
 
 def test_stubs_import_as_a_subpackage() -> None:

@@ -1,0 +1,120 @@
+"""The ingress's methods for the Open Inference Protocol
+(``inference.GRPCInferenceService``), mixed into :class:`IngressDeployment`:
+they use its readiness, authentication, admission gate, model handles and
+the one place that turns failures into status codes, as the project's own
+RPCs do. Tensors <-> domain requests and answers: ``inference_wire.py``.
+Probes (ServerLive, ServerReady, ModelReady) need no token, as health
+checks do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import time
+
+from ray.serve.grpc_util import RayServegRPCContext
+from ray.serve.handle import DeploymentHandle
+
+from t5electra.protocol.inference import open_inference_pb2 as oip
+from t5electra.server.domain import Usage
+
+from . import bounded, inference_wire
+from .admission import Asked
+from .calls import deadline
+from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
+
+_VERSION = importlib.metadata.version("t5-electra-serve")
+_MODEL_VERSION = "1"
+"""Each model has one version: the checkpoint the deployment serves."""
+
+
+class OpenInferenceMethods:
+    """The six RPCs; ``self`` is the ingress, whose attributes they use."""
+
+    async def ServerLive(
+        self, request: oip.ServerLiveRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ServerLiveResponse:
+        return oip.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: oip.ServerReadyRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ServerReadyResponse:
+        snapshot = await self._readiness.snapshot()
+        return oip.ServerReadyResponse(ready=snapshot.serving())
+
+    async def ModelReady(
+        self, request: oip.ModelReadyRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ModelReadyResponse:
+        async with self._answering("ModelReady", grpc_context):
+            service, _ = self._inference_model(request.name)
+            snapshot = await self._readiness.snapshot()
+            return oip.ModelReadyResponse(ready=snapshot.serving(service))
+        return oip.ModelReadyResponse()
+
+    async def ServerMetadata(
+        self, request: oip.ServerMetadataRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ServerMetadataResponse:
+        async with self._answering("ServerMetadata", grpc_context) as call:
+            self._admit(call, grpc_context)
+            return oip.ServerMetadataResponse(name="t5electra", version=_VERSION)
+        return oip.ServerMetadataResponse()
+
+    async def ModelMetadata(
+        self, request: oip.ModelMetadataRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ModelMetadataResponse:
+        async with self._answering("ModelMetadata", grpc_context) as call:
+            self._admit(call, grpc_context)
+            service, handle = self._inference_model(request.name)
+            await self._require(service)
+            async with call.model_call():
+                model = await handle.describe.remote()
+            inputs, outputs = (
+                (inference_wire.T5_INPUTS, inference_wire.T5_OUTPUTS)
+                if service == GENERATION_SERVICE
+                else (inference_wire.ELECTRA_INPUTS, inference_wire.ELECTRA_OUTPUTS)
+            )
+            properties = {"checkpoint": model.name, "dtype": model.dtype, "device": model.device}
+            return inference_wire.model_metadata(request.name, _MODEL_VERSION, inputs, outputs, properties)
+        return oip.ModelMetadataResponse()
+
+    async def ModelInfer(
+        self, request: oip.ModelInferRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ModelInferResponse:
+        """Every element of the ``text`` input is one request to the model,
+        through the same admission, deadline and batching as Generate's and
+        DetectReplacements'."""
+        async with self._answering("ModelInfer", grpc_context) as call:
+            self._admit(call, grpc_context)
+            name = inference_wire.model_name(request)
+            service, _ = self._inference_model(name)
+            given = inference_wire.inputs(request, name)
+            ends = deadline(grpc_context)
+            await self._require(service)
+            async with call.model_call():
+                if service == GENERATION_SERVICE:
+                    generations = inference_wire.generation_requests(given, call.request_id, ends)
+                    for one in generations:
+                        self._t5_gate.check(Asked.of(one, stream=False), time.time())
+                    replies = await asyncio.gather(
+                        *(self._learning(bounded.answer(self._t5.generate.remote(one), ends)) for one in generations)
+                    )
+                    outputs = inference_wire.generation_outputs([r.payload for r in replies], given.shape)
+                else:
+                    detections = inference_wire.detection_requests(given, call.request_id, ends)
+                    replies = await asyncio.gather(
+                        *(bounded.answer(self._electra.detect.remote(one), ends) for one in detections)
+                    )
+                    outputs = inference_wire.detection_outputs([r.payload for r in replies])
+            call.model = replies[0].model if replies else ""
+            call.usage = Usage(sum(r.usage.input_tokens for r in replies), sum(r.usage.output_tokens for r in replies))
+            return inference_wire.infer_response(request, name, _MODEL_VERSION, call.request_id, outputs)
+        return oip.ModelInferResponse()
+
+    def _inference_model(self, name: str) -> tuple[str, DeploymentHandle]:
+        """The service and handle behind an Open Inference model name; NOT_FOUND for another."""
+        if name == self._inference_names.t5_model_name:
+            return GENERATION_SERVICE, self._t5
+        if name == self._inference_names.electra_model_name:
+            return DETECTION_SERVICE, self._electra
+        raise inference_wire.unknown(name)

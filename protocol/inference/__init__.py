@@ -1,0 +1,1 @@
+"""The Open Inference Protocol's generated stubs (package ``inference``): see protos/inference/."""

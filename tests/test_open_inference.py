@@ -1,0 +1,85 @@
+"""The Open Inference Protocol through real gRPC, on the session's server:
+the same port, the same models and answers as the project's own RPCs, and
+Triton's status codes. (tritonclient itself: test_tritonclient.py.)"""
+
+from __future__ import annotations
+
+import struct
+
+import grpc
+import pytest
+
+from t5electra.deployments import inference_wire
+from t5electra.protocol.inference import open_inference_pb2 as oip
+from t5electra.protocol.inference import open_inference_pb2_grpc
+
+from support.reference import PROMPTS, SENTENCES
+from support.serving import ServerUnderTest
+
+pytestmark = pytest.mark.serve
+
+
+def _infer(model: str, texts: list[str], **parameters: int) -> oip.ModelInferRequest:
+    request = oip.ModelInferRequest(model_name=model, id="call-1")
+    request.inputs.add(name="text", datatype="BYTES", shape=[len(texts)])
+    request.raw_input_contents.append(inference_wire.encode_bytes([t.encode() for t in texts]))
+    for name, value in parameters.items():
+        request.parameters[name].int64_param = value
+    return request
+
+
+def test_probes_and_metadata(server: ServerUnderTest) -> None:
+    with server.channel() as channel:
+        stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(oip.ServerLiveRequest()).live
+        assert stub.ServerReady(oip.ServerReadyRequest()).ready
+        assert stub.ModelReady(oip.ModelReadyRequest(name="t5")).ready
+        assert stub.ModelReady(oip.ModelReadyRequest(name="electra")).ready
+        assert stub.ServerMetadata(oip.ServerMetadataRequest()).name == "t5electra"
+        metadata = stub.ModelMetadata(oip.ModelMetadataRequest(name="electra"))
+        assert [i.name for i in metadata.inputs] == ["text"] and metadata.inputs[0].datatype == "BYTES"
+        assert [o.name for o in metadata.outputs] == ["tokens", "scores", "replaced", "token_count"]
+        assert metadata.versions == ["1"] and metadata.properties["checkpoint"] == "tiny-electra"
+        for call, message in ((stub.ModelReady, oip.ModelReadyRequest), (stub.ModelMetadata, oip.ModelMetadataRequest)):
+            with pytest.raises(grpc.RpcError) as raised:
+                call(message(name="gpt"))
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+            assert raised.value.details() == "Request for unknown model: 'gpt' is not found"
+
+
+def test_model_infer_answers_what_generate_and_detect_answer(server: ServerUnderTest) -> None:
+    with server.client() as client:
+        expected = [client.generate(p, max_new_tokens=12) for p in PROMPTS[:3]]
+        detected = client.detect_replacements(SENTENCES[0])
+    with server.channel() as channel:
+        stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        response = stub.ModelInfer(_infer("t5", list(PROMPTS[:3]), max_new_tokens=12), timeout=60)
+        assert response.model_name == "t5" and response.id == "call-1"
+        texts = inference_wire.decode_bytes(response.raw_output_contents[0], "text")
+        assert [t.decode() for t in texts] == [g.text for g in expected]
+        tokens = struct.unpack("<3q", response.raw_output_contents[1])
+        assert list(tokens) == [g.sequences[0].generated_tokens for g in expected]
+        response = stub.ModelInfer(_infer("electra", [SENTENCES[0]]), timeout=60)
+        names = [o.name for o in response.outputs]
+        width = response.outputs[names.index("scores")].shape[1]
+        scores = struct.unpack(f"<{width}f", response.raw_output_contents[names.index("scores")])
+        assert width == len(detected.tokens)
+        assert scores == pytest.approx([t.score for t in detected.tokens], abs=1e-6)
+
+
+def test_model_infer_refuses_what_triton_refuses(server: ServerUnderTest) -> None:
+    with server.channel() as channel:
+        stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(_infer("gpt", ["x"]), timeout=30)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        wrong = _infer("t5", ["x"])
+        wrong.inputs[0].datatype = "FP32"
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(wrong, timeout=30)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "data-type is 'FP32', but model 't5' expects 'BYTES'" in raised.value.details()
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(_infer("t5", ["x"], max_new_tokens=0), timeout=30)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "max_new_tokens" in raised.value.details()
