@@ -12,6 +12,8 @@ import pytest
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
+from t5electra.protocol.inference import open_inference_pb2 as oip
+from t5electra.protocol.inference import open_inference_pb2_grpc
 from t5electra.server.settings import Auth
 
 from support.serving import ServerUnderTest
@@ -91,3 +93,21 @@ def test_client_tls_through_a_tls_terminating_proxy(server: ServerUnderTest) -> 
 def test_the_open_application_stays_open(server: ServerUnderTest, secured: str) -> None:
     with server.client(application=server.settings.app_name, retry=NO_RETRY) as client:
         assert client.generate(PROMPT).text == "forest candle"
+
+
+def test_the_open_inference_protocol_asks_the_same_tokens(server: ServerUnderTest, secured: str) -> None:
+    """Probes answer anyone; ModelInfer needs a token that lists it."""
+    request = oip.ModelInferRequest(model_name="t5")
+    request.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(PROMPT.encode())
+    app = ("application", secured)
+    with server.channel() as channel:
+        stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(oip.ServerLiveRequest(), metadata=[app]).live
+        assert stub.ModelReady(oip.ModelReadyRequest(name="t5"), metadata=[app]).ready
+        for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED), (BILLING, grpc.StatusCode.PERMISSION_DENIED)):
+            metadata = [app] if token is None else [app, ("authorization", f"Bearer {token}")]
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ModelInfer(request, metadata=metadata, timeout=30)
+            assert raised.value.code() == code
+        answer = stub.ModelInfer(request, metadata=[app, ("authorization", f"Bearer {OPS}")], timeout=30)
+        assert answer.outputs[0].name == "text"
