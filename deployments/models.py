@@ -49,8 +49,10 @@ _GIL_SWITCH_INTERVAL_S = 0.0005
 loop. At Python's default of 5 ms, each of a step's hundreds of torch calls
 that releases the GIL can wait that long to take it back while the event
 loop is busy, as it is when it refuses most arrivals under overload. Measured
-in docs/operations.md's overload scenario: answered within the deadline 7.8
--> 10.0 requests/s, closed-loop capacity unchanged within the noise."""
+in docs/operations.md's overload scenario (its loadtest command at 25.2/s,
+run with this constant and with Python's default): answered within the
+deadline 7.8 -> 10.0 requests/s, closed-loop capacity unchanged within the
+noise of one run."""
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]

@@ -85,16 +85,26 @@ def _generate(text: str, tokens: int) -> generation_pb2.GenerateRequest:
     return generation_pb2.GenerateRequest(text=text, parameters=parameters)
 
 
+def _decoding_takes_s(server: ServerUnderTest, steps: int, rows: int) -> float:
+    """How long ``steps`` steps of ``rows`` rows take by the replica's own
+    step-time line: deadlines in these tests are fractions of it, so that a
+    slower machine gets proportionally longer ones (and its refusals, which
+    are slower too, still come in time)."""
+    info = server.t5_info()
+    return steps * (info["step_ms"] + info["step_ms_per_row"] * rows) / 1000
+
+
 def test_a_generate_that_cannot_finish_by_its_grpc_deadline_is_refused_at_once(server: ServerUnderTest) -> None:
-    """A plain gRPC caller (no project metadata) whose deadline is too short
-    for 512 forced tokens: the proxy forwards the deadline, the replica
+    """A plain gRPC caller (no project metadata) whose deadline is half the
+    time 512 forced tokens take: the proxy forwards the deadline, the replica
     estimates the work and refuses it before a step, with a pushback."""
     server.wait_until_idle()
     with server.client() as client:
         client.generate(PROMPTS[1])  # a step timed: the replica knows its step time
+    deadline_s = 0.5 * _decoding_takes_s(server, 512, 1)
     steps_before = server.t5_info()["steps"]
     with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
-        server.generation_stub(channel).Generate(_generate(PROMPTS[0], 512), timeout=0.5)
+        server.generation_stub(channel).Generate(_generate(PROMPTS[0], 512), timeout=deadline_s)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised.value.details()
     assert "grpc-retry-pushback-ms" in dict(raised.value.trailing_metadata())
     assert server.t5_info()["steps"] == steps_before
@@ -103,10 +113,11 @@ def test_a_generate_that_cannot_finish_by_its_grpc_deadline_is_refused_at_once(s
 def test_a_short_deadline_behind_a_full_batch_is_refused_and_the_batch_is_not_disturbed(
     server: ServerUnderTest,
 ) -> None:
-    """Every row busy with 512 forced tokens; a caller with a 300 ms gRPC
-    deadline wants 8 tokens: it could not start in time, so it is refused
-    at once (RESOURCE_EXHAUSTED), not held until its deadline; a caller
-    with time to wait is served after the batch."""
+    """Every row busy with 512 forced tokens; a caller whose gRPC deadline
+    is a quarter of the batch's time (about 300 ms on two cores) wants 8
+    tokens: it could not start in time, so it is refused at once
+    (RESOURCE_EXHAUSTED), not held until its deadline; a caller with time
+    to wait is served after the batch."""
     server.wait_until_idle()
     rows = server.settings.t5.max_batch_size
     with server.channel() as channel:
@@ -114,8 +125,9 @@ def test_a_short_deadline_behind_a_full_batch_is_refused_and_the_batch_is_not_di
         busy = [stub.Generate.future(_generate(PROMPTS[i % len(PROMPTS)], 512), timeout=120) for i in range(rows)]
         while server.t5_info()["decoding"] < rows:
             time.sleep(0.05)
+        deadline_s = 0.25 * _decoding_takes_s(server, 512, rows)
         with pytest.raises(grpc.RpcError) as raised:
-            stub.Generate(_generate(PROMPTS[0], 8), timeout=0.3)
+            stub.Generate(_generate(PROMPTS[0], 8), timeout=deadline_s)
         patient = stub.Generate(_generate(PROMPTS[0], 8), timeout=120)
         assert all(call.result().sequences for call in busy)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised.value.details()
