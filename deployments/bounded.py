@@ -24,21 +24,23 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.time())
 
 
-def _refused(answer: Any, on_refusal: Callable[[Any], None] | None = None) -> Any:
+def _refused(answer: Any, learn: Callable[[Any], None] | None = None) -> Any:
     """A model replica returns its refusal (:class:`Overloaded`) instead of
-    raising it, to keep refusing cheap: here it is raised, after
-    ``on_refusal`` is given its horizon."""
+    raising it, to keep refusing cheap: here it is raised. ``learn`` is
+    given the admission horizon a refusal or a reply carries (T5's)."""
+    if learn is not None and (horizon := getattr(answer, "horizon", None)) is not None:
+        learn(horizon)
     if isinstance(answer, Overloaded):
-        if on_refusal is not None:
-            on_refusal(answer.horizon)
         raise answer
     return answer
 
 
-async def answer(response: DeploymentResponse, deadline: float | None) -> Any:
+async def answer(
+    response: DeploymentResponse, deadline: float | None, learn: Callable[[Any], None] | None = None
+) -> Any:
     """The deployment's answer, or :class:`DeadlineExceeded` at ``deadline``."""
     try:
-        return _refused(await asyncio.wait_for(response, _left(deadline)))
+        return _refused(await asyncio.wait_for(response, _left(deadline)), learn)
     except TimeoutError as error:
         response.cancel()
         raise DeadlineExceeded("the deadline passed before the model answered") from error
@@ -47,7 +49,7 @@ async def answer(response: DeploymentResponse, deadline: float | None) -> Any:
 async def pieces(
     responses: DeploymentResponseGenerator,
     deadline: float | None,
-    on_refusal: Callable[[Any], None] | None = None,
+    learn: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Any]:
     """The deployment's stream, each piece awaited until ``deadline`` at most."""
     while True:
@@ -58,4 +60,4 @@ async def pieces(
         except TimeoutError as error:
             responses.cancel()
             raise DeadlineExceeded("the deadline passed before the stream ended") from error
-        yield _refused(piece, on_refusal)
+        yield _refused(piece, learn)

@@ -97,7 +97,10 @@ class OpenInferenceMethods:
                     for one in generations:
                         self._t5_gate.check(Asked.of(one, stream=False), time.time())
                     replies = await asyncio.gather(
-                        *(self._learning(bounded.answer(self._t5.generate.remote(one), ends)) for one in generations)
+                        *(
+                            bounded.answer(self._t5.generate.remote(one), ends, self._t5_gate.learn)
+                            for one in generations
+                        )
                     )
                     outputs = inference_wire.generation_outputs([r.payload for r in replies], given.shape)
                 else:

@@ -13,9 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -27,7 +26,7 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server.auth import TokenTable
 from t5electra.server.domain import Reply, Usage
-from t5electra.server.errors import ModelNotReady, Overloaded
+from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
 from . import bounded, names, wire
@@ -39,8 +38,6 @@ from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
 
 logger = logging.getLogger("ray.serve")
-
-T = TypeVar("T")
 
 _LATENCY_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
 
@@ -81,7 +78,7 @@ class IngressDeployment(OpenInferenceMethods):
             await self._require(GENERATION_SERVICE)
             self._t5_gate.check(Asked.of(domain, stream=False), time.time())
             async with call.model_call():
-                reply = await self._learning(bounded.answer(self._t5.generate.remote(domain), domain.deadline))
+                reply = await bounded.answer(self._t5.generate.remote(domain), domain.deadline, self._t5_gate.learn)
             call.record(reply, logprobs=sum(len(s.tokens) for s in reply.payload.sequences))
             return wire.generate_response(reply)
         return generation_pb2.GenerateResponse()
@@ -96,9 +93,8 @@ class IngressDeployment(OpenInferenceMethods):
             self._t5_gate.check(Asked.of(domain, stream=True), time.time())
             async with call.model_call():
                 stream = self._t5.options(stream=True).generate_stream.remote(domain)
-                async for message in bounded.pieces(stream, domain.deadline, on_refusal=self._t5_gate.learn):
+                async for message in bounded.pieces(stream, domain.deadline, self._t5_gate.learn):
                     if isinstance(message, Reply):
-                        self._t5_gate.learn(message.horizon)
                         call.record(message, logprobs=call.logprobs + len(message.payload.tokens))
                         # Serve's proxy applies the context with each message
                         # it receives: a stream's trailers go with its last one.
@@ -167,16 +163,6 @@ class IngressDeployment(OpenInferenceMethods):
         serving = snapshot.serving(None if request.service in ("", MODELS_SERVICE) else request.service)
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse(status=status)
-
-    async def _learning(self, answer: Awaitable[Reply[T]]) -> Reply[T]:
-        """A T5 answer or refusal, whose horizon the gate learns from."""
-        try:
-            reply = await answer
-        except Overloaded as refusal:
-            self._t5_gate.learn(refusal.horizon)
-            raise
-        self._t5_gate.learn(reply.horizon)
-        return reply
 
     def _admit(self, call: Call, grpc_context: RayServegRPCContext) -> None:
         """Checks the caller's bearer token when authentication is on; health
