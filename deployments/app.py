@@ -44,7 +44,10 @@ def grpc_options(port: int) -> gRPCOptions:
 
 
 def build_app(settings: Settings) -> Application:
-    env = settings.ray_serve_env
+    """The three deployments; every replica's environment carries Serve's
+    switches and the tracing configuration (``OTEL_*``), so that a cluster
+    started elsewhere traces as this process was told to."""
+    env = {**settings.ray_serve_env, **settings.tracing.environment(os.environ)}
     t5 = TextGeneratorDeployment.options(**settings.t5.deployment_options(env)).bind(settings.t5, settings.limits)
     electra = DetectorDeployment.options(**settings.electra.deployment_options(env)).bind(
         settings.electra, settings.limits

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
@@ -16,6 +16,7 @@ from ray.serve.grpc_util import RayServegRPCContext
 from t5electra.server.domain import BatchTiming, Reply, Usage
 
 from .proxy_extension import DEADLINE_KEY
+from .tracing import RpcSpan
 
 
 @dataclass
@@ -34,14 +35,15 @@ class Call:
     model_call_ms: float = 0.0
     logprobs: int = 0
     suggestions: int = 0
+    trace: RpcSpan = field(default_factory=RpcSpan)
 
     def record(self, reply: Reply[object], *, logprobs: int = 0, suggestions: int = 0) -> None:
         """What the model replica answered, for the trailers and the log line."""
         self.model, self.usage, self.timing = reply.model, reply.usage, reply.timing
         self.logprobs, self.suggestions = logprobs, suggestions
 
-    @asynccontextmanager
-    async def model_call(self) -> AsyncIterator[None]:
+    @contextmanager
+    def model_call(self) -> Iterator[None]:
         """Times the wait on a model deployment (Ray's router, the call to
         the replica, the replica's work and the way back)."""
         started = time.perf_counter()
@@ -58,11 +60,22 @@ class Call:
         """The model's timing, or zeros for a call that never reached a batch."""
         return self.timing or BatchTiming(batch_size=0)
 
+    def span_attributes(self) -> dict[str, str | int]:
+        """What the RPC's trace span reports of the answer."""
+        return {
+            "model": self.model,
+            "caller": self.caller,
+            "tokens_in": self.usage.input_tokens,
+            "tokens_out": self.usage.output_tokens,
+            "batch_size": self.batch_timing.batch_size,
+        }
+
     def log_record(self, elapsed_ms: float) -> dict[str, object]:
         """The request's one log line, as JSON fields."""
         timing = self.batch_timing
         return {
             "request_id": self.request_id,
+            "trace_id": self.trace.trace_id,
             "rpc": self.rpc,
             "caller": self.caller,
             "status": self.code.name,

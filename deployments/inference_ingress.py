@@ -19,7 +19,7 @@ from ray.serve.handle import DeploymentHandle
 from t5electra.protocol.inference import open_inference_pb2 as oip
 from t5electra.server.domain import Usage
 
-from . import bounded, inference_wire
+from . import bounded, inference_wire, names
 from .admission import Asked
 from .calls import deadline
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
@@ -67,7 +67,7 @@ class OpenInferenceMethods:
             self._admit(call, grpc_context)
             service, handle = self._inference_model(request.name)
             await self._require(service)
-            async with call.model_call():
+            with call.model_call():
                 model = await handle.describe.remote()
             inputs, outputs = (
                 (inference_wire.T5_INPUTS, inference_wire.T5_OUTPUTS)
@@ -91,14 +91,16 @@ class OpenInferenceMethods:
             given = inference_wire.inputs(request, name)
             ends = deadline(grpc_context)
             await self._require(service)
-            async with call.model_call():
-                if service == GENERATION_SERVICE:
+            generation = service == GENERATION_SERVICE
+            method, deployment = ("generate", names.TEXT_GENERATOR) if generation else ("detect", names.DETECTOR)
+            with call.model_call(), self._traced(call, method, deployment) as trace:
+                if generation:
                     generations = inference_wire.generation_requests(given, call.request_id, ends)
                     for one in generations:
                         self._t5_gate.check(Asked.of(one, stream=False), time.time())
                     replies = await asyncio.gather(
                         *(
-                            bounded.answer(self._t5.generate.remote(one), ends, self._t5_gate.learn)
+                            bounded.answer(self._t5.generate.remote(one, trace), ends, self._t5_gate.learn)
                             for one in generations
                         )
                     )
@@ -106,7 +108,7 @@ class OpenInferenceMethods:
                 else:
                     detections = inference_wire.detection_requests(given, call.request_id, ends)
                     replies = await asyncio.gather(
-                        *(bounded.answer(self._electra.detect.remote(one), ends) for one in detections)
+                        *(bounded.answer(self._electra.detect.remote(one, trace), ends) for one in detections)
                     )
                     outputs = inference_wire.detection_outputs([r.payload for r in replies])
             call.model = replies[0].model if replies else ""

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -23,6 +23,7 @@ from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Gauge, Histogram
 
+from t5electra.protocol import SERVICE_OF_RPC
 from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server.auth import TokenTable
 from t5electra.server.domain import Reply, Usage
@@ -36,6 +37,7 @@ from .health import LIVENESS, Readiness
 from .inference_ingress import OpenInferenceMethods
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
+from .tracing import Tracing
 
 logger = logging.getLogger("ray.serve")
 
@@ -61,6 +63,7 @@ class IngressDeployment(OpenInferenceMethods):
             if model.autoscaling.min_replicas == 0
         }
         self._inference_names = settings.open_inference
+        self._tracing = Tracing.from_environment(names.INGRESS)
         self._t5_gate = Gate(settings.limits.max_new_tokens, settings.limits.max_num_return_sequences)
         self._requests = Counter("t5electra_requests", "RPCs answered", ("rpc", "code"))
         self._latency = Histogram("t5electra_latency_ms", "RPC latency inside the server", _LATENCY_BUCKETS, ("rpc",))
@@ -77,8 +80,10 @@ class IngressDeployment(OpenInferenceMethods):
             domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
             await self._require(GENERATION_SERVICE)
             self._t5_gate.check(Asked.of(domain, stream=False), time.time())
-            async with call.model_call():
-                reply = await bounded.answer(self._t5.generate.remote(domain), domain.deadline, self._t5_gate.learn)
+            with call.model_call(), self._traced(call, "generate") as trace:
+                reply = await bounded.answer(
+                    self._t5.generate.remote(domain, trace), domain.deadline, self._t5_gate.learn
+                )
             call.record(reply, logprobs=sum(len(s.tokens) for s in reply.payload.sequences))
             return wire.generate_response(reply)
         return generation_pb2.GenerateResponse()
@@ -91,8 +96,8 @@ class IngressDeployment(OpenInferenceMethods):
             domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
             await self._require(GENERATION_SERVICE)
             self._t5_gate.check(Asked.of(domain, stream=True), time.time())
-            async with call.model_call():
-                stream = self._t5.options(stream=True).generate_stream.remote(domain)
+            with call.model_call(), self._traced(call, "generate_stream") as trace:
+                stream = self._t5.options(stream=True).generate_stream.remote(domain, trace)
                 async for message in bounded.pieces(stream, domain.deadline, self._t5_gate.learn):
                     if isinstance(message, Reply):
                         call.record(message, logprobs=call.logprobs + len(message.payload.tokens))
@@ -111,8 +116,8 @@ class IngressDeployment(OpenInferenceMethods):
             self._admit(call, grpc_context)
             domain = wire.detection_request(request, call.request_id, deadline(grpc_context))
             await self._require(DETECTION_SERVICE)
-            async with call.model_call():
-                reply = await bounded.answer(self._electra.detect.remote(domain), domain.deadline)
+            with call.model_call(), self._traced(call, "detect", names.DETECTOR) as trace:
+                reply = await bounded.answer(self._electra.detect.remote(domain, trace), domain.deadline)
             call.record(reply, suggestions=reply.payload.suggestions_made)
             return wire.detect_response(reply)
         return detection_pb2.DetectReplacementsResponse()
@@ -125,7 +130,7 @@ class IngressDeployment(OpenInferenceMethods):
             kind, text = wire.tokenize_request(request)
             service, handle = (GENERATION_SERVICE, self._t5) if kind == "t5" else (DETECTION_SERVICE, self._electra)
             await self._require(service)
-            async with call.model_call():
+            with call.model_call():
                 tokenization = await handle.tokenize.remote(text)
             call.usage, call.model = Usage(len(tokenization.tokens)), tokenization.model
             return wire.tokenize_response(tokenization)
@@ -139,7 +144,7 @@ class IngressDeployment(OpenInferenceMethods):
             wire.model_info_request(request)
             await self._require(GENERATION_SERVICE)
             await self._require(DETECTION_SERVICE)
-            async with call.model_call():
+            with call.model_call():
                 models = await asyncio.gather(self._t5.describe.remote(), self._electra.describe.remote())
             return wire.model_info_response(list(models))
         return models_pb2.GetModelInfoResponse()
@@ -163,6 +168,10 @@ class IngressDeployment(OpenInferenceMethods):
         serving = snapshot.serving(None if request.service in ("", MODELS_SERVICE) else request.service)
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse(status=status)
+
+    def __del__(self) -> None:
+        """Serve calls this as the replica stops: spans still buffered are exported."""
+        self._tracing.shutdown()
 
     def _admit(self, call: Call, grpc_context: RayServegRPCContext) -> None:
         """Checks the caller's bearer token when authentication is on; health
@@ -189,20 +198,28 @@ class IngressDeployment(OpenInferenceMethods):
         swallowed, so a unary method returns its empty response); every call
         ends with trailing metadata, metrics and its log line."""
         call = Call(rpc, request_id(grpc_context))
-        try:
-            yield call
-        except (asyncio.CancelledError, GeneratorExit):
-            call.code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as error:  # every failure is answered with a status
-            self._fail(call, grpc_context, error)
-            if stream:
-                # Serve's proxy takes a stream's status from the context only
-                # along with a yielded message, or from an exception raised
-                # after the code was set: raising is how a stream fails.
-                raise StreamFailed(f"{call.code.name}: {error}") from error
-        finally:
-            self._finish(call, grpc_context)
+        service = SERVICE_OF_RPC[rpc]
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc, "request_id": call.request_id}
+        with self._tracing.rpc(f"{service}/{rpc}", grpc_context.invocation_metadata(), attributes) as call.trace:
+            try:
+                yield call
+            except (asyncio.CancelledError, GeneratorExit):
+                call.code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as error:  # every failure is answered with a status
+                self._fail(call, grpc_context, error)
+                if stream:
+                    # Serve's proxy takes a stream's status from the context only
+                    # along with a yielded message, or from an exception raised
+                    # after the code was set: raising is how a stream fails.
+                    raise StreamFailed(f"{call.code.name}: {error}") from error
+            finally:
+                self._finish(call, grpc_context)
+
+    def _traced(self, call: Call, method: str, deployment: str = names.TEXT_GENERATOR) -> AbstractContextManager:
+        """The span of a call to a model deployment's ``method``; yields the
+        trace carrier the replica continues from (None when not tracing)."""
+        return self._tracing.model_call(call.trace, f"{deployment}.{method}")
 
     def _fail(self, call: Call, grpc_context: RayServegRPCContext, error: Exception) -> None:
         code, message = to_status_code(error)
@@ -223,4 +240,5 @@ class IngressDeployment(OpenInferenceMethods):
             if count:
                 self._extras.inc(count, tags={"rpc": call.rpc, "kind": kind})
         self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
+        Tracing.rpc_outcome(call.trace, call.code.value[0], call.code.name, call.span_attributes())
         logger.info(json.dumps(call.log_record(elapsed_ms)))

@@ -11,6 +11,7 @@ model computes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -43,6 +44,7 @@ from . import names
 from .batcher import Batcher, BatchPlanner, Waiting
 from .decode_loop import DecodeLoop
 from .scheduler import StepReport
+from .tracing import Carrier, Tracing
 
 _GIL_SWITCH_INTERVAL_S = 0.0005
 """The T5 replica's decoding thread shares the GIL with the replica's event
@@ -122,6 +124,11 @@ def _since(entered: float) -> float:
     return (time.perf_counter() - entered) * 1000
 
 
+def _decoding(timing: BatchTiming) -> dict[str, int]:
+    """A T5 request's decoding span: its steps, and the mean rows they decoded."""
+    return {"steps": timing.steps, "mean_rows": timing.batch_size}
+
+
 @serve.deployment(name=names.TEXT_GENERATOR)
 class TextGeneratorDeployment:
     """T5 replica: Generate and GenerateStream requests decode together in
@@ -142,6 +149,11 @@ class TextGeneratorDeployment:
             on_steps=self._metrics.steps,
             on_dropped=self._metrics.dropped,
         )
+        self._tracing = Tracing.from_environment(names.TEXT_GENERATOR)
+
+    def __del__(self) -> None:
+        """Serve calls this as the replica stops: spans still buffered are exported."""
+        self._tracing.shutdown()
 
     def info(self) -> dict[str, Any]:
         """Which model this replica serves, where, in which process, how many
@@ -161,59 +173,72 @@ class TextGeneratorDeployment:
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
 
-    async def generate(self, request: GenerationRequest) -> Reply[GenerationResult] | Overloaded:
+    async def generate(
+        self, request: GenerationRequest, trace: Carrier | None = None
+    ) -> Reply[GenerationResult] | Overloaded:
         """The answer, or the refusal of a request that cannot be answered
         in time (``admission.py``), returned rather than raised: under
         overload most requests are refused, and Ray's path for a raised
         error (a traceback, an ERROR log line per request) would cost this
         process, and the decoding thread it shares the GIL with, more than
-        the refusal saves."""
+        the refusal saves. ``trace``: the ingress's trace context."""
         entered = time.perf_counter()
-        try:
-            event, timing = await self._loop.call(self._engine.prepare(request))
-        except Overloaded as refusal:
-            return refusal
-        return self._reply(event.result, event.result, timing, entered)
+        with self._tracing.replica(f"{names.TEXT_GENERATOR}.generate", trace) as span:
+            prepared = self._engine.prepare(request)
+            span.queued()
+            try:
+                event, timing = await self._loop.call(prepared)
+            except Overloaded as refusal:
+                span.refused(str(refusal))
+                return refusal
+            reply = self._reply(event.result, event.result, timing, entered)
+            span.answered(reply.timing, "decode", _decoding(reply.timing))
+            return reply
 
     async def generate_stream(
-        self, request: GenerationRequest
+        self, request: GenerationRequest, trace: Carrier | None = None
     ) -> AsyncIterator[StreamPiece | Reply[StreamPiece] | Overloaded]:
         """Pieces of text, the last one as a :class:`Reply`; a refusal as
         the only message (as :meth:`generate` returns it). Leaving this
         generator early (the caller cancelled or disconnected) cancels the
         request; its row leaves the batch at the next step."""
         entered = time.perf_counter()
-        prepared = self._engine.prepare(request, stream=True)
-        held: list[StreamPiece] = []
-        sent = None
-        pieces = self._loop.stream(prepared)
-        try:
+        with self._tracing.replica(f"{names.TEXT_GENERATOR}.generate_stream", trace) as span:
+            prepared = self._engine.prepare(request, stream=True)
+            held: list[StreamPiece] = []
+            sent = None
+            span.queued()
+            pieces = self._loop.stream(prepared)
             try:
-                outputs = await anext(pieces)
-            except Overloaded as refusal:
-                yield refusal
-                return
-            while True:
-                held += [event.piece for event, _ in outputs if event.piece is not None]
-                event, timing = outputs[-1]
-                if timing is not None:
-                    yield self._reply(StreamPiece.joined(held), event.result, timing, entered)
+                try:
+                    outputs = await anext(pieces)
+                except Overloaded as refusal:
+                    span.refused(str(refusal))
+                    yield refusal
                     return
-                now = time.perf_counter()
-                # The first piece leaves at once; later ones made within
-                # stream_interval_s of the last message (or waiting while the
-                # ingress took it) travel together as one message.
-                if held and (sent is None or now - sent >= self._stream_interval_s):
-                    yield StreamPiece.joined(held)
-                    held, sent = [], now
-                outputs = await anext(pieces)
-        finally:
-            await pieces.aclose()  # a caller that left leaves the batch now, not when collected
+                while True:
+                    held += [event.piece for event, _ in outputs if event.piece is not None]
+                    event, timing = outputs[-1]
+                    if timing is not None:
+                        reply = self._reply(StreamPiece.joined(held), event.result, timing, entered)
+                        span.answered(reply.timing, "decode", _decoding(reply.timing))
+                        yield reply
+                        return
+                    now = time.perf_counter()
+                    # The first piece leaves at once; later ones made within
+                    # stream_interval_s of the last message (or waiting while the
+                    # ingress took it) travel together as one message.
+                    if held and (sent is None or now - sent >= self._stream_interval_s):
+                        yield StreamPiece.joined(held)
+                        held, sent = [], now
+                    outputs = await anext(pieces)
+            finally:
+                await pieces.aclose()  # a caller that left leaves the batch now, not when collected
 
     def _reply(self, payload: Any, result: GenerationResult, timing: BatchTiming, entered: float) -> Reply[Any]:
         usage = Usage(result.input_tokens, result.output_tokens)
         self._metrics.count(usage)
-        timing = BatchTiming(timing.queue_ms, timing.inference_ms, timing.batch_size, _since(entered))
+        timing = dataclasses.replace(timing, replica_ms=_since(entered))
         return Reply(payload, self._engine.name, usage, timing, self._loop.admission.horizon(time.time()))
 
 
@@ -245,6 +270,11 @@ class DetectorDeployment:
             on_batch=self._metrics.batch,
             on_dropped=self._metrics.dropped,
         )
+        self._tracing = Tracing.from_environment(names.DETECTOR)
+
+    def __del__(self) -> None:
+        """Serve calls this as the replica stops: spans still buffered are exported."""
+        self._tracing.shutdown()
 
     def info(self) -> dict[str, Any]:
         return _replica_info(self._engine)
@@ -255,10 +285,15 @@ class DetectorDeployment:
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
 
-    async def detect(self, request: DetectionRequest) -> Reply[Detection]:
+    async def detect(self, request: DetectionRequest, trace: Carrier | None = None) -> Reply[Detection]:
+        """Scored with the requests batched beside it; ``trace``: the ingress's trace context."""
         entered = time.perf_counter()
-        detection, waiting, started, size = await self._batcher.call(self._engine.prepare(request))
-        usage = Usage(detection.input_tokens)
-        self._metrics.count(usage)
-        timing = BatchTiming((started - waiting.arrived) * 1000, _since(started), size, _since(entered))
-        return Reply(detection, self._engine.name, usage, timing)
+        with self._tracing.replica(f"{names.DETECTOR}.detect", trace) as span:
+            prepared = self._engine.prepare(request)
+            span.queued()
+            detection, waiting, started, size = await self._batcher.call(prepared)
+            usage = Usage(detection.input_tokens)
+            self._metrics.count(usage)
+            timing = BatchTiming((started - waiting.arrived) * 1000, _since(started), size, _since(entered))
+            span.answered(timing, "forward", {"batch_size": size, "tokens": prepared.tokens})
+            return Reply(detection, self._engine.name, usage, timing)

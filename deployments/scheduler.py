@@ -264,7 +264,10 @@ class Scheduler:
                 self._answer_steps.add(steps)
                 mean_rows = (self.rows_stepped - ticket.rows_at_admission) / max(1, steps)
                 timing = BatchTiming(
-                    (ticket.admitted - ticket.arrived) * 1000, (now - ticket.admitted) * 1000, round(mean_rows)
+                    (ticket.admitted - ticket.arrived) * 1000,
+                    (now - ticket.admitted) * 1000,
+                    round(mean_rows),
+                    steps=steps,
                 )
             deliveries.append(Delivery(ticket, event, timing))
         return deliveries, StepReport(rows, queued)

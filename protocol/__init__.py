@@ -27,3 +27,5 @@ SERVICES: tuple[ServiceDescriptor, ...] = (GENERATION, DETECTION, MODELS)
 SERVICE_NAMES: tuple[str, ...] = tuple(s.full_name for s in SERVICES)
 RPC_NAMES: frozenset[str] = frozenset(m.name for s in (*SERVICES, INFERENCE) for m in s.methods)
 """Every RPC the server answers besides health, by method name (tokens list these)."""
+SERVICE_OF_RPC: dict[str, str] = {m.name: s.full_name for s in (*SERVICES, INFERENCE) for m in s.methods}
+"""The full name of the service each RPC belongs to (method names are unique across them)."""

@@ -97,13 +97,15 @@ class BatchTiming:
     batch (T5: to the step it joined); ``inference_ms`` from that start to the
     request's last token; ``replica_ms`` from the replica method's start to
     its answer, preparation included. ``batch_size`` is the batch's requests
-    (T5: the mean rows of the steps that decoded the request).
+    (T5: the mean rows of the steps that decoded the request); ``steps`` the
+    forward passes the request was in (T5: its decoding steps).
     """
 
     queue_ms: float = 0.0
     inference_ms: float = 0.0
     batch_size: int = 1
     replica_ms: float = 0.0
+    steps: int = 1
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Values come from, in rising precedence: the defaults below (right for a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,36 @@ class OpenInferenceSettings(StrictModel):
     )
 
 
+class TracingSettings(StrictModel):
+    """OpenTelemetry tracing, exported over OTLP/gRPC, in OpenTelemetry's own
+    configuration: each entry set here becomes its standard ``OTEL_*``
+    variable in every replica, and ``OTEL_*`` variables of the server's
+    environment reach the replicas as they are (headers, certificates,
+    timeouts). Tracing is on only where an OTLP endpoint is known."""
+
+    endpoint: str | None = Field(
+        None, description="OTEL_EXPORTER_OTLP_ENDPOINT: the collector's OTLP/gRPC address, e.g. http://collector:4317"
+    )
+    service_name: str | None = Field(None, description="OTEL_SERVICE_NAME (t5electra when neither is set)")
+    sampler: str | None = Field(
+        None,
+        description="OTEL_TRACES_SAMPLER (parentbased_always_on when neither is set), e.g. parentbased_traceidratio",
+    )
+    sampler_arg: str | None = Field(None, description="OTEL_TRACES_SAMPLER_ARG, e.g. 0.1 for a ratio sampler")
+
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The ``OTEL_*`` variables a replica gets: those of ``environ``,
+        then these settings over them."""
+        given = {key: value for key, value in environ.items() if key.startswith("OTEL_")}
+        named = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.endpoint,
+            "OTEL_SERVICE_NAME": self.service_name,
+            "OTEL_TRACES_SAMPLER": self.sampler,
+            "OTEL_TRACES_SAMPLER_ARG": self.sampler_arg,
+        }
+        return {**given, **{key: value for key, value in named.items() if value is not None}}
+
+
 class Settings(BaseSettings):
     """The whole server's configuration; ``args`` of the Serve application."""
 
@@ -93,6 +124,7 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     auth: Auth = Field(default_factory=Auth)
     open_inference: OpenInferenceSettings = Field(default_factory=OpenInferenceSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     ray_serve_env: dict[str, str] = Field(
         default_factory=lambda: dict(REQUEST_PATH_SWITCHES),
         description="Ray Serve switches set in every replica's environment (and in the Ray that "
