@@ -14,7 +14,7 @@ import grpc
 
 from . import core
 from .options import ClientConfig, RetryPolicy, deadline_after, generate_request, pause_before_retry, remaining
-from .results import Detection, Generation, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
+from .results import Detection, Generation, Inference, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
 from .v1 import generation_pb2
 
 T = TypeVar("T")
@@ -66,6 +66,18 @@ class AsyncClient:
         """As :meth:`Client.detect_replacements`."""
         call = core.detect(text, threshold, word_scoring, offset_unit, suggestions)
         return await self._unary(call, timeout, request_id)
+
+    async def model_infer(
+        self,
+        model: str,
+        texts: list[str],
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        **parameters: Any,
+    ) -> Inference:
+        """As :meth:`Client.model_infer`."""
+        return await self._unary(core.model_infer(model, texts, parameters), timeout, request_id)
 
     async def tokenize(
         self, text: str, *, model: str = "t5", timeout: float | None = None, request_id: str | None = None

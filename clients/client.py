@@ -13,7 +13,7 @@ import grpc
 
 from . import core
 from .options import ClientConfig, RetryPolicy, deadline_after, generate_request, pause_before_retry, remaining
-from .results import Detection, Generation, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
+from .results import Detection, Generation, Inference, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
 from .v1 import generation_pb2
 
 T = TypeVar("T")
@@ -71,6 +71,20 @@ class Client:
         word (needs a server with a generator)."""
         call = core.detect(text, threshold, word_scoring, offset_unit, suggestions)
         return self._unary(call, timeout, request_id)
+
+    def model_infer(
+        self,
+        model: str,
+        texts: list[str],
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        **parameters: Any,
+    ) -> Inference:
+        """The Open Inference Protocol's ModelInfer: ``texts`` as the input
+        ``text`` of ``model`` (t5 or electra, as the server names them), with
+        ``parameters`` as in Generate or DetectReplacements (docs/api.md)."""
+        return self._unary(core.model_infer(model, texts, parameters), timeout, request_id)
 
     def tokenize(
         self, text: str, *, model: str = "t5", timeout: float | None = None, request_id: str | None = None

@@ -10,8 +10,10 @@ from typing import Any, Generic, TypeVar
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .options import ClientConfig, detect_request, generate_request, tokenize_request
-from .results import Detection, Generation, ModelInfo, StreamEnd, Tokenization, TokenLogprob
+from t5electra.protocol.inference import open_inference_pb2_grpc
+
+from .options import ClientConfig, detect_request, generate_request, infer_request, tokenize_request
+from .results import Detection, Generation, Inference, ModelInfo, StreamEnd, Tokenization, TokenLogprob
 from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 
 R = TypeVar("R")
@@ -34,6 +36,7 @@ class Stubs:
         self.detection = detection_pb2_grpc.ReplacementDetectionStub(channel)
         self.models = models_pb2_grpc.ModelsStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
+        self.inference = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ def detect(
 ) -> Unary[Detection]:
     request = detect_request(text, threshold, word_scoring, offset_unit, suggestions)
     return Unary(lambda s: s.detection.DetectReplacements, request, Detection.from_proto)
+
+
+def model_infer(model: str, texts: list[str], parameters: dict[str, Any]) -> Unary[Inference]:
+    return Unary(lambda s: s.inference.ModelInfer, infer_request(model, texts, parameters), Inference.from_proto)
 
 
 def tokenize(text: str, model: str) -> Unary[Tokenization]:

@@ -1,6 +1,7 @@
 """Load generator for a t5electra server: closed loop (fixed concurrency) or
 open loop (Poisson arrivals at a fixed rate), for Generate, GenerateStream
-and DetectReplacements.
+and DetectReplacements, and the Open Inference Protocol's ModelInfer on
+either model (one text per request), to compare the two protocols.
 
 Figures follow ghz's conventions: latency is per request from send to the
 last byte received (the whole stream for GenerateStream), errors are
@@ -35,7 +36,10 @@ from .load_report import LoadReport, Sample, server_timing
 from .options import NO_RETRY
 from .results import T5ElectraError
 
-Rpc = Literal["generate", "generate-stream", "detect"]
+Rpc = Literal["generate", "generate-stream", "detect", "model-infer-t5", "model-infer-electra"]
+RPCS: tuple[str, ...] = Rpc.__args__  # type: ignore[attr-defined]
+INFERENCE_MODELS = {"model-infer-t5": "t5", "model-infer-electra": "electra"}
+"""The Open Inference Protocol's model names (the server's defaults) behind each ModelInfer choice."""
 
 GENERATION_PROMPTS = (
     "reverse words: apple river stone",
@@ -90,7 +94,7 @@ class LoadConfig:
     def texts(self) -> tuple[str, ...]:
         if self.prompts:
             return self.prompts
-        return DETECTION_TEXTS if self.rpc == "detect" else GENERATION_PROMPTS
+        return DETECTION_TEXTS if self.rpc in ("detect", "model-infer-electra") else GENERATION_PROMPTS
 
 
 class _Progress:
@@ -123,6 +127,12 @@ async def send_one(client: AsyncClient, config: LoadConfig, text: str, origin: f
         if config.rpc == "detect":
             detection = await client.detect_replacements(text, timeout=config.timeout, **config.detect_options)
             metadata = detection.metadata
+        elif config.rpc in INFERENCE_MODELS:
+            options = config.detect_options if config.rpc == "model-infer-electra" else params
+            inference = await client.model_infer(
+                INFERENCE_MODELS[config.rpc], [text], timeout=config.timeout, **options
+            )
+            metadata = inference.metadata
         elif config.rpc == "generate":
             generation = await client.generate(text, timeout=config.timeout, **params)
             metadata = generation.metadata

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import grpc
 
 from t5electra.protocol import SERVICE_NAMES
+from t5electra.protocol.inference import open_inference_pb2 as oip
 
 from .results import T5ElectraError
 from .v1 import detection_pb2, generation_pb2, models_pb2
@@ -182,6 +185,32 @@ def detect_request(
     if suggestions is not None:
         message.suggestions = suggestions
     return message
+
+
+def infer_request(model: str, texts: Sequence[str], parameters: Mapping[str, Any]) -> oip.ModelInferRequest:
+    """An Open Inference Protocol request: ``texts`` as the BYTES input
+    ``text`` of shape [N] (each element length-prefixed, as the protocol's
+    raw contents carry BYTES); each parameter in the field of its type, a
+    list (``stop_sequences``) as a JSON string, as the server reads them."""
+    request = oip.ModelInferRequest(model_name=model)
+    request.inputs.add(name="text", datatype="BYTES", shape=[len(texts)])
+    encoded = [text.encode() for text in texts]
+    request.raw_input_contents.append(b"".join(struct.pack("<I", len(e)) + e for e in encoded))
+    for name, value in parameters.items():
+        if value is None:
+            continue
+        slot = request.parameters[name]
+        if isinstance(value, bool):
+            slot.bool_param = value
+        elif isinstance(value, int):
+            slot.int64_param = value
+        elif isinstance(value, float):
+            slot.double_param = value
+        elif isinstance(value, str):
+            slot.string_param = value
+        else:
+            slot.string_param = json.dumps(list(value))
+    return request
 
 
 def tokenize_request(text: str, model: str) -> models_pb2.TokenizeRequest:

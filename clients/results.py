@@ -3,11 +3,14 @@ came from in ``.proto`` for callers that want every field."""
 
 from __future__ import annotations
 
+import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+
+from t5electra.protocol.inference import open_inference_pb2 as oip
 
 from .v1 import detection_pb2, generation_pb2, models_pb2
 
@@ -241,3 +244,30 @@ def __getattr__(name: str) -> Any:
         warnings.warn("t5electra.clients.Sequence is now GeneratedText", DeprecationWarning, stacklevel=2)
         return GeneratedText
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A ModelInfer answer: each output's datatype, shape and raw contents."""
+
+    model: str
+    outputs: dict[str, tuple[str, tuple[int, ...], bytes]]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, message: oip.ModelInferResponse, metadata: dict[str, str]) -> Inference:
+        outputs = {
+            output.name: (output.datatype, tuple(output.shape), raw)
+            for output, raw in zip(message.outputs, message.raw_output_contents, strict=True)
+        }
+        return cls(message.model_name, outputs, metadata)
+
+    def texts(self, name: str) -> list[str]:
+        """A BYTES output's elements, in row-major order, as text."""
+        _, _, raw = self.outputs[name]
+        texts, at = [], 0
+        while at < len(raw):
+            (size,) = struct.unpack_from("<I", raw, at)
+            texts.append(raw[at + 4 : at + 4 + size].decode())
+            at += 4 + size
+        return texts

@@ -25,14 +25,16 @@ def test_async_client_against_the_server(server) -> None:
             stream = client.generate_stream("reverse words: apple river stone")
             pieces = [piece async for piece in stream]
             detection = await client.detect_replacements("Return the value of the attribute.")
-            return generation, pieces, stream.end, detection, await client.health()
+            inferred = await client.model_infer("t5", ["reverse words: apple river stone"], max_new_tokens=16)
+            return generation, pieces, stream.end, detection, inferred, await client.health()
 
-    generation, pieces, end, detection, health = asyncio.run(calls())
-    assert "".join(pieces) == generation.text == end.text
+    generation, pieces, end, detection, inferred, health = asyncio.run(calls())
+    assert "".join(pieces) == generation.text == end.text == inferred.texts("text")[0]
+    assert inferred.outputs["text"][:2] == ("BYTES", (1,)) and inferred.metadata["model"]
     assert detection.tokens and health == "SERVING"
 
 
-@pytest.mark.parametrize("rpc", ["generate", "generate-stream", "detect"])
+@pytest.mark.parametrize("rpc", ["generate", "generate-stream", "detect", "model-infer-t5", "model-infer-electra"])
 def test_loadtest_figures_are_consistent(server, tmp_path: Path, rpc: str) -> None:
     config = LoadConfig(server.address, rpc=rpc, concurrency=2, duration=3.0, warmup=0.5)
     report = asyncio.run(run_load(config, progress=False))
@@ -41,7 +43,7 @@ def test_loadtest_figures_are_consistent(server, tmp_path: Path, rpc: str) -> No
     assert figures["requests"] == figures["successes"] + sum(figures["errors"].values()) > 0
     latency = figures["latency_ms"]
     assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
-    assert figures["throughput_rps"] > 0
+    assert figures["throughput_rps"] > 0 and figures["successes"] > 0
     if rpc == "generate-stream":
         ttft = figures["ttft_ms"]
         assert 0 < ttft["p50"] <= ttft["p99"] <= latency["max"]
