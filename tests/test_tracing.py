@@ -11,8 +11,7 @@ import pytest
 from t5electra.deployments.tracing import OFF, Tracing, caller_trace_id
 from t5electra.server.domain import BatchTiming
 from t5electra.server.settings import TracingSettings
-
-from support.otlp import ReceivedSpan, trace_receiver
+from t5electra.tools.bench.otlp import ReceivedSpan, trace_receiver
 
 pytestmark = pytest.mark.unit
 

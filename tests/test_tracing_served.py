@@ -13,8 +13,8 @@ import pytest
 from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.server.settings import TracingSettings
+from t5electra.tools.bench.otlp import ReceivedSpan, TraceReceiver, trace_receiver
 
-from support.otlp import ReceivedSpan, TraceReceiver, trace_receiver
 from support.serving import ServerUnderTest
 
 pytestmark = pytest.mark.serve

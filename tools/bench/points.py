@@ -31,10 +31,17 @@ def load_point(load: LoadConfig, say: Callable[[str], None], label: str) -> dict
 
 @contextmanager
 def served(
-    models: ModelPair, torch_threads: int, workdir: Path, scheduler: str = "continuous", dtype: str = "auto"
+    models: ModelPair,
+    torch_threads: int,
+    workdir: Path,
+    scheduler: str = "continuous",
+    dtype: str = "auto",
+    env: dict[str, str] | None = None,
+    label: str = "",
 ) -> Iterator[tuple[Started, str]]:
     """A ``t5electra serve`` process with ``scheduler`` for T5 and ``dtype``
-    for both models; yields it and its address."""
+    for both models, and ``env`` besides; yields it and its address. Its
+    log's name has ``label`` in it."""
     port = free_port()
     env = {
         "T5ELECTRA_PORT": str(port),
@@ -47,8 +54,9 @@ def served(
         "T5ELECTRA_T5__SCHEDULER": scheduler,
         "T5ELECTRA_T5__DTYPE": dtype,
         "T5ELECTRA_ELECTRA__DTYPE": dtype,
+        **(env or {}),
     }
     serve = [sys.executable, "-m", "t5electra.tools.cli", "serve"]
-    log = workdir / f"serve-{models.size}-{scheduler}-{dtype}.log"
+    log = workdir / f"serve-{models.size}-{scheduler}-{dtype}{label}.log"
     with started_process("t5electra serve", serve, SERVE_READY, log, env) as up:
         yield up, f"127.0.0.1:{port}"

@@ -1,7 +1,8 @@
 """A real OTLP/gRPC trace receiver: the collector's TraceService from
-``opentelemetry-proto``, keeping every span it is sent, so tests check what
-the server exports the way a collector (Jaeger, Tempo, the OpenTelemetry
-Collector) would receive it."""
+``opentelemetry-proto``, keeping every span it is sent. The tests check what
+the server exports as a collector (Jaeger, Tempo, the OpenTelemetry
+Collector) would receive it, and the tracing bench (``overhead.py``) gives
+the server somewhere to export to without one."""
 
 from __future__ import annotations
 
