@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from t5electra.clients.options import infer_request
 from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
+from t5electra.protocol.inference import open_inference_pb2_grpc
 from t5electra.server.settings import TracingSettings
 from t5electra.tools.bench.otlp import ReceivedSpan, TraceReceiver, trace_receiver
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.serve
 
 PROMPT = "reverse words: candle forest"
 CLIENT, SERVER = 3, 2  # OTLP's SpanKind numbers
+INFER_TRACE = "0000000000000000000000000000000a"
 TOLERANCE_NS = 2_000_000
 """Spans of different processes are placed by their own clocks (one host,
 the same wall clock), and the batcher's children by durations measured from
@@ -97,6 +100,9 @@ def test_every_hop_continues_the_callers_trace(server: ServerUnderTest, traced: 
                 detection_pb2.DetectReplacementsRequest(text="The cat sat on the mat."), metadata=metadata, timeout=60
             ),
         )
+        inference = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        infer = infer_request("t5", [PROMPT, "sort numbers: 3 1 2"], {"max_new_tokens": 8})
+        inference.ModelInfer(infer, metadata=[("application", name), _parent(INFER_TRACE, parent)], timeout=60)
         untraced = generation.Generate(request, metadata=[("application", name)], timeout=60)
         assert untraced.sequences[0].text == "forest candle"
 
@@ -123,6 +129,19 @@ def test_every_hop_continues_the_callers_trace(server: ServerUnderTest, traced: 
     assert (
         next(s for s in _trace(spans, ids["DetectReplacements"]) if s.name == "forward").attributes["batch_size"] >= 1
     )
+    # ModelInfer of two texts: one call span, a replica span (with its queue
+    # and decode) for each text.
+    infer_spans = _trace(spans, INFER_TRACE)
+    (rpc,) = [s for s in infer_spans if s.name == "inference.GRPCInferenceService/ModelInfer"]
+    (client,) = [s for s in infer_spans if s.kind == CLIENT]
+    replicas = [s for s in infer_spans if s.kind == SERVER and s.parent_span_id == client.span_id]
+    assert rpc.parent_span_id == parent and client.parent_span_id == rpc.span_id and len(replicas) == 2
+    assert sorted(s.name for s in infer_spans if s.parent_span_id in {r.span_id for r in replicas}) == [
+        "decode",
+        "decode",
+        "queue",
+        "queue",
+    ]
     # Without a caller's traceparent, the ingress starts a trace of its own.
     (started,) = [s for s in spans if s.name.endswith("/Generate") and not s.parent_span_id]
     _check_chain(_trace(spans, started.trace_id), started.name, "TextGenerator.generate", "decode", "")
