@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import time
+from collections.abc import AsyncIterator
 
+import grpc
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
 from t5electra.protocol.inference import open_inference_pb2 as oip
-from t5electra.server.domain import Usage
+from t5electra.server.domain import Reply
 
 from . import bounded, inference_wire, names
 from .admission import Asked
-from .calls import deadline
+from .calls import Call, deadline
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
+from .status import to_status_code
+
+logger = logging.getLogger("ray.serve")
 
 _VERSION = importlib.metadata.version("t5-electra-serve")
 _MODEL_VERSION = "1"
@@ -30,7 +36,7 @@ _MODEL_VERSION = "1"
 
 
 class OpenInferenceMethods:
-    """The six RPCs; ``self`` is the ingress, whose attributes they use."""
+    """The seven RPCs; ``self`` is the ingress, whose attributes they use."""
 
     async def ServerLive(
         self, request: oip.ServerLiveRequest, grpc_context: RayServegRPCContext
@@ -86,35 +92,84 @@ class OpenInferenceMethods:
         DetectReplacements'."""
         async with self._answering("ModelInfer", grpc_context) as call:
             self._admit(call, grpc_context)
-            name = inference_wire.model_name(request)
-            service, _ = self._inference_model(name)
-            given = inference_wire.inputs(request, name)
-            ends = deadline(grpc_context)
-            await self._require(service)
-            generation = service == GENERATION_SERVICE
-            method, deployment = ("generate", names.TEXT_GENERATOR) if generation else ("detect", names.DETECTOR)
-            with call.model_call(), self._traced(call, method, deployment) as trace:
-                if generation:
-                    generations = inference_wire.generation_requests(given, call.request_id, ends)
-                    for one in generations:
-                        self._t5_gate.check(Asked.of(one, stream=False), time.time())
-                    replies = await asyncio.gather(
-                        *(
-                            bounded.answer(self._t5.generate.remote(one, trace), ends, self._t5_gate.learn)
-                            for one in generations
-                        )
-                    )
-                    outputs = inference_wire.generation_outputs([r.payload for r in replies], given.shape)
-                else:
-                    detections = inference_wire.detection_requests(given, call.request_id, ends)
-                    replies = await asyncio.gather(
-                        *(bounded.answer(self._electra.detect.remote(one, trace), ends) for one in detections)
-                    )
-                    outputs = inference_wire.detection_outputs([r.payload for r in replies])
-            call.model = replies[0].model if replies else ""
-            call.usage = Usage(sum(r.usage.input_tokens for r in replies), sum(r.usage.output_tokens for r in replies))
-            return inference_wire.infer_response(request, name, _MODEL_VERSION, call.request_id, outputs)
+            return await self._infer(call, request, grpc_context)
         return oip.ModelInferResponse()
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[oip.ModelInferRequest], grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[oip.ModelStreamInferResponse]:
+        """Requests on one stream, answered in turn: a T5 request of one text
+        streams its text as GenerateStream does, any other gets ModelInfer's
+        answer. A request that fails is answered with its error and the
+        stream goes on, as Triton's does; the stream's status is OK unless
+        the stream itself fails (authentication)."""
+        async with self._answering("ModelStreamInfer", grpc_context, stream=True) as call:
+            self._admit(call, grpc_context)
+            async for request in requests:
+                try:
+                    async for answer in self._streamed(call, request, grpc_context):
+                        yield oip.ModelStreamInferResponse(infer_response=answer)
+                except Exception as error:  # one request's failure, answered on the stream
+                    code, message = to_status_code(error)
+                    if code == grpc.StatusCode.INTERNAL:
+                        logger.exception("request %s (ModelStreamInfer) failed", call.request_id, exc_info=error)
+                    yield oip.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
+
+    async def _streamed(
+        self, call: Call, request: oip.ModelInferRequest, grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[oip.ModelInferResponse]:
+        name = inference_wire.model_name(request)
+        service, _ = self._inference_model(name)
+        given = inference_wire.inputs(request, name)
+        if service != GENERATION_SERVICE or len(given.texts) != 1:
+            yield await self._infer(call, request, grpc_context)
+            return
+        ends = deadline(grpc_context)
+        await self._require(service)
+        (one,) = inference_wire.generation_requests(given, call.request_id, ends)
+        self._t5_gate.check(Asked.of(one, stream=True), time.time())
+        with call.model_call(), self._traced(call, "generate_stream") as trace:
+            stream = self._t5.options(stream=True).generate_stream.remote(one, trace)
+            async for message in bounded.pieces(stream, ends, self._t5_gate.learn):
+                if isinstance(message, Reply):
+                    call.model = message.model
+                    call.usage = call.usage + message.usage
+                    message = message.payload
+                yield inference_wire.streamed_piece(request, name, _MODEL_VERSION, call.request_id, message)
+
+    async def _infer(
+        self, call: Call, request: oip.ModelInferRequest, grpc_context: RayServegRPCContext
+    ) -> oip.ModelInferResponse:
+        name = inference_wire.model_name(request)
+        service, _ = self._inference_model(name)
+        given = inference_wire.inputs(request, name)
+        ends = deadline(grpc_context)
+        await self._require(service)
+        generation = service == GENERATION_SERVICE
+        method, deployment = ("generate", names.TEXT_GENERATOR) if generation else ("detect", names.DETECTOR)
+        with call.model_call(), self._traced(call, method, deployment) as trace:
+            if generation:
+                generations = inference_wire.generation_requests(given, call.request_id, ends)
+                for one in generations:
+                    self._t5_gate.check(Asked.of(one, stream=False), time.time())
+                replies = await asyncio.gather(
+                    *(
+                        bounded.answer(self._t5.generate.remote(one, trace), ends, self._t5_gate.learn)
+                        for one in generations
+                    )
+                )
+                per_text = generations[0].parameters.num_return_sequences if generations else 1
+                outputs = inference_wire.generation_outputs([r.payload for r in replies], given.shape, per_text)
+            else:
+                detections = inference_wire.detection_requests(given, call.request_id, ends)
+                replies = await asyncio.gather(
+                    *(bounded.answer(self._electra.detect.remote(one, trace), ends) for one in detections)
+                )
+                outputs = inference_wire.detection_outputs([r.payload for r in replies])
+        call.model = replies[0].model if replies else call.model
+        for reply in replies:
+            call.usage = call.usage + reply.usage
+        return inference_wire.infer_response(request, name, _MODEL_VERSION, call.request_id, outputs)
 
     def _inference_model(self, name: str) -> tuple[str, DeploymentHandle]:
         """The service and handle behind an Open Inference model name; NOT_FOUND for another."""

@@ -3,15 +3,21 @@ answers, for the ingress's ``inference.GRPCInferenceService`` methods.
 
 Each model takes one input, ``text``: a BYTES tensor of any shape, each
 element a UTF-8 text and one request to the model (the model batches them
-with whatever else it serves). Request parameters are the model's own:
-Generate's (``max_new_tokens``, ``do_sample``, ``temperature``...) for T5,
-``threshold`` for ELECTRA. Outputs:
+with whatever else it serves). Request parameters are the model's own, by
+the native requests' names: Generate's (``max_new_tokens``, ``do_sample``,
+``temperature``..., ``stop_sequences`` as a JSON list in a string) for T5;
+``threshold`` and ``offset_unit`` for ELECTRA. What these outputs cannot
+carry is refused rather than dropped: log-probabilities, and word scoring
+(words are DetectReplacements'). Outputs:
 
-- T5: ``text`` (BYTES) and ``generated_tokens`` (INT64), shaped as the input;
-  ``finish_reason`` (BYTES: length, eos_token, stop_sequence).
+- T5, for an input of shape S and K = ``num_return_sequences`` (1 unless
+  given): ``text`` (BYTES), ``generated_tokens`` (INT64) and
+  ``finish_reason`` (BYTES: length, eos_token, stop_sequence), each of shape
+  S + [K], a text's sequences best first.
 - ELECTRA: for N texts of up to T tokens, ``tokens`` (BYTES [N, T]),
-  ``scores`` (FP32 [N, T]) and ``replaced`` (BOOL [N, T]), padded with "",
-  0 and false; ``token_count`` (INT64 [N]) says how many of each row are real.
+  ``scores`` (FP32 [N, T]), ``offsets`` (INT32 [N, T, 2], start and end in
+  ``offset_unit``) and ``replaced`` (BOOL [N, T]), padded with "", 0, -1
+  and false; ``token_count`` (INT64 [N]) says how many of each row are real.
 
 Every output goes back in ``raw_output_contents``, in the order of the
 outputs, as tritonclient reads it (a BYTES element is its length in 4 bytes,
@@ -21,6 +27,7 @@ clients written against Triton read them the same.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -34,6 +41,7 @@ from t5electra.server.domain import (
     GenerationParameters,
     GenerationRequest,
     GenerationResult,
+    StreamPiece,
 )
 from t5electra.server.errors import InvalidInput, UnknownModel
 
@@ -41,7 +49,18 @@ from .servicers import Undecodable
 
 TEXT = "text"
 
-_GENERATION_PARAMETERS = {f.name: f.type for f in fields(GenerationParameters) if f.name != "stop_sequences"}
+_NOT_OFFERED = {
+    "logprobs": "log-probabilities are not offered through the Open Inference Protocol; Generate answers them",
+    "top_logprobs": "log-probabilities are not offered through the Open Inference Protocol; Generate answers them",
+    "word_scoring": "ModelInfer answers tokens; words, and how they are scored, are DetectReplacements'",
+    "suggestions": "suggestions are DetectReplacements'",
+}
+"""Parameters of the native requests that these outputs have no place for."""
+_STOP_SEQUENCES = "stop_sequences"
+_GENERATION_PARAMETERS = {
+    f.name: f.type for f in fields(GenerationParameters) if f.name not in {_STOP_SEQUENCES, *_NOT_OFFERED}
+}
+_DETECTION_PARAMETERS = {"threshold": "float", "offset_unit": "str"}
 
 
 @dataclass(frozen=True)
@@ -142,15 +161,41 @@ def _typed(name: str, value: object, kind: str) -> Any:
         return value
     if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if kind == "str" and isinstance(value, str):
+        return value
     raise InvalidInput(f"parameters.{name}", f"must be {kind.split(' ')[0]}, got {type(value).__name__}")
 
 
+def _check_names(given: Inputs, known: set[str]) -> None:
+    for name in sorted(given.parameters):
+        if name in _NOT_OFFERED:
+            raise InvalidInput(f"parameters.{name}", _NOT_OFFERED[name])
+        if name not in known:
+            raise InvalidInput(
+                f"parameters.{name}", f"not a parameter of this model (it takes {', '.join(sorted(known))})"
+            )
+
+
+def _stop_sequences(value: object) -> tuple[str, ...]:
+    """The protocol's parameters are scalars: a list travels as JSON in a string."""
+    try:
+        stops = json.loads(value) if isinstance(value, str) else None
+    except json.JSONDecodeError:
+        stops = None
+    if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
+        raise InvalidInput(f"parameters.{_STOP_SEQUENCES}", 'must be a JSON list of strings in a string, e.g. ["\\n"]')
+    return tuple(stops)
+
+
 def generation_requests(given: Inputs, request_id: str, deadline: float | None) -> list[GenerationRequest]:
-    unknown_names = sorted(set(given.parameters) - set(_GENERATION_PARAMETERS))
-    if unknown_names:
-        known = ", ".join(sorted(_GENERATION_PARAMETERS))
-        raise InvalidInput(f"parameters.{unknown_names[0]}", f"not a parameter of this model (it takes {known})")
-    values = {name: _typed(name, value, _GENERATION_PARAMETERS[name]) for name, value in given.parameters.items()}
+    _check_names(given, {*_GENERATION_PARAMETERS, _STOP_SEQUENCES})
+    values = {
+        name: _typed(name, value, _GENERATION_PARAMETERS[name])
+        for name, value in given.parameters.items()
+        if name != _STOP_SEQUENCES
+    }
+    if _STOP_SEQUENCES in given.parameters:
+        values[_STOP_SEQUENCES] = _stop_sequences(given.parameters[_STOP_SEQUENCES])
     parameters = GenerationParameters(**values)
     return [
         GenerationRequest(text, parameters, f"{request_id}/{index}", deadline) for index, text in enumerate(given.texts)
@@ -158,23 +203,58 @@ def generation_requests(given: Inputs, request_id: str, deadline: float | None) 
 
 
 def detection_requests(given: Inputs, request_id: str, deadline: float | None) -> list[DetectionRequest]:
-    extra = sorted(set(given.parameters) - {"threshold"})
-    if extra:
-        raise InvalidInput(f"parameters.{extra[0]}", "not a parameter of this model (it takes threshold)")
+    _check_names(given, set(_DETECTION_PARAMETERS))
     threshold = _typed("threshold", given.parameters.get("threshold", DetectionRequest.threshold), "float")
+    unit = _typed("offset_unit", given.parameters.get("offset_unit", DetectionRequest.offset_unit), "str").lower()
     return [
-        DetectionRequest(text, threshold, f"{request_id}/{index}", deadline=deadline)
+        DetectionRequest(text, threshold, f"{request_id}/{index}", offset_unit=unit, deadline=deadline)
         for index, text in enumerate(given.texts)
     ]
 
 
-def generation_outputs(results: Sequence[GenerationResult], shape: tuple[int, ...]) -> list[Tensor]:
-    best = [result.sequences[0] for result in results]
+def generation_outputs(results: Sequence[GenerationResult], shape: tuple[int, ...], per_text: int) -> list[Tensor]:
+    """Each text's ``per_text`` sequences (``num_return_sequences``) along a last dimension."""
+    shape = (*shape, per_text)
+    sequences = [sequence for result in results for sequence in result.sequences]
     return [
-        Tensor(TEXT, "BYTES", shape, encode_bytes([s.text.encode() for s in best])),
-        Tensor("generated_tokens", "INT64", shape, struct.pack(f"<{len(best)}q", *(s.generated_tokens for s in best))),
-        Tensor("finish_reason", "BYTES", shape, encode_bytes([s.finish_reason.name.lower().encode() for s in best])),
+        Tensor(TEXT, "BYTES", shape, encode_bytes([s.text.encode() for s in sequences])),
+        Tensor(
+            "generated_tokens",
+            "INT64",
+            shape,
+            struct.pack(f"<{len(sequences)}q", *(s.generated_tokens for s in sequences)),
+        ),
+        Tensor(
+            "finish_reason", "BYTES", shape, encode_bytes([s.finish_reason.name.lower().encode() for s in sequences])
+        ),
     ]
+
+
+def streamed_piece(
+    request: oip.ModelInferRequest, model: str, version: str, request_id: str, piece: StreamPiece
+) -> oip.ModelInferResponse:
+    """One piece of a streamed T5 answer, as a Triton decoupled model sends
+    it: its new text as ``text`` [1, 1]; the last piece also has
+    ``generated_tokens`` and ``finish_reason``, and the parameter
+    ``triton_final_response`` (false on the others). Outputs the request
+    names are the only ones sent, as far as the piece has them."""
+    outputs = [Tensor(TEXT, "BYTES", (1, 1), encode_bytes([piece.text.encode()]))]
+    if piece.finish_reason is not None:
+        outputs += [
+            Tensor("generated_tokens", "INT64", (1, 1), struct.pack("<q", piece.generated_tokens)),
+            Tensor("finish_reason", "BYTES", (1, 1), encode_bytes([piece.finish_reason.name.lower().encode()])),
+        ]
+    wanted = {output.name for output in request.outputs}
+    unknown_names = sorted(wanted - {spec.name for spec in T5_OUTPUTS})
+    if unknown_names:
+        raise InvalidInput("outputs", f"unexpected inference output '{unknown_names[0]}' for model '{model}'")
+    response = oip.ModelInferResponse(model_name=model, model_version=version, id=request.id or request_id)
+    for tensor in outputs:
+        if not wanted or tensor.name in wanted:
+            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.shape))
+            response.raw_output_contents.append(tensor.raw)
+    response.parameters["triton_final_response"].bool_param = piece.finish_reason is not None
+    return response
 
 
 def detection_outputs(detections: Sequence[Detection]) -> list[Tensor]:
@@ -185,10 +265,12 @@ def detection_outputs(detections: Sequence[Detection]) -> list[Tensor]:
 
     tokens = padded(lambda t: t.token.encode(), b"")
     scores = padded(lambda t: t.score, 0.0)
+    offsets = [edge for pair in padded(lambda t: (t.start, t.end), (-1, -1)) for edge in pair]
     replaced = padded(lambda t: t.replaced, False)
     return [
         Tensor("tokens", "BYTES", (rows, width), encode_bytes(tokens)),
         Tensor("scores", "FP32", (rows, width), struct.pack(f"<{len(scores)}f", *scores)),
+        Tensor("offsets", "INT32", (rows, width, 2), struct.pack(f"<{len(offsets)}i", *offsets)),
         Tensor("replaced", "BOOL", (rows, width), bytes(int(value) for value in replaced)),
         Tensor("token_count", "INT64", (rows,), struct.pack(f"<{rows}q", *(len(d.tokens) for d in detections))),
     ]
@@ -220,14 +302,15 @@ class TensorSpec:
 
 T5_INPUTS = (TensorSpec(TEXT, "BYTES", (-1,)),)
 T5_OUTPUTS = (
-    TensorSpec(TEXT, "BYTES", (-1,)),
-    TensorSpec("generated_tokens", "INT64", (-1,)),
-    TensorSpec("finish_reason", "BYTES", (-1,)),
+    TensorSpec(TEXT, "BYTES", (-1, -1)),
+    TensorSpec("generated_tokens", "INT64", (-1, -1)),
+    TensorSpec("finish_reason", "BYTES", (-1, -1)),
 )
 ELECTRA_INPUTS = (TensorSpec(TEXT, "BYTES", (-1,)),)
 ELECTRA_OUTPUTS = (
     TensorSpec("tokens", "BYTES", (-1, -1)),
     TensorSpec("scores", "FP32", (-1, -1)),
+    TensorSpec("offsets", "INT32", (-1, -1, 2)),
     TensorSpec("replaced", "BOOL", (-1, -1)),
     TensorSpec("token_count", "INT64", (-1,)),
 )

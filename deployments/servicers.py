@@ -47,14 +47,23 @@ def _decoder(message_type: type[Message]) -> Callable[[bytes], Message | Undecod
     return decode
 
 
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+"""The method handler for (client streams, server streams)."""
+
+
 def _register(servicer: Any, server: Any, service: ServiceDescriptor) -> None:
     """Every method of ``service``, answered by the servicer's method of the
-    same name, unary or server-streaming as the descriptor says; in Serve's
-    proxy, with the proxy extended first (``proxy_extension.py``)."""
+    same name, streaming each way as the descriptor says; in Serve's proxy,
+    with the proxy extended first (``proxy_extension.py``)."""
     proxy_extension.install(server)
     handlers = {}
     for method in service.methods:
-        kind = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = kind(
             getattr(servicer, method.name),
             request_deserializer=_decoder(GetMessageClass(method.input_type)),

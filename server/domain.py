@@ -248,6 +248,10 @@ class Usage:
     input_tokens: int
     output_tokens: int = 0
 
+    def __add__(self, other: Usage) -> Usage:
+        """What several requests together are billed for (one ModelInfer of many texts)."""
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
 
 Payload = TypeVar("Payload")
 

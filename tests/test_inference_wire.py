@@ -83,12 +83,35 @@ def test_parameters_take_the_models_types_and_unknown_ones_are_refused() -> None
         inference_wire.generation_requests(inference_wire.inputs(request, "t5"), "rid", None)
 
 
+def test_stop_sequences_travel_as_json_and_what_the_outputs_cannot_carry_is_refused() -> None:
+    request = _request([b"a"])
+    request.parameters["stop_sequences"].string_param = '[".", "\\n"]'
+    (asked,) = inference_wire.generation_requests(inference_wire.inputs(request, "t5"), "rid", None)
+    assert asked.parameters.stop_sequences == (".", "\n")
+    for wrong in ("[1, 2]", "not json", '"."'):
+        request.parameters["stop_sequences"].string_param = wrong
+        with pytest.raises(InvalidInput, match=r"parameters\.stop_sequences: must be a JSON list of strings"):
+            inference_wire.generation_requests(inference_wire.inputs(request, "t5"), "rid", None)
+    request.parameters.pop("stop_sequences")
+    request.parameters["logprobs"].bool_param = True
+    with pytest.raises(InvalidInput, match=r"parameters\.logprobs: log-probabilities are not offered"):
+        inference_wire.generation_requests(inference_wire.inputs(request, "t5"), "rid", None)
+    detect = _request([b"a"])
+    detect.parameters["offset_unit"].string_param = "UTF16_CODE_UNIT"
+    detect.parameters["threshold"].double_param = 0.3
+    (asked,) = inference_wire.detection_requests(inference_wire.inputs(detect, "electra"), "rid", None)
+    assert asked.offset_unit == "utf16_code_unit" and asked.threshold == 0.3
+    detect.parameters["word_scoring"].string_param = "mean"
+    with pytest.raises(InvalidInput, match=r"parameters\.word_scoring: ModelInfer answers tokens"):
+        inference_wire.detection_requests(inference_wire.inputs(detect, "electra"), "rid", None)
+
+
 def test_every_output_goes_back_raw_in_the_order_of_outputs_and_a_subset_when_asked() -> None:
     results = [
         GenerationResult((GeneratedSequence("Hallo", FinishReason.EOS_TOKEN, 3),), 5),
         GenerationResult((GeneratedSequence("Welt", FinishReason.LENGTH, 4),), 6),
     ]
-    outputs = inference_wire.generation_outputs(results, (2,))
+    outputs = inference_wire.generation_outputs(results, (2,), 1)
     request = _request([b"a", b"b"])
     response = inference_wire.infer_response(request, "t5", "1", "rid", outputs)
     assert [o.name for o in response.outputs] == ["text", "generated_tokens", "finish_reason"]
@@ -105,11 +128,22 @@ def test_every_output_goes_back_raw_in_the_order_of_outputs_and_a_subset_when_as
         inference_wire.infer_response(request, "t5", "1", "rid", outputs)
 
 
+def test_several_sequences_per_text_take_a_last_dimension() -> None:
+    two = GenerationResult(
+        (GeneratedSequence("Hallo", FinishReason.EOS_TOKEN, 3), GeneratedSequence("Hi", FinishReason.LENGTH, 2)), 5
+    )
+    text, tokens, reasons = inference_wire.generation_outputs([two, two], (2,), 2)
+    assert text.shape == tokens.shape == reasons.shape == (2, 2)
+    assert inference_wire.decode_bytes(text.raw, "x") == [b"Hallo", b"Hi", b"Hallo", b"Hi"]
+    assert struct.unpack("<4q", tokens.raw) == (3, 2, 3, 2)
+
+
 def test_detections_are_padded_to_the_longest_row() -> None:
     long = Detection((TokenScore("a", 0, 1, 0.9, True), TokenScore("b", 2, 3, 0.1, False)), (), 0.5)
     short = Detection((TokenScore("c", 0, 1, 0.2, False),), (), 0.0)
-    tokens, scores, replaced, count = inference_wire.detection_outputs([long, short])
+    tokens, scores, offsets, replaced, count = inference_wire.detection_outputs([long, short])
     assert tokens.shape == scores.shape == replaced.shape == (2, 2) and count.shape == (2,)
+    assert offsets.shape == (2, 2, 2) and struct.unpack("<8i", offsets.raw) == (0, 1, 2, 3, 0, 1, -1, -1)
     assert inference_wire.decode_bytes(tokens.raw, "x") == [b"a", b"b", b"c", b""]
     assert struct.unpack("<4f", scores.raw) == pytest.approx((0.9, 0.1, 0.2, 0.0))
     assert replaced.raw == bytes([1, 0, 0, 0]) and struct.unpack("<2q", count.raw) == (2, 1)

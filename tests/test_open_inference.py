@@ -38,7 +38,7 @@ def test_probes_and_metadata(server: ServerUnderTest) -> None:
         assert stub.ServerMetadata(oip.ServerMetadataRequest()).name == "t5electra"
         metadata = stub.ModelMetadata(oip.ModelMetadataRequest(name="electra"))
         assert [i.name for i in metadata.inputs] == ["text"] and metadata.inputs[0].datatype == "BYTES"
-        assert [o.name for o in metadata.outputs] == ["tokens", "scores", "replaced", "token_count"]
+        assert [o.name for o in metadata.outputs] == ["tokens", "scores", "offsets", "replaced", "token_count"]
         assert metadata.versions == ["1"] and metadata.properties["checkpoint"] == "tiny-electra"
         for call, message in ((stub.ModelReady, oip.ModelReadyRequest), (stub.ModelMetadata, oip.ModelMetadataRequest)):
             with pytest.raises(grpc.RpcError) as raised:
@@ -83,3 +83,32 @@ def test_model_infer_refuses_what_triton_refuses(server: ServerUnderTest) -> Non
             stub.ModelInfer(_infer("t5", ["x"], max_new_tokens=0), timeout=30)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "max_new_tokens" in raised.value.details()
+
+
+def test_model_stream_infer_streams_t5_and_answers_each_request_in_turn(server: ServerUnderTest) -> None:
+    with server.client() as client:
+        expected = client.generate(PROMPTS[0], max_new_tokens=12)
+        detected = client.detect_replacements(SENTENCES[0])
+    requests = [
+        _infer("t5", [PROMPTS[0]], max_new_tokens=12),
+        _infer("gpt", ["x"]),
+        _infer("electra", [SENTENCES[0]]),
+    ]
+    with server.channel() as channel:
+        stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        answers = list(stub.ModelStreamInfer(iter(requests), timeout=60))
+    pieces = [a.infer_response for a in answers[:-2]]
+    assert pieces and all(not a.error_message for a in answers[:-2])
+    assert "".join(inference_wire.decode_bytes(p.raw_output_contents[0], "text")[0].decode() for p in pieces) == (
+        expected.text
+    )
+    assert [p.parameters["triton_final_response"].bool_param for p in pieces] == [False] * (len(pieces) - 1) + [True]
+    last = pieces[-1]
+    assert [o.name for o in last.outputs] == ["text", "generated_tokens", "finish_reason"]
+    assert struct.unpack("<q", last.raw_output_contents[1]) == (expected.output_tokens,)
+    assert answers[-2].error_message == "NOT_FOUND: Request for unknown model: 'gpt' is not found"
+    electra = answers[-1].infer_response
+    names = [o.name for o in electra.outputs]
+    width = electra.outputs[names.index("scores")].shape[1]
+    scores = struct.unpack(f"<{width}f", electra.raw_output_contents[names.index("scores")])
+    assert scores == pytest.approx([t.score for t in detected.tokens], abs=1e-6)

@@ -35,13 +35,14 @@ def triton_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_triton_user_calls_both_models_unchanged(server: ServerUnderTest, triton_python: Path) -> None:
-    prompts = list(PROMPTS[:2])
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(8)]
+    sentences = [SENTENCES[i % len(SENTENCES)] for i in range(8)]
     with server.client() as client:
-        expected = [client.generate(p, max_new_tokens=12) for p in prompts]
-        detected = client.detect_replacements(SENTENCES[0])
+        expected = [client.generate(p, max_new_tokens=12) for p in PROMPTS]
+        detected = [client.detect_replacements(s, offset_unit="utf16_code_unit") for s in SENTENCES]
     script = REPOSITORY / "tests" / "support" / "tritonclient_calls.py"
     done = subprocess.run(
-        [str(triton_python), str(script), server.address, json.dumps(prompts), SENTENCES[0]],
+        [str(triton_python), str(script), server.address, json.dumps(prompts), json.dumps(sentences)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,7 +50,27 @@ def test_a_triton_user_calls_both_models_unchanged(server: ServerUnderTest, trit
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout)
     assert seen["live"] and seen["ready"] and seen["t5_ready"] and seen["electra_inputs"] == ["text"]
-    assert seen["t5_text"] == [g.text for g in expected]
-    assert seen["t5_tokens"] == [g.sequences[0].generated_tokens for g in expected]
-    assert seen["electra_scores"][0] == pytest.approx([t.score for t in detected.tokens], abs=1e-6)
-    assert seen["unknown"] == ["StatusCode.NOT_FOUND", "Request for unknown model: 'gpt' is not found"]
+    assert seen["t5_outputs"] == [["text", [-1, -1]], ["generated_tokens", [-1, -1]], ["finish_reason", [-1, -1]]]
+    # Greedy answers equal Generate's, one text or eight.
+    for count in (1, 8):
+        assert seen[f"t5_shape_{count}"] == [count, 1]
+        assert seen[f"t5_text_{count}"] == [expected[i % len(PROMPTS)].text for i in range(count)]
+        assert seen[f"t5_tokens_{count}"] == [expected[i % len(PROMPTS)].output_tokens for i in range(count)]
+    assert seen["t5_two_sequences_shape"] == [1, 2]
+    assert "".join(seen["t5_streamed"]) == expected[0].text  # ModelStreamInfer, piece by piece
+    for count in (1, 8):
+        for row in range(count):
+            tokens = detected[row % len(SENTENCES)].tokens
+            assert seen[f"electra_count_{count}"][row] == len(tokens)
+            assert seen[f"electra_scores_{count}"][row][: len(tokens)] == pytest.approx(
+                [t.score for t in tokens], abs=1e-6
+            )
+            assert seen[f"electra_offsets_{count}"][row][: len(tokens)] == [[t.start, t.end] for t in tokens]
+    refused = seen["refused"]
+    assert refused["unknown_model"] == ["StatusCode.NOT_FOUND", "Request for unknown model: 'gpt' is not found"]
+    for case in ("wrong_datatype", "wrong_shape", "unknown_parameter", "logprobs"):
+        assert refused[case][0] == "StatusCode.INVALID_ARGUMENT" and refused[case][1], (case, refused[case])
+    assert "expects 'BYTES'" in refused["wrong_datatype"][1]
+    assert "unexpected shape" in refused["wrong_shape"][1]
+    assert "parameters.beams" in refused["unknown_parameter"][1]
+    assert "log-probabilities are not offered" in refused["logprobs"][1]
