@@ -30,7 +30,7 @@ def test_async_client_against_the_server(server) -> None:
 
     generation, pieces, end, detection, inferred, health = asyncio.run(calls())
     assert "".join(pieces) == generation.text == end.text == inferred.texts("text")[0]
-    assert inferred.outputs["text"][:2] == ("BYTES", (1,)) and inferred.metadata["model"]
+    assert inferred.outputs["text"][:2] == ("BYTES", (1, 1)) and inferred.metadata["model"]
     assert detection.tokens and health == "SERVING"
 
 
