@@ -27,7 +27,8 @@ FLAGS = {
     "bench": "--concurrency --dtype --duration --electra-model --json --markdown --max-new-tokens --no-mixed "
     "--no-peers --peers --plot --precisions --quick --rpcs --sizes --t5-model --torch-threads --workdir",
     "soak": "--burst-every --burst-factor --duration --json --kill-every --rate --rollout-every --timeout --workdir",
-    "make-checkpoints": "--electra-steps --generator-steps --only --out --seed --t5-steps --threads",
+    "make-checkpoints": "--electra-steps --generator-steps --only --out --resume --save-every --seed --state-dir "
+    "--t5-steps --threads",
 }
 
 

@@ -1,16 +1,17 @@
 """Trains the embedded tiny ELECTRA discriminator: its own WordPiece
-vocabulary and a small encoder fitted to replaced-token detection on English
-sentences from :mod:`.corpus`.
+vocabulary and a small encoder fitted to replaced-token detection on the
+general-English and docstring sentences of :mod:`.mix`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,10 @@ from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 from transformers import BertTokenizer, ElectraConfig, ElectraForPreTraining
 
-from . import corpus
+from . import corpus, everyday, mix
 from .loop import fit
 
-VOCAB_SIZE = 4000
+VOCAB_SIZE = 8000
 MAX_POSITIONS = 128
 REPLACE_RATE = 0.15
 BUCKET_BATCHES = 32
@@ -45,18 +46,23 @@ class Replacer:
     """Replaces words by other words of the corpus, matching capitalisation.
 
     ELECTRA's generator proposes replacements a small masked language model
-    finds plausible; here a replacement is drawn uniformly from the corpus'
-    words seen at least ``MIN_COUNT`` times: a real word of the domain, but
-    chosen without looking at the sentence. That adversary is weaker than a
-    generator, which is what a model of a few MB trained for minutes on two
-    cores can learn to detect.
+    finds plausible; here a replacement is a word of the corpus seen at least
+    ``MIN_COUNT`` times, chosen without looking at the sentence: weaker than a
+    generator, which is what a model of a few MB trained for half an hour on
+    one core can learn to detect. Words are drawn with probability proportional
+    to their count to the power ``POWER``: drawn uniformly (power 0), the
+    replacements are mostly rare words, and the model learns to flag any rare
+    word, genuine ones included; drawn by frequency, every word is as likely
+    to be replaced as it is common, so only the context can tell.
     """
 
     MIN_COUNT = 3
+    POWER = 0.5
 
     def __init__(self, sentences: Sequence[str]) -> None:
         counts = Counter(w.lower() for s in sentences for w in _WORD.findall(s))
         self._words = sorted(w for w, n in counts.items() if n >= self.MIN_COUNT)
+        self._cumulative = list(itertools.accumulate(counts[w] ** self.POWER for w in self._words))
 
     def corrupt(self, sentence: str, rng: random.Random) -> Corrupted:
         pieces, spans, cursor, out = [], [], 0, 0
@@ -65,7 +71,7 @@ class Replacer:
             out += match.start() - cursor
             word = match.group()
             if rng.random() < REPLACE_RATE:
-                new = rng.choice(self._words)
+                (new,) = rng.choices(self._words, cum_weights=self._cumulative)
                 new = new.capitalize() if word[0].isupper() else new
                 if new.lower() != word.lower():
                     spans.append((out, out + len(new)))
@@ -129,29 +135,38 @@ def token_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, 
     return [int(end > start and any(start < b and a < end for a, b in spans)) for start, end in offsets]
 
 
-def length_buckets(sentences: Sequence[str], batch_size: int, rng: random.Random) -> Iterator[list[str]]:
-    """Endless random batches of sentences of similar length.
+def step_sentences(sentences: Sequence[str], batch_size: int, seed: int, step: int) -> list[str]:
+    """The sentences of a training step's batch, a function of seed and step
+    alone, so that a resumed run draws what an uninterrupted one would.
 
     A batch is padded to its longest sentence, and the corpus' sentences vary
     from five to forty words, so much of a random batch would be padding.
-    Drawing ``BUCKET_BATCHES`` batches' worth at once, sorting them by length
-    and shuffling the resulting batches spends the time on real tokens instead
-    (a step takes about a third less time), while every sentence stays equally
-    likely to be drawn.
+    Every ``BUCKET_BATCHES`` steps share a pool of that many batches' worth,
+    sorted by length and cut into batches in shuffled order, which spends the
+    time on real tokens instead (a step takes about a third less time), while
+    every sentence stays equally likely to be drawn.
     """
-    while True:
-        pool = sorted(rng.sample(sentences, batch_size * BUCKET_BATCHES), key=len)
-        chunks = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
-        rng.shuffle(chunks)
-        yield from chunks
+    pool_index, position = divmod(step, BUCKET_BATCHES)
+    rng = random.Random(f"{seed}/pool/{pool_index}")
+    pool = sorted(rng.sample(sentences, batch_size * BUCKET_BATCHES), key=len)
+    chunks = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+    rng.shuffle(chunks)
+    return chunks[position]
 
 
 def held_out(count: int, seed: int) -> list[Corrupted]:
-    """Corrupted sentences from the held-out tenth of the corpus."""
+    """Corrupted sentences from the held-out tenth of the docstrings, their
+    replacements drawn from the training docstrings' words (so that the
+    measure needs no downloaded corpus)."""
     _, sentences = corpus.split()
     rng = random.Random(seed)
     replacer = Replacer(corpus.split()[0])
     return [replacer.corrupt(s, rng) for s in sentences[:count]]
+
+
+def everyday_held_out() -> list[Corrupted]:
+    """The committed everyday-English replaced-token examples."""
+    return [Corrupted(e["text"], tuple(map(tuple, e["spans"]))) for e in everyday.replaced()]
 
 
 def f1(
@@ -183,32 +198,46 @@ def train(
     out_dir: Path,
     *,
     seed: int = 0,
-    steps: int = 9000,
+    steps: int = 6000,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
+    state_dir: Path | None = None,
+    save_every: int = 500,
     log: Callable[[str], None] = print,
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
     """Trains, saves a ``save_pretrained`` directory at ``out_dir`` and returns
-    the held-out precision, recall and F1 it reached. Corruptions are drawn
-    afresh for every batch, so the model never sees the same mistakes twice."""
+    the held-out precision, recall and F1 it reached on docstrings and on
+    everyday English. Corruptions are drawn afresh for every batch, so the
+    model never sees the same mistakes twice; with ``state_dir`` the run
+    saves its state there and resumes a saved one (:func:`.loop.fit`)."""
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     started = time.monotonic()
-    sentences, _ = corpus.split()
-    tokenizer = build_tokenizer(sentences)
+    sentences = mix.training_sentences()
+    tokenizer = build_tokenizer(sorted(set(sentences)))
     replacer = Replacer(sentences)
     model = build_model(len(tokenizer), seed)
 
-    def batches() -> Iterator[dict[str, torch.Tensor]]:
-        for chunk in length_buckets(sentences, batch_size, rng):
-            batch = [replacer.corrupt(s, rng) for s in chunk]
-            encoded = encode(tokenizer, [c.text for c in batch])
-            encoded.pop("special_tokens_mask")
-            offsets = encoded.pop("offset_mapping").tolist()
-            labels = [token_labels(o, c.spans) for o, c in zip(offsets, batch, strict=True)]
-            yield {**encoded, "labels": torch.tensor(labels)}
+    def batch(step: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(f"{seed}/corrupt/{step}")
+        corrupted = [replacer.corrupt(s, rng) for s in step_sentences(sentences, batch_size, seed, step)]
+        encoded = encode(tokenizer, [c.text for c in corrupted])
+        encoded.pop("special_tokens_mask")
+        offsets = encoded.pop("offset_mapping").tolist()
+        labels = [token_labels(o, c.spans) for o, c in zip(offsets, corrupted, strict=True)]
+        return {**encoded, "labels": torch.tensor(labels)}
 
-    fit(model, batches(), steps=steps, learning_rate=learning_rate, log=log, name="electra")
+    recipe = {"seed": seed, "batch_size": batch_size, "vocab": len(tokenizer), "sentences": len(sentences)}
+    fit(
+        model,
+        batch,
+        steps=steps,
+        learning_rate=learning_rate,
+        log=log,
+        name="electra",
+        state_dir=state_dir / "electra" if state_dir else None,
+        save_every=save_every,
+        recipe=recipe,
+    )
 
     def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
         encoded = encode(tokenizer, texts)
@@ -221,7 +250,10 @@ def train(
             for o, rep, spc, mask in zip(offsets, replaced, special, encoded["attention_mask"].tolist(), strict=True)
         ]
 
-    scores = f1(predict, held_out(len(corpus.split()[1]), seed + 1))
+    scores = {
+        "docstrings": f1(predict, held_out(len(corpus.split()[1]), seed + 1)),
+        "everyday_english": f1(predict, everyday_held_out()),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
@@ -229,8 +261,10 @@ def train(
         "seed": seed,
         "steps": steps,
         "batch_size": batch_size,
+        "learning_rate": learning_rate,
         "replace_rate": REPLACE_RATE,
-        "corpus_sentences": {"train": len(sentences), "held_out": len(corpus.split()[1])},
+        "replacement_power": Replacer.POWER,
+        "corpus_sentences": {"train": len(sentences), "distinct": len(set(sentences))},
         "held_out_token_scores": scores,
         "train_seconds": round(time.monotonic() - started),
         "torch_threads": torch.get_num_threads(),

@@ -1,27 +1,42 @@
-"""The optimisation loop both embedded checkpoints are trained with."""
+"""The optimisation loop the embedded checkpoints are trained with, resumable
+from a saved training state."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
+STATE_FILE = "state.pt"
+
 
 def fit(
     model: torch.nn.Module,
-    batches: Iterator[dict[str, Any]],
+    batch: Callable[[int], dict[str, Any]],
     *,
     steps: int,
     learning_rate: float,
     log: Callable[[str], None],
     name: str,
+    state_dir: Path | None = None,
+    save_every: int = 500,
+    recipe: dict[str, Any] | None = None,
 ) -> None:
     """AdamW with a linear warm-up over the first 5% of steps, then cosine
-    decay to zero, gradients clipped at norm 1; ``batches`` yields model
-    inputs with ``labels``. The model is left in eval mode."""
+    decay to zero, gradients clipped at norm 1; ``batch(step)`` gives that
+    step's model inputs with ``labels``. The model is left in eval mode.
+
+    With ``state_dir``, model, optimizer, scheduler and step are saved there
+    every ``save_every`` steps and at the end, and a saved state is resumed:
+    since ``batch`` depends only on the step, a run cut into several
+    invocations trains exactly as one would. ``recipe`` (seed, steps,
+    sizes...) is saved with the state, and a state saved with another recipe
+    is refused rather than mixed in.
+    """
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     warmup = max(1, steps // 20)
 
@@ -31,10 +46,12 @@ def fit(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    recipe = {"name": name, "steps": steps, "learning_rate": learning_rate, **(recipe or {})}
+    first = _resume(state_dir, recipe, model, optimizer, scheduler, log) if state_dir else 0
     started = time.monotonic()
     model.train()
-    for step in range(steps):
-        loss = model(**next(batches)).loss
+    for step in range(first, steps):
+        loss = model(**batch(step)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -42,4 +59,55 @@ def fit(
         optimizer.zero_grad(set_to_none=True)
         if step % 250 == 0 or step == steps - 1:
             log(f"{name} step {step:5d}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
+        if state_dir and ((step + 1) % save_every == 0 or step == steps - 1):
+            _save(state_dir, recipe, step + 1, model, optimizer, scheduler)
     model.eval()
+
+
+def _resume(
+    state_dir: Path,
+    recipe: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    log: Callable[[str], None],
+) -> int:
+    """Loads a saved state into the objects and returns the next step (0
+    when there is none)."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return 0
+    saved = torch.load(path, weights_only=True)
+    if saved["recipe"] != recipe:
+        raise ValueError(
+            f"{path} was saved by another training recipe ({saved['recipe']}, not {recipe}); "
+            "delete it or choose another state directory"
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    log(f"{recipe['name']}: resuming at step {saved['step']} from {path}")
+    return saved["step"]
+
+
+def _save(
+    state_dir: Path,
+    recipe: dict[str, Any],
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> None:
+    """Writes the state beside the old one and renames it over, so that an
+    interrupted save leaves the previous state intact."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    partial = state_dir / f"{STATE_FILE}.partial"
+    state = {
+        "recipe": recipe,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
+    torch.save(state, partial)
+    partial.replace(state_dir / STATE_FILE)

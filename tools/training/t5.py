@@ -119,7 +119,10 @@ def train(
             labels[labels == tokenizer.pad_token_id] = -100
             yield {**inputs, "labels": labels}
 
-    fit(model, batches(), steps=steps, learning_rate=learning_rate, log=log, name="t5")
+    # The T5 example stream is read in order, so this loop is not resumable
+    # (it takes no state directory); each step takes the stream's next batch.
+    stream = batches()
+    fit(model, lambda _step: next(stream), steps=steps, learning_rate=learning_rate, log=log, name="t5")
 
     def generate(prompts: list[str]) -> list[str]:
         encoded = tokenizer(prompts, padding=True, return_tensors="pt")
