@@ -48,7 +48,7 @@ def test_word_scores_come_from_their_tokens(detector: ReplacementDetector, scori
 
 
 def test_spans_are_runs_of_adjacent_replaced_words(detector: ReplacementDetector) -> None:
-    detection = detect(detector, TEXT, threshold=0.03)
+    detection = detect(detector, TEXT, threshold=0.004)
     runs, current = [], []
     for word in detection.words:
         if word.replaced:

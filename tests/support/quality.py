@@ -1,5 +1,6 @@
 """The embedded checkpoints' quality on their held-out sets, measured
-through the engines: T5 exact match and ELECTRA token F1."""
+through the engines: T5 exact match and ELECTRA token F1 on docstrings and
+on everyday English."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ EVALUATION_SEED = 20261130
 class Quality:
     exact_match: dict[str, float]
     token_scores: dict[str, float]
+    everyday_token_scores: dict[str, float]
     answers: dict[str, str] = field(default_factory=dict)
 
 
 def measure(generator: T5Generator, detector: ReplacementDetector) -> Quality:
-    """Exact match on 400 held-out prompts and token F1 on the held-out sentences."""
+    """Exact match on 400 held-out prompts, token F1 on the held-out docstring
+    sentences and on the committed everyday-English examples."""
     answers: dict[str, str] = {}
 
     def answer(prompts: list[str]) -> list[str]:
@@ -36,4 +39,5 @@ def measure(generator: T5Generator, detector: ReplacementDetector) -> Quality:
 
     matches = t5.exact_match(answer, t5_tasks.held_out_examples(400, EVALUATION_SEED))
     scores = electra.f1(predict, electra.held_out(len(corpus.split()[1]), EVALUATION_SEED))
-    return Quality(matches, scores, answers)
+    everyday = electra.f1(predict, electra.everyday_held_out())
+    return Quality(matches, scores, everyday, answers)
