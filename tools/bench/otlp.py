@@ -1,11 +1,12 @@
 """A real OTLP/gRPC trace receiver: the collector's TraceService from
 ``opentelemetry-proto``, keeping every span it is sent. The tests check what
 the server exports as a collector (Jaeger, Tempo, the OpenTelemetry
-Collector) would receive it, and the tracing bench (``overhead.py``) gives
-the server somewhere to export to without one."""
+Collector) would receive it; the tracing bench (``overhead.py``) gives the
+server somewhere to export to without one, in a process of its own."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,3 +113,51 @@ def trace_receiver() -> Iterator[TraceReceiver]:
         yield TraceReceiver(collector, port)
     finally:
         server.stop(grace=None)
+
+
+class _Counter(trace_service_pb2_grpc.TraceServiceServicer):
+    """Counts the spans it is sent and keeps nothing."""
+
+    def __init__(self, count: Any) -> None:
+        self._count = count
+
+    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any) -> Any:
+        spans = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+        with self._count.get_lock():
+            self._count.value += spans
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def _count_spans(port: int, count: Any, stop: Any) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Counter(count), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    stop.wait()
+    server.stop(grace=None)
+
+
+@dataclass(frozen=True)
+class CountingReceiver:
+    endpoint: str
+    _count: Any
+
+    @property
+    def spans(self) -> int:
+        return self._count.value
+
+
+@contextmanager
+def counting_receiver(port: int) -> Iterator[CountingReceiver]:
+    """A receiver in a process of its own that only counts spans: a bench
+    measuring the server must not give its own process's time (and GIL) to
+    decoding them, as a collector elsewhere would not."""
+    context = multiprocessing.get_context("spawn")
+    count, stop = context.Value("q", 0), context.Event()
+    process = context.Process(target=_count_spans, args=(port, count, stop), daemon=True)
+    process.start()
+    try:
+        yield CountingReceiver(f"http://127.0.0.1:{port}", count)
+    finally:
+        stop.set()
+        process.join(timeout=10)

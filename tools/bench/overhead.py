@@ -4,12 +4,15 @@ Inference Protocol's ModelInfer against the native RPC for each model.
 
 ``python -m t5electra.tools.bench.overhead`` first times tracing's hooks
 in this process, as the ingress and a T5 replica call them for one request
-(CPU time per request, off and on, the export to a receiver included), then
-starts ``t5electra serve`` three times (tracing off, on, off) and loads each
-with the load tester at one concurrency. The two "off" servers bracket the
-"on" one, so that the spread between them (the machine's noise) is printed
-beside the difference tracing makes. With tracing on, the server exports to
-an OTLP receiver in this process, which counts what arrives.
+(CPU time per request, off and on, the export to a receiver included). Then
+it starts ``t5electra serve`` with tracing off and on in turn (off, on, off,
+on, off for two rounds) and loads each with the load tester at one
+concurrency: a shared machine's speed drifts by tens of percent from one
+minute to the next, so each figure is the median of its servers and the
+spread of the "off" ones is printed beside the difference tracing makes.
+With tracing on, the server exports to an OTLP receiver in a process of its
+own, which counts what arrives. The first server also alternates the
+native RPCs with ModelInfer, point by point.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from t5electra.deployments.tracing import OFF, Carrier, Tracing
 from t5electra.server.domain import BatchTiming
 
 from .checkpoints import ModelPair, small, tiny
-from .otlp import trace_receiver
+from .otlp import counting_receiver, trace_receiver
 from .points import load_point, served
+from .processes import free_port
 
 NATIVE_AND_INFER = (("generate", "model-infer-t5"), ("detect", "model-infer-electra"))
 
@@ -110,36 +114,45 @@ def hook_cost_us() -> dict[str, float]:
 def run(args: argparse.Namespace, models: ModelPair, workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
     hooks = hook_cost_us()
     say("tracing's hooks, CPU µs per request: " + ", ".join(f"{k} {v:.1f}" for k, v in hooks.items()))
-    rpcs = [rpc for pair in NATIVE_AND_INFER for rpc in pair]
-    rates: dict[str, dict[str, float]] = {}
+    natives = [native for native, _ in NATIVE_AND_INFER]
+    rates: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
+    protocols: dict[str, list[float]] = {}
     spans = 0
-    for phase in ("off", "on", "off again"):
-        env: dict[str, str] = {}
-        with trace_receiver() as receiver:
-            if phase == "on":
-                env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER": "always_on"}
-            say(f"tracing {phase}")
-            label = "-" + phase.replace(" ", "-")
-            with served(models, args.threads, workdir, env=env, label=label) as (_, address):
-                chosen = rpcs if phase == "off" else [native for native, _ in NATIVE_AND_INFER]
-                rates[phase] = {rpc: _point(address, rpc, args, say, phase) for rpc in chosen}
-            if phase == "on":
-                spans = len(receiver.spans())  # the server's stop exported what it still held
-    result: dict[str, Any] = {"models": models.size, "concurrency": args.concurrency, "rates_rps": rates}
-    result["spans_received"] = spans
-    result["hook_cpu_us_per_request"] = hooks
-    result["tracing_on_vs_off"] = {
-        native: rates["on"][native] / statistics.mean([rates["off"][native], rates["off again"][native]])
-        for native, _ in NATIVE_AND_INFER
+    phases = ["off", "on"] * args.rounds + ["off"]
+    for index, phase in enumerate(phases):
+        port = free_port()
+        env = {}
+        if phase == "on":
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_TRACES_SAMPLER": "always_on"}
+        say(f"tracing {phase} ({index + 1} of {len(phases)})")
+        with counting_receiver(port) as receiver:
+            with served(models, args.threads, workdir, env=env, label=f"-{index}-{phase}") as (_, address):
+                for rpc in natives:
+                    rates[phase].setdefault(rpc, []).append(_point(address, rpc, args, say, phase))
+                if index == 0:
+                    # Native and ModelInfer alternate on one server, so that a
+                    # drift of the machine's speed shows in both alike.
+                    for _ in range(args.rounds):
+                        for pair in NATIVE_AND_INFER:
+                            for rpc in pair:
+                                protocols.setdefault(rpc, []).append(_point(address, rpc, args, say, "protocols"))
+            spans += receiver.spans  # the server's stop exported what it still held
+    median = {phase: {rpc: statistics.median(r) for rpc, r in by_rpc.items()} for phase, by_rpc in rates.items()}
+    protocol_median = {rpc: statistics.median(r) for rpc, r in protocols.items()}
+    return {
+        "models": models.size,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "hook_cpu_us_per_request": hooks,
+        "rates_rps": rates,
+        "protocol_rates_rps": protocols,
+        "spans_received": spans,
+        "tracing_on_vs_off": {rpc: median["on"][rpc] / median["off"][rpc] for rpc in natives},
+        "off_spread": {rpc: (max(rates["off"][rpc]) - min(rates["off"][rpc])) / median["off"][rpc] for rpc in natives},
+        "model_infer_vs_native": {
+            infer: protocol_median[infer] / protocol_median[native] for native, infer in NATIVE_AND_INFER
+        },
     }
-    result["off_spread"] = {
-        native: abs(rates["off"][native] - rates["off again"][native]) / rates["off"][native]
-        for native, _ in NATIVE_AND_INFER
-    }
-    result["model_infer_vs_native"] = {
-        infer: rates["off"][infer] / rates["off"][native] for native, infer in NATIVE_AND_INFER
-    }
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per replica")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="servers with tracing on (each bracketed by two off), and native/ModelInfer alternations (2)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep server logs (and small models) here")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     args = parser.parse_args(argv)
@@ -161,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     models = tiny() if args.size == "tiny" else small(workdir)
     result = run(args, models, workdir, print)
-    print(json.dumps({k: v for k, v in result.items() if k != "rates_rps"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if "rates" not in k}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
