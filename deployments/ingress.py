@@ -240,5 +240,5 @@ class IngressDeployment(OpenInferenceMethods):
             if count:
                 self._extras.inc(count, tags={"rpc": call.rpc, "kind": kind})
         self._latency.observe(elapsed_ms, tags={"rpc": call.rpc})
-        Tracing.rpc_outcome(call.trace, call.code.value[0], call.code.name, call.span_attributes())
+        Tracing.rpc_outcome(call.trace, call.code, call.span_attributes())
         logger.info(json.dumps(call.log_record(elapsed_ms)))

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, format_trace_id, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -113,13 +114,13 @@ class Tracing:
             span.end()
 
     @staticmethod
-    def rpc_outcome(traced: RpcSpan, code: int, code_name: str, attributes: Mapping[str, Any]) -> None:
+    def rpc_outcome(traced: RpcSpan, code: grpc.StatusCode, attributes: Mapping[str, Any]) -> None:
         """The RPC's status code (an error for anything but OK) and what it used."""
         if traced.span is None or not traced.span.is_recording():
             return
-        traced.span.set_attributes({"rpc.grpc.status_code": code, **attributes})
-        if code_name != "OK":
-            traced.span.set_status(Status(StatusCode.ERROR, code_name))
+        traced.span.set_attributes({"rpc.grpc.status_code": code.value[0], **attributes})
+        if code != grpc.StatusCode.OK:
+            traced.span.set_status(Status(StatusCode.ERROR, code.name))
 
     @contextmanager
     def model_call(self, traced: RpcSpan, name: str) -> Iterator[Carrier | None]:

@@ -60,7 +60,7 @@ def _one_request(ingress: Tracing, replica: Tracing, metadata: list[tuple[str, s
         ):
             span.queued()
             span.answered(BatchTiming(queue_ms=5.0, inference_ms=20.0, steps=7), "decode", {"steps": 7})
-        Tracing.rpc_outcome(traced, grpc.StatusCode.OK.value[0], "OK", {"tokens_out": 7})
+        Tracing.rpc_outcome(traced, grpc.StatusCode.OK, {"tokens_out": 7})
     return traced.trace_id
 
 

@@ -96,10 +96,6 @@ class TraceReceiver:
                 self._collector.changed.wait(left)
             return list(self._collector.spans)
 
-    def spans(self) -> list[ReceivedSpan]:
-        with self._collector.changed:
-            return list(self._collector.spans)
-
 
 @contextmanager
 def trace_receiver() -> Iterator[TraceReceiver]:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from t5electra.clients.loadtest import LoadConfig
 from t5electra.deployments.tracing import OFF, Carrier, Tracing
 from t5electra.server.domain import BatchTiming
@@ -65,7 +67,9 @@ def _ingress_hooks(tracing: Tracing) -> Carrier | None:
     with tracing.rpc("t5electra.v1.TextGeneration/Generate", _CALLER, attributes) as traced:
         with tracing.model_call(traced, "TextGenerator.generate") as carrier:
             pass
-        Tracing.rpc_outcome(traced, 0, "OK", {"model": "m", "tokens_in": 7, "tokens_out": 16, "batch_size": 8})
+        Tracing.rpc_outcome(
+            traced, grpc.StatusCode.OK, {"model": "m", "tokens_in": 7, "tokens_out": 16, "batch_size": 8}
+        )
     return carrier
 
 
