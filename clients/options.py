@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from t5electra.protocol import SERVICE_NAMES
+from t5electra.protocol import SERVICE_NAMES, bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
 
 from .results import T5ElectraError
@@ -194,8 +193,7 @@ def infer_request(model: str, texts: Sequence[str], parameters: Mapping[str, Any
     list (``stop_sequences``) as a JSON string, as the server reads them."""
     request = oip.ModelInferRequest(model_name=model)
     request.inputs.add(name="text", datatype="BYTES", shape=[len(texts)])
-    encoded = [text.encode() for text in texts]
-    request.raw_input_contents.append(b"".join(struct.pack("<I", len(e)) + e for e in encoded))
+    request.raw_input_contents.append(bytes_tensor.pack(text.encode() for text in texts))
     for name, value in parameters.items():
         if value is None:
             continue

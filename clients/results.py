@@ -3,13 +3,13 @@ came from in ``.proto`` for callers that want every field."""
 
 from __future__ import annotations
 
-import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
+from t5electra.protocol import bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
 
 from .v1 import detection_pb2, generation_pb2, models_pb2
@@ -265,9 +265,4 @@ class Inference:
     def texts(self, name: str) -> list[str]:
         """A BYTES output's elements, in row-major order, as text."""
         _, _, raw = self.outputs[name]
-        texts, at = [], 0
-        while at < len(raw):
-            (size,) = struct.unpack_from("<I", raw, at)
-            texts.append(raw[at + 4 : at + 4 + size].decode())
-            at += 4 + size
-        return texts
+        return [element.decode() for element in bytes_tensor.unpack(raw)]

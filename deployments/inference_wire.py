@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from t5electra.protocol import bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
 from t5electra.server.domain import (
     Detection,
@@ -86,22 +87,11 @@ def unknown(model: str) -> UnknownModel:
     return UnknownModel(f"Request for unknown model: '{model}' is not found")
 
 
-def encode_bytes(items: Sequence[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(item)) + item for item in items)
-
-
 def decode_bytes(raw: bytes, field: str) -> list[bytes]:
-    items, at = [], 0
-    while at < len(raw):
-        if at + 4 > len(raw):
-            raise InvalidInput(field, "a BYTES element's 4-byte length is cut short")
-        (size,) = struct.unpack_from("<I", raw, at)
-        at += 4
-        if at + size > len(raw):
-            raise InvalidInput(field, f"a BYTES element of {size} bytes runs past the end of the contents")
-        items.append(raw[at : at + size])
-        at += size
-    return items
+    try:
+        return bytes_tensor.unpack(raw)
+    except bytes_tensor.MalformedBytes as error:
+        raise InvalidInput(field, str(error)) from None
 
 
 def _parameter(value: oip.InferParameter) -> bool | int | float | str:
@@ -217,7 +207,7 @@ def generation_outputs(results: Sequence[GenerationResult], shape: tuple[int, ..
     shape = (*shape, per_text)
     sequences = [sequence for result in results for sequence in result.sequences]
     return [
-        Tensor(TEXT, "BYTES", shape, encode_bytes([s.text.encode() for s in sequences])),
+        Tensor(TEXT, "BYTES", shape, bytes_tensor.pack([s.text.encode() for s in sequences])),
         Tensor(
             "generated_tokens",
             "INT64",
@@ -225,7 +215,10 @@ def generation_outputs(results: Sequence[GenerationResult], shape: tuple[int, ..
             struct.pack(f"<{len(sequences)}q", *(s.generated_tokens for s in sequences)),
         ),
         Tensor(
-            "finish_reason", "BYTES", shape, encode_bytes([s.finish_reason.name.lower().encode() for s in sequences])
+            "finish_reason",
+            "BYTES",
+            shape,
+            bytes_tensor.pack([s.finish_reason.name.lower().encode() for s in sequences]),
         ),
     ]
 
@@ -238,11 +231,11 @@ def streamed_piece(
     ``generated_tokens`` and ``finish_reason``, and the parameter
     ``triton_final_response`` (false on the others). Outputs the request
     names are the only ones sent, as far as the piece has them."""
-    outputs = [Tensor(TEXT, "BYTES", (1, 1), encode_bytes([piece.text.encode()]))]
+    outputs = [Tensor(TEXT, "BYTES", (1, 1), bytes_tensor.pack([piece.text.encode()]))]
     if piece.finish_reason is not None:
         outputs += [
             Tensor("generated_tokens", "INT64", (1, 1), struct.pack("<q", piece.generated_tokens)),
-            Tensor("finish_reason", "BYTES", (1, 1), encode_bytes([piece.finish_reason.name.lower().encode()])),
+            Tensor("finish_reason", "BYTES", (1, 1), bytes_tensor.pack([piece.finish_reason.name.lower().encode()])),
         ]
     wanted = {output.name for output in request.outputs}
     unknown_names = sorted(wanted - {spec.name for spec in T5_OUTPUTS})
@@ -268,7 +261,7 @@ def detection_outputs(detections: Sequence[Detection]) -> list[Tensor]:
     offsets = [edge for pair in padded(lambda t: (t.start, t.end), (-1, -1)) for edge in pair]
     replaced = padded(lambda t: t.replaced, False)
     return [
-        Tensor("tokens", "BYTES", (rows, width), encode_bytes(tokens)),
+        Tensor("tokens", "BYTES", (rows, width), bytes_tensor.pack(tokens)),
         Tensor("scores", "FP32", (rows, width), struct.pack(f"<{len(scores)}f", *scores)),
         Tensor("offsets", "INT32", (rows, width, 2), struct.pack(f"<{len(offsets)}i", *offsets)),
         Tensor("replaced", "BOOL", (rows, width), bytes(int(value) for value in replaced)),

@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from t5electra.deployments import inference_wire
+from t5electra.protocol import bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
 from t5electra.server.domain import (
     Detection,
@@ -26,14 +27,14 @@ def _request(texts: list[bytes], *, datatype: str = "BYTES", shape: list[int] | 
     request = oip.ModelInferRequest(model_name="t5")
     tensor = request.inputs.add(name="text", datatype=datatype, shape=shape if shape is not None else [len(texts)])
     if raw:
-        request.raw_input_contents.append(inference_wire.encode_bytes(texts))
+        request.raw_input_contents.append(bytes_tensor.pack(texts))
     else:
         tensor.contents.bytes_contents.extend(texts)
     return request
 
 
 def test_bytes_elements_are_length_prefixed_little_endian_as_tritonclient_sends_them() -> None:
-    assert inference_wire.encode_bytes([b"ab", "cé".encode()]) == bytes.fromhex("0200000061620300000063c3a9")
+    assert bytes_tensor.pack([b"ab", "cé".encode()]) == bytes.fromhex("0200000061620300000063c3a9")
     assert inference_wire.decode_bytes(bytes.fromhex("0200000061620300000063c3a9"), "x") == [b"ab", "cé".encode()]
     with pytest.raises(InvalidInput):
         inference_wire.decode_bytes(b"\x05\x00\x00\x00ab", "x")

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from t5electra.deployments import inference_wire
+from t5electra.protocol import bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
 from t5electra.protocol.inference import open_inference_pb2_grpc
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.serve
 def _infer(model: str, texts: list[str], **parameters: int) -> oip.ModelInferRequest:
     request = oip.ModelInferRequest(model_name=model, id="call-1")
     request.inputs.add(name="text", datatype="BYTES", shape=[len(texts)])
-    request.raw_input_contents.append(inference_wire.encode_bytes([t.encode() for t in texts]))
+    request.raw_input_contents.append(bytes_tensor.pack([t.encode() for t in texts]))
     for name, value in parameters.items():
         request.parameters[name].int64_param = value
     return request
