@@ -3,9 +3,11 @@ from a saved training state."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,47 +20,64 @@ def fit(
     model: torch.nn.Module,
     batch: Callable[[int], dict[str, Any]],
     *,
-    steps: int,
+    cycles: Sequence[int],
     learning_rate: float,
     log: Callable[[str], None],
     name: str,
     state_dir: Path | None = None,
     save_every: int = 500,
     recipe: dict[str, Any] | None = None,
+    loss: Callable[[dict[str, Any]], torch.Tensor] | None = None,
 ) -> None:
-    """AdamW with a linear warm-up over the first 5% of steps, then cosine
-    decay to zero, gradients clipped at norm 1; ``batch(step)`` gives that
-    step's model inputs with ``labels``. The model is left in eval mode.
+    """AdamW over ``cycles`` (their lengths in steps, run one after another),
+    each a linear warm-up over its first 5% of steps then a cosine decay to
+    zero (warm restarts, as SGDR), gradients clipped at norm 1;
+    ``batch(step)`` gives that step's model inputs with ``labels``. The model
+    is left in eval mode.
 
     With ``state_dir``, model, optimizer, scheduler and step are saved there
     every ``save_every`` steps and at the end, and a saved state is resumed:
     since ``batch`` depends only on the step, a run cut into several
-    invocations trains exactly as one would. ``recipe`` (seed, steps,
-    sizes...) is saved with the state, and a state saved with another recipe
-    is refused rather than mixed in.
+    invocations trains exactly as one would. ``recipe`` (seed, sizes...) is
+    saved with the state, and a state saved with another recipe is refused
+    rather than mixed in; a state that finished the first cycles of this
+    recipe is continued with the next, which is how a trained checkpoint is
+    trained further in a later run, identically to one long run.
+
+    ``loss`` computes a batch's loss where the model's own would waste time
+    (by default, ``model(**batch).loss``).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, steps // 20)
+    starts = [0, *itertools.accumulate(cycles)]
+    steps = starts[-1]
 
     def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        index = bisect.bisect_right(starts, step) - 1
+        into, length = step - starts[index], cycles[min(index, len(cycles) - 1)]
+        warmup = max(1, length // 20)
+        if into < warmup:
+            return (into + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (into - warmup) / max(1, length - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    recipe = {"name": name, "steps": steps, "learning_rate": learning_rate, **(recipe or {})}
+    recipe = {"name": name, "cycles": list(cycles), "learning_rate": learning_rate, **(recipe or {})}
     first = _resume(state_dir, recipe, model, optimizer, scheduler, log) if state_dir else 0
+    # A state that ended a shorter recipe's last cycle holds that cycle's
+    # final rate, not the next cycle's first.
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate * schedule(first)
     started = time.monotonic()
     model.train()
+    loss_of = loss or (lambda inputs: model(**inputs).loss)
     for step in range(first, steps):
-        loss = model(**batch(step)).loss
-        loss.backward()
+        value = loss_of(batch(step))
+        value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 250 == 0 or step == steps - 1:
-            log(f"{name} step {step:5d}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
+            log(f"{name} step {step:5d}/{steps} loss {value.item():.4f} ({time.monotonic() - started:.0f}s)")
         if state_dir and ((step + 1) % save_every == 0 or step == steps - 1):
             _save(state_dir, recipe, step + 1, model, optimizer, scheduler)
     model.eval()
@@ -78,7 +97,7 @@ def _resume(
     if not path.exists():
         return 0
     saved = torch.load(path, weights_only=True)
-    if saved["recipe"] != recipe:
+    if not _continues(saved["recipe"], saved["step"], recipe):
         raise ValueError(
             f"{path} was saved by another training recipe ({saved['recipe']}, not {recipe}); "
             "delete it or choose another state directory"
@@ -88,6 +107,16 @@ def _resume(
     scheduler.load_state_dict(saved["scheduler"])
     log(f"{recipe['name']}: resuming at step {saved['step']} from {path}")
     return saved["step"]
+
+
+def _continues(saved: dict[str, Any], step: int, recipe: dict[str, Any]) -> bool:
+    """Whether a state saved at ``step`` by ``saved`` is part of a run of
+    ``recipe``: the same recipe, or the same but for fewer cycles, all of
+    them finished."""
+    done = saved.get("cycles", [])
+    return saved == recipe or (
+        {**saved, "cycles": recipe["cycles"]} == recipe and recipe["cycles"][: len(done)] == done and step == sum(done)
+    )
 
 
 def _save(
