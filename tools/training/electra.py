@@ -198,7 +198,7 @@ def train(
     out_dir: Path,
     *,
     seed: int = 0,
-    steps: int = 6000,
+    cycles: Sequence[int] = (6000, 16000),
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     state_dir: Path | None = None,
@@ -230,7 +230,7 @@ def train(
     fit(
         model,
         batch,
-        steps=steps,
+        cycles=cycles,
         learning_rate=learning_rate,
         log=log,
         name="electra",
@@ -259,7 +259,7 @@ def train(
     tokenizer.save_pretrained(out_dir)
     card = {
         "seed": seed,
-        "steps": steps,
+        "cycles": list(cycles),
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "replace_rate": REPLACE_RATE,
