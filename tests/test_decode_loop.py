@@ -6,6 +6,7 @@ Callers wait for their answers, never for a time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import pytest
 from t5electra.deployments.decode_loop import DecodeLoop
 from t5electra.deployments.scheduler import StepReport
 from t5electra.server.errors import DeadlineExceeded
+
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -114,13 +117,18 @@ def test_a_caller_that_leaves_is_cancelled_and_the_next_one_is_served() -> None:
     loop = DecodeLoop(lambda: session, max_rows=4, policy="continuous", idle_wait_s=0.0)
 
     async def main() -> str:
-        async for _ in loop.stream(Job("gone", None)):
-            break  # the caller leaves after its first piece
+        # aclosing: the caller's departure is posted when it leaves, not
+        # whenever the abandoned generator happens to be finalized.
+        async with contextlib.aclosing(loop.stream(Job("gone", None))) as pieces:
+            async for _ in pieces:
+                break  # the caller leaves after its first piece
         event, _ = await loop.call(Job("next", 2))
         return event.result
 
     assert asyncio.run(main()) == "next done"
-    assert session.cancelled == ["gone"]
+    # The decoding thread hands the departure to the session; wait for that
+    # state instead of assuming the thread got there first.
+    wait_for(lambda: session.cancelled == ["gone"], what="the departed caller's cancel")
 
 
 def test_a_failing_step_fails_its_callers_and_the_loop_goes_on() -> None:
