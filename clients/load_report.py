@@ -194,7 +194,7 @@ class LoadReport:
         if figures["window_capped"]:
             lines.append(
                 f"  window cut at {self.config.max_window_factor:g}x the duration before "
-                f"{self.config.wanted_completions()} measured requests completed"
+                f"{self.config.wanted_successes()} measured requests succeeded"
             )
         for code, count in figures["errors"].items():
             lines.append(f"  error {code:<22} {count}")

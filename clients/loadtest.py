@@ -15,10 +15,12 @@ successes among them, which arrived within their deadline (the client's
 timeout) by construction.
 
 A measured window ends when its duration has passed *and* enough requests
-sent after the warm-up have completed (one per caller by default), so that a
-slow or busy machine gives a longer window instead of an empty one; it is cut
-at ``max_window_factor`` times the duration at the latest, and the report says
-so.
+sent after the warm-up have succeeded (one per caller by default, and one of
+each ``mix`` set), so that a slow or busy machine gives a longer window
+instead of an empty one, and a burst of failures (a server still warming up,
+refusals) is not taken for a measurement; it is cut at ``max_window_factor``
+times the duration at the latest, and the report says so, with the errors
+that kept the window open.
 """
 
 from __future__ import annotations
@@ -78,17 +80,17 @@ class LoadConfig:
     # short and long answers); figures are also reported per set.
     mix: tuple[dict[str, Any], ...] = ()
     # A duration-bound window goes on past its duration until this many
-    # measured requests have completed (and one of each ``mix`` set); None:
+    # measured requests have succeeded (and one of each ``mix`` set); None:
     # one per closed-loop caller, one for an open loop.
-    min_completed: int | None = None
+    min_succeeded: int | None = None
     max_window_factor: float = 10.0
     # Send no project metadata, only the gRPC deadline, as a plain gRPC
     # client (grpcurl, another language's stubs, a mesh sidecar) would.
     plain: bool = False
 
-    def wanted_completions(self) -> int:
-        if self.min_completed is not None:
-            return self.min_completed
+    def wanted_successes(self) -> int:
+        if self.min_succeeded is not None:
+            return self.min_succeeded
         return 1 if self.rate else self.concurrency
 
     def texts(self) -> tuple[str, ...]:
@@ -172,14 +174,14 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
     capped = False
     stopped: float | None = None
     warm: list[Sample] = []
-    completed_per_group = [0] * max(1, len(config.mix))
+    succeeded_per_group = [0] * max(1, len(config.mix))
     async with AsyncClient(config.address, timeout=config.timeout, retry=NO_RETRY, plain=config.plain) as client:
         origin = time.perf_counter()
         stop_at = None if config.duration is None else config.warmup + config.duration
         cap_at = None if config.duration is None else config.warmup + config.duration * config.max_window_factor
 
         def enough() -> bool:
-            return sum(completed_per_group) >= config.wanted_completions() and min(completed_per_group) > 0
+            return sum(succeeded_per_group) >= config.wanted_successes() and min(succeeded_per_group) > 0
 
         def claim() -> bool:
             """Whether another request may start now; counts it if measured."""
@@ -211,7 +213,7 @@ async def run_load(config: LoadConfig, *, progress: bool = True) -> LoadReport:
             sample = await send_one(client, config, text, origin, group)
             if sample.sent >= config.warmup:
                 samples.append(sample)
-                completed_per_group[group] += 1
+                succeeded_per_group[group] += sample.code == "OK"
             else:
                 warm.append(sample)
 

@@ -108,7 +108,7 @@ def test_mixed_lengths_compare_the_schedulers(bench: tuple[dict, str, Path]) -> 
         short, long = phase["mixed"]["groups"]
         assert short["params"] == {"max_new_tokens": 4, "min_new_tokens": 4}
         assert long["params"] == {"max_new_tokens": 48, "min_new_tokens": 48}
-        assert short["successes"] > 0 and long["successes"] > 0
+        assert short["successes"] > 0 and long["successes"] > 0, (scheduler, phase["mixed"]["errors"])
         assert phase["all_long"]["tokens_per_s"] > 0 and phase["replica_peak_rss_mb"] > 100
         ratios = size["scheduling"]
         assert ratios[f"r1_{scheduler}"] == pytest.approx(

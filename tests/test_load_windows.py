@@ -27,10 +27,20 @@ pytestmark = pytest.mark.unit
 class SlowFirstGeneration(generation_pb2_grpc.TextGenerationServicer):
     """Takes ``first_delay`` seconds for each of the first ``slow_calls``
     calls and ``delay`` for the rest: a server that is slow while the load
-    tester warms up, as a busy machine is."""
+    tester warms up, as a busy machine is. The first ``failing_calls`` calls
+    fail at once instead (UNAVAILABLE), as a server still warming up might;
+    a call asking for ``failing_tokens`` new tokens always does."""
 
-    def __init__(self, slow_calls: int, first_delay: float, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        slow_calls: int,
+        first_delay: float,
+        delay: float = 0.0,
+        failing_calls: int = 0,
+        failing_tokens: int | None = None,
+    ) -> None:
         self.slow_calls, self.first_delay, self.delay = slow_calls, first_delay, delay
+        self.failing_calls, self.failing_tokens = failing_calls, failing_tokens
         self.calls = 0
         self.seen: list[tuple[dict[str, str], float | None]] = []  # each call's metadata and time left
         self._lock = threading.Lock()
@@ -40,6 +50,9 @@ class SlowFirstGeneration(generation_pb2_grpc.TextGenerationServicer):
             self.seen.append((dict(context.invocation_metadata()), context.time_remaining()))
             self.calls += 1
             slow = self.calls <= self.slow_calls
+            failing = self.calls <= self.failing_calls
+        if failing or request.parameters.max_new_tokens == self.failing_tokens:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         time.sleep(self.first_delay if slow else self.delay)
         return generation_pb2.GenerateResponse(
             sequences=[generation_pb2.GeneratedSequence(text="ok", generated_tokens=1)],
@@ -87,6 +100,31 @@ def test_a_window_that_reaches_its_cap_says_so_and_makes_up_no_figure(serving) -
     assert set(figures["latency_ms"].values()) == {None}
     table = result.table()
     assert "window cut at 2x the duration" in table and f"throughput    {MISSING:>8} req/s" in table
+
+
+def test_failures_do_not_close_a_window_before_each_group_has_succeeded(serving) -> None:
+    """A burst of failures (a server warming up) completes fast: counted as
+    completions, it ended the window on failures alone and a mixed load
+    reported no success for a group. Only successes close the window."""
+    address = serving(SlowFirstGeneration(slow_calls=0, first_delay=0.0, delay=0.01, failing_calls=200))
+    mix = ({"max_new_tokens": 4}, {"max_new_tokens": 48})
+    config = LoadConfig(address, rpc="generate", concurrency=4, duration=0.05, warmup=0.05, timeout=10, mix=mix)
+    figures = asyncio.run(run_load(config, progress=False)).to_json()
+    assert figures["window_capped"] is False and figures["errors"]["UNAVAILABLE"] > 0
+    assert all(group["successes"] > 0 for group in figures["groups"]), figures["groups"]
+
+
+def test_a_group_that_only_fails_keeps_the_window_open_until_its_cap_and_says_why(serving) -> None:
+    address = serving(SlowFirstGeneration(slow_calls=0, first_delay=0.0, delay=0.01, failing_tokens=48))
+    mix = ({"max_new_tokens": 4}, {"max_new_tokens": 48})
+    config = LoadConfig(
+        address, rpc="generate", concurrency=2, duration=0.05, warmup=0.05, timeout=10, mix=mix, max_window_factor=4
+    )
+    result = asyncio.run(run_load(config, progress=False))
+    figures = result.to_json()
+    assert figures["window_capped"] is True
+    assert [group["successes"] > 0 for group in figures["groups"]] == [True, False]
+    assert "error UNAVAILABLE" in result.table()
 
 
 def _empty_point(rpc: str, mix: tuple[dict, ...] = ()) -> dict:
