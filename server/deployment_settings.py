@@ -209,15 +209,22 @@ class ElectraSettings(ModelSettings):
         "sorted by length",
     )
     generator_model: str | None = Field(
-        None,
-        description="hub id or path of an ELECTRA generator (masked language model) for suggestions, "
-        "'embedded' for the embedded tiny one; unset, suggestions are off (FAILED_PRECONDITION)",
+        "auto",
+        description="hub id or path of an ELECTRA generator (masked language model) for suggestions; "
+        "'embedded' for the embedded tiny one; 'auto': the embedded one when the embedded discriminator is "
+        "served (they share a vocabulary), none otherwise; 'none' (or null): suggestions off (FAILED_PRECONDITION)",
     )
 
     @model_validator(mode="after")
-    def _embedded_generator(self) -> ElectraSettings:
-        if self.generator_model == "embedded":
+    def _resolve_generator(self) -> ElectraSettings:
+        # A generator must share the discriminator's vocabulary: the embedded
+        # one goes with the embedded discriminator only, unless asked for.
+        if self.generator_model == "auto":
+            self.generator_model = TINY_ELECTRA_GENERATOR if self.model == TINY_ELECTRA else None
+        elif self.generator_model == "embedded":
             self.generator_model = TINY_ELECTRA_GENERATOR
+        elif self.generator_model in ("none", ""):
+            self.generator_model = None
         return self
 
     def batches_at_once(self) -> int:

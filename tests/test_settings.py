@@ -11,7 +11,7 @@ from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
 from t5electra.deployments.app import GRPC_SERVICER_FUNCTIONS, build
-from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
+from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
 from t5electra.server.settings import Settings
 
 from support import REPOSITORY
@@ -29,6 +29,19 @@ def test_defaults_suit_a_small_cpu_machine() -> None:
     assert settings.t5.num_cpus <= 0.5 and settings.ingress.num_cpus <= 0.5
     assert settings.t5.ongoing_limit() >= settings.t5.max_batch_size
     assert settings.electra.ongoing_limit() >= settings.electra.max_batch_size * settings.electra.max_concurrent_batches
+
+
+def test_the_embedded_generator_comes_with_the_embedded_discriminator_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load().electra.generator_model == TINY_ELECTRA_GENERATOR
+    hub = "google/electra-small-discriminator"
+    assert Settings.load(electra={"model": hub}).electra.generator_model is None
+    assert Settings.load(electra={"model": hub, "generator_model": "embedded"}).electra.generator_model == (
+        TINY_ELECTRA_GENERATOR
+    )
+    assert Settings.load(electra={"generator_model": "none"}).electra.generator_model is None
+    assert Settings.load(electra={"generator_model": None}).electra.generator_model is None
+    monkeypatch.setenv("T5ELECTRA_ELECTRA__GENERATOR_MODEL", "none")
+    assert Settings.load().electra.generator_model is None
 
 
 def test_yaml_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,8 +28,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--electra-generator",
         metavar="ID_OR_PATH",
-        help="ELECTRA generator for DetectReplacements suggestions; 'embedded' for the embedded tiny one "
-        "(default: none, suggestions off)",
+        help="ELECTRA generator for DetectReplacements suggestions: a hub id or path, 'embedded' for the "
+        "embedded tiny one, or 'none' (suggestions off); default: the embedded one with the embedded "
+        "discriminator, none with another",
     )
     serve.add_argument("--config", type=Path, help="Serve config YAML (e.g. deployments/gpu.yaml)")
     serve.add_argument(
