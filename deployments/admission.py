@@ -7,12 +7,27 @@ after its caller stopped waiting: the capacity goes to work nobody reads
 the capacity answered in time). So each arrival is placed, in thought, on
 the session's rows as they stand after the decoding thread's latest step:
 every live row frees after its expected remaining steps, each waiting
-request takes the first rows to free up, and so does this one. A request
-that would answer after its deadline (finish, for a unary call; give its
-first piece, for a stream, whose pieces before the deadline are worth having)
-is refused at once (RESOURCE_EXHAUSTED) with a pushback of the time until it
-could start; one that fits joins the queue. The thread publishes what the estimate needs (:class:`Backlog`) after
-every step; the replica's event loop adds what it admitted since.
+request takes the first rows to free up, and so does this one.
+
+Two reasons to refuse at once are told apart, because callers must act on
+them differently:
+
+- the work alone cannot fit: even on an idle replica, the least the request
+  must do (``min_new_tokens`` steps; a stream's first piece) takes longer
+  than its deadline allows. DEADLINE_EXCEEDED (:class:`DeadlineTooShort`),
+  no pushback: a retry cannot help, and the caller gets what it would have
+  got at its deadline, only sooner;
+- waiting is the cause: the work fits on an idle replica but would answer
+  (finish, for a unary call; give its first piece, for a stream, whose pieces
+  before the deadline are worth having) after the deadline behind the work
+  running and queued. RESOURCE_EXHAUSTED (:class:`Overloaded`) with a
+  pushback of the time until it could start.
+
+Where only an estimate of the request's own length (a typical answer) says
+it will not fit, it is not refused for its own size: it is held to its least
+work behind the queue instead. The thread publishes what the estimate needs
+(:class:`Backlog`) after every step; the replica's event loop adds what it
+admitted since.
 
 Expected steps are the request's ``max_new_tokens``, or fewer when answers
 have been ending sooner (the replica's running mean), never fewer than its
@@ -29,7 +44,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from t5electra.server.domain import GenerationRequest, Horizon
-from t5electra.server.errors import Overloaded
+from t5electra.server.errors import DeadlineTooShort, Overloaded
 
 
 class Sized(Protocol):
@@ -57,6 +72,12 @@ def expected_steps(item: Sized, typical: float | None) -> float:
     """Decoding steps ``item`` is expected to take."""
     guess = item.max_steps if typical is None else min(item.max_steps, typical)
     return max(float(item.min_steps), guess, 1.0)
+
+
+def least_steps(item: Sized) -> int:
+    """Steps ``item`` takes at the least before its answer is worth having:
+    a stream's first piece, a unary call's forced length."""
+    return 1 if item.stream else max(1, item.min_steps)
 
 
 def place(slots: list[float], rows: int, steps: float) -> float:
@@ -122,11 +143,13 @@ class Backlog:
 
 @dataclass(frozen=True)
 class Estimate:
-    """Seconds from now until the request starts, gives its first token and finishes."""
+    """Seconds from now until the request starts, gives its first token and
+    finishes; and the seconds its least work takes on an idle replica."""
 
     start_s: float
     first_s: float
     finish_s: float
+    least_s: float
 
 
 class Admission:
@@ -161,12 +184,14 @@ class Admission:
             place(slots, ahead.rows, expected_steps(ahead, backlog.typical_steps))
         steps = expected_steps(item, backlog.typical_steps)
         start = place(slots, item.rows, steps)
-        return Estimate(start * step_s, (start + 1) * step_s, (start + steps) * step_s)
+        alone_s = backlog.step_times.at(item.rows) * self.margin
+        return Estimate(start * step_s, (start + 1) * step_s, (start + steps) * step_s, least_steps(item) * alone_s)
 
     def admit(self, item: Sized, wall: float) -> None:
-        """Counts ``item`` in, or raises :class:`Overloaded` (see :func:`judge`;
-        ``wall``: ``time.time()`` now). The item must then be handed to the
-        thread, which counts it in ``collected``."""
+        """Counts ``item`` in, or raises :class:`Overloaded` or
+        :class:`DeadlineTooShort` (see :func:`judge`; ``wall``: ``time.time()``
+        now). The item must then be handed to the thread, which counts it in
+        ``collected``."""
         estimate = self.estimate(item)
         if estimate is not None and (refusal := judge(item, estimate, wall)) is not None:
             refusal.horizon = self.horizon(wall)
@@ -180,20 +205,40 @@ class Admission:
         probe = self.estimate(_PROBE)
         if probe is None:
             return None
-        return Horizon(probe.start_s, probe.first_s - probe.start_s, self.backlog.typical_steps, wall)
+        return Horizon(
+            probe.start_s,
+            probe.first_s - probe.start_s,
+            self.backlog.typical_steps,
+            wall,
+            alone_step_s=probe.least_s,
+        )
 
 
-def judge(item: Sized, estimate: Estimate, wall: float) -> Overloaded | None:
+def judge(item: Sized, estimate: Estimate, wall: float) -> Overloaded | DeadlineTooShort | None:
     """The refusal of ``item`` when its answer, as estimated, would come
-    after its deadline: the whole answer for a unary call, the first piece
-    for a stream. The pushback is the time until it could start."""
-    needed = estimate.first_s if item.stream else estimate.finish_s
-    if item.deadline is None or wall + needed <= item.deadline:
+    after its deadline (the whole answer for a unary call, the first piece
+    for a stream): :class:`DeadlineTooShort` when its least work alone does
+    not fit, else :class:`Overloaded` when the wait for a row is what makes
+    it miss, with the time until it could start as the pushback."""
+    if item.deadline is None:
         return None
-    left_ms = max(0.0, (item.deadline - wall) * 1000)
+    left = item.deadline - wall
+    if left <= 0:  # it waited out its deadline before it reached a replica
+        return DeadlineTooShort("the deadline passed before the request reached a model replica")
+    if estimate.least_s > left:
+        return DeadlineTooShort(
+            f"the request needs about {estimate.least_s * 1000:.0f} ms of decoding even on an idle replica "
+            f"({least_steps(item)} steps), and its deadline allows {max(0.0, left) * 1000:.0f} ms"
+        )
+    own = (estimate.first_s if item.stream else estimate.finish_s) - estimate.start_s
+    # An estimate of its own length alone (a typical answer) never refuses
+    # a request: behind the queue, it is held to its least work instead.
+    budget = own if own <= left else estimate.least_s
+    if estimate.start_s + budget <= left:
+        return None
     return Overloaded(
-        f"cannot answer within the deadline ({left_ms:.0f} ms left, about "
-        f"{needed * 1000:.0f} ms needed behind the work queued)",
+        f"cannot start in time behind the work queued: it could start in about {estimate.start_s * 1000:.0f} ms, "
+        f"needs about {budget * 1000:.0f} ms once started, and its deadline allows {left * 1000:.0f} ms",
         retry_after_ms=max(1, round(estimate.start_s * 1000)),
     )
 
@@ -234,7 +279,8 @@ class Gate:
             self._horizon = horizon
 
     def check(self, item: Sized, wall: float) -> None:
-        """Raises :class:`Overloaded` as the replica would, while the horizon is fresh."""
+        """Raises :class:`Overloaded` or :class:`DeadlineTooShort` as the
+        replica would, while the horizon is fresh."""
         horizon = self._horizon
         if horizon is None or item.deadline is None or wall - horizon.at > self.fresh_s:
             return
@@ -242,7 +288,8 @@ class Gate:
             return
         steps = expected_steps(item, horizon.typical_steps)
         start = horizon.start_s
-        estimate = Estimate(start, start + horizon.step_s, start + steps * horizon.step_s)
+        least = least_steps(item) * horizon.alone_step_s
+        estimate = Estimate(start, start + horizon.step_s, start + steps * horizon.step_s, least)
         if (refusal := judge(item, estimate, wall)) is not None:
             raise refusal
 

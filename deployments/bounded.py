@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
-from t5electra.server.errors import DeadlineExceeded, Overloaded
+from t5electra.server.errors import RETURNED, DeadlineExceeded
 
 
 def _left(deadline: float | None) -> float | None:
@@ -25,12 +25,13 @@ def _left(deadline: float | None) -> float | None:
 
 
 def _refused(answer: Any, learn: Callable[[Any], None] | None = None) -> Any:
-    """A model replica returns its refusal (:class:`Overloaded`) instead of
-    raising it, to keep refusing cheap: here it is raised. ``learn`` is
-    given the admission horizon a refusal or a reply carries (T5's)."""
+    """A model replica returns its refusals and expiries (``RETURNED``)
+    instead of raising them, to keep them cheap: here they are raised.
+    ``learn`` is given the admission horizon a refusal or a reply carries
+    (T5's)."""
     if learn is not None and (horizon := getattr(answer, "horizon", None)) is not None:
         learn(horizon)
-    if isinstance(answer, Overloaded):
+    if isinstance(answer, RETURNED):
         raise answer
     return answer
 

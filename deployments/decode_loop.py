@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from t5electra.server.domain import BatchTiming
-from t5electra.server.errors import DeadlineExceeded, Overloaded
+from t5electra.server.errors import DeadlineExceeded, DeadlineTooShort, Overloaded
 
 from .admission import Admission
 from .mailbox import Letter, Mailbox
@@ -55,9 +55,10 @@ class DecodeLoop:
         on_steps: Callable[[list[StepReport]], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
-        """``on_dropped(reason, count)``: requests refused at arrival
-        (``refused``) or whose deadlines passed while queued or decoding
-        (``expired``), for metrics; called on either thread."""
+        """``on_dropped(reason, count)``: requests refused at arrival because
+        of the work ahead (``overloaded``) or of their own size
+        (``deadline_too_short``), or whose deadlines passed while queued or
+        decoding (``expired``), for metrics; called on either thread."""
         self._new_session = new_session
         self.scheduler = Scheduler(max_rows, policy, idle_wait_s)
         self.admission = Admission(admission_margin)
@@ -90,8 +91,8 @@ class DecodeLoop:
         """Queues ``item`` and yields its (event, timing) pairs, the last one
         with its timing, several at a time when the caller is slower than
         the steps. Leaving the iteration early cancels the request. Raises
-        :class:`Overloaded` at once when ``item`` cannot be answered within
-        its deadline behind the work already queued (``admission.py``)."""
+        :class:`Overloaded` or :class:`DeadlineTooShort` at once when ``item``
+        cannot be answered within its deadline (``admission.py``)."""
         self._admit(item)
         self._start()
         async for outputs in self._mailbox.stream(item):
@@ -108,7 +109,10 @@ class DecodeLoop:
         try:
             self.admission.admit(item, time.time())
         except Overloaded:
-            self._on_dropped("refused", 1)
+            self._on_dropped("overloaded", 1)
+            raise
+        except DeadlineTooShort:
+            self._on_dropped("deadline_too_short", 1)
             raise
 
     def _start(self) -> None:

@@ -36,7 +36,7 @@ from t5electra.server.domain import (
     Tokenization,
     Usage,
 )
-from t5electra.server.errors import Overloaded
+from t5electra.server.errors import RETURNED, DeadlineExceeded, Overloaded
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import Limits
 
@@ -44,7 +44,7 @@ from . import names
 from .batcher import Batcher, BatchPlanner, Waiting
 from .decode_loop import DecodeLoop
 from .scheduler import StepReport
-from .tracing import Carrier, Tracing
+from .tracing import Carrier, ReplicaSpan, Tracing
 
 _GIL_SWITCH_INTERVAL_S = 0.0005
 """The T5 replica's decoding thread shares the GIL with the replica's event
@@ -75,7 +75,8 @@ class _BatchMetrics:
         self.tokens = Counter("t5electra_tokens", "Tokens processed", ("model", "direction"))
         self.dropped_requests = Counter(
             "t5electra_dropped",
-            "Requests a replica refused at arrival (reason=refused: no time to answer within the deadline) "
+            "Requests a replica refused at arrival, because of the work ahead (reason=overloaded) or because "
+            "their least work alone takes longer than their deadline allows (reason=deadline_too_short), "
             "or dropped when their deadline passed while queued or decoding (reason=expired)",
             ("model", "reason"),
         )
@@ -175,65 +176,66 @@ class TextGeneratorDeployment:
 
     async def generate(
         self, request: GenerationRequest, trace: Carrier | None = None
-    ) -> Reply[GenerationResult] | Overloaded:
-        """The answer, or the refusal of a request that cannot be answered
-        in time (``admission.py``), returned rather than raised: under
-        overload most requests are refused, and Ray's path for a raised
-        error (a traceback, an ERROR log line per request) would cost this
-        process, and the decoding thread it shares the GIL with, more than
-        the refusal saves. ``trace``: the ingress's trace context."""
+    ) -> Reply[GenerationResult] | Overloaded | DeadlineExceeded:
+        """The answer; or the refusal of a request that cannot be answered
+        in time (``admission.py``), or its expiry while queued or decoding,
+        returned rather than raised (see :data:`RETURNED`: this process
+        shares the GIL with the decoding thread). ``trace``: the ingress's
+        trace context."""
         entered = time.perf_counter()
         with self._tracing.replica(f"{names.TEXT_GENERATOR}.generate", trace) as span:
             prepared = self._engine.prepare(request)
             span.queued()
             try:
                 event, timing = await self._loop.call(prepared)
-            except Overloaded as refusal:
-                span.refused(str(refusal))
-                return refusal
+            except RETURNED as failure:
+                span.refused(str(failure))
+                return failure
             reply = self._reply(event.result, event.result, timing, entered)
             span.answered(reply.timing, "decode", _decoding(reply.timing))
             return reply
 
     async def generate_stream(
         self, request: GenerationRequest, trace: Carrier | None = None
-    ) -> AsyncIterator[StreamPiece | Reply[StreamPiece] | Overloaded]:
-        """Pieces of text, the last one as a :class:`Reply`; a refusal as
-        the only message (as :meth:`generate` returns it). Leaving this
-        generator early (the caller cancelled or disconnected) cancels the
-        request; its row leaves the batch at the next step."""
+    ) -> AsyncIterator[StreamPiece | Reply[StreamPiece] | Overloaded | DeadlineExceeded]:
+        """Pieces of text, the last one as a :class:`Reply`; a refusal or
+        an expiry as the last message (as :meth:`generate` returns them).
+        Leaving this generator early (the caller cancelled or disconnected)
+        cancels the request; its row leaves the batch at the next step."""
         entered = time.perf_counter()
         with self._tracing.replica(f"{names.TEXT_GENERATOR}.generate_stream", trace) as span:
             prepared = self._engine.prepare(request, stream=True)
-            held: list[StreamPiece] = []
-            sent = None
-            span.queued()
             pieces = self._loop.stream(prepared)
+            span.queued()
             try:
-                try:
-                    outputs = await anext(pieces)
-                except Overloaded as refusal:
-                    span.refused(str(refusal))
-                    yield refusal
-                    return
-                while True:
-                    held += [event.piece for event, _ in outputs if event.piece is not None]
-                    event, timing = outputs[-1]
-                    if timing is not None:
-                        reply = self._reply(StreamPiece.joined(held), event.result, timing, entered)
-                        span.answered(reply.timing, "decode", _decoding(reply.timing))
-                        yield reply
-                        return
-                    now = time.perf_counter()
-                    # The first piece leaves at once; later ones made within
-                    # stream_interval_s of the last message (or waiting while the
-                    # ingress took it) travel together as one message.
-                    if held and (sent is None or now - sent >= self._stream_interval_s):
-                        yield StreamPiece.joined(held)
-                        held, sent = [], now
-                    outputs = await anext(pieces)
+                async for message in self._coalesced(pieces, entered, span):
+                    yield message
+            except RETURNED as failure:
+                span.refused(str(failure))
+                yield failure
             finally:
                 await pieces.aclose()  # a caller that left leaves the batch now, not when collected
+
+    async def _coalesced(
+        self, pieces: AsyncIterator[list[tuple[Any, BatchTiming | None]]], entered: float, span: ReplicaSpan
+    ) -> AsyncIterator[StreamPiece | Reply[StreamPiece]]:
+        """The decoding loop's outputs as messages: the first piece at once,
+        later ones made within ``stream_interval_s`` of the last message
+        (or while the ingress took it) together, the last as a Reply."""
+        held: list[StreamPiece] = []
+        sent = None
+        async for outputs in pieces:
+            held += [event.piece for event, _ in outputs if event.piece is not None]
+            event, timing = outputs[-1]
+            if timing is not None:
+                reply = self._reply(StreamPiece.joined(held), event.result, timing, entered)
+                span.answered(reply.timing, "decode", _decoding(reply.timing))
+                yield reply
+                return
+            now = time.perf_counter()
+            if held and (sent is None or now - sent >= self._stream_interval_s):
+                yield StreamPiece.joined(held)
+                held, sent = [], now
 
     def _reply(self, payload: Any, result: GenerationResult, timing: BatchTiming, entered: float) -> Reply[Any]:
         usage = Usage(result.input_tokens, result.output_tokens)
@@ -285,13 +287,21 @@ class DetectorDeployment:
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
 
-    async def detect(self, request: DetectionRequest, trace: Carrier | None = None) -> Reply[Detection]:
-        """Scored with the requests batched beside it; ``trace``: the ingress's trace context."""
+    async def detect(
+        self, request: DetectionRequest, trace: Carrier | None = None
+    ) -> Reply[Detection] | DeadlineExceeded:
+        """Scored with the requests batched beside it; its expiry while
+        queued returned rather than raised (see :data:`RETURNED`).
+        ``trace``: the ingress's trace context."""
         entered = time.perf_counter()
         with self._tracing.replica(f"{names.DETECTOR}.detect", trace) as span:
             prepared = self._engine.prepare(request)
             span.queued()
-            detection, waiting, started, size = await self._batcher.call(prepared)
+            try:
+                detection, waiting, started, size = await self._batcher.call(prepared)
+            except DeadlineExceeded as late:
+                span.refused(str(late))
+                return late
             usage = Usage(detection.input_tokens)
             self._metrics.count(usage)
             timing = BatchTiming((started - waiting.arrived) * 1000, _since(started), size, _since(entered))

@@ -15,6 +15,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
 from t5electra.server.errors import (
+    DeadlineExceeded,
     InvalidInput,
     ModelNotReady,
     NotConfigured,
@@ -61,6 +62,8 @@ def to_status_code(error: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAVAILABLE, f"model unavailable, retry later: {error}"
     if isinstance(error, (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError)):
         return grpc.StatusCode.UNAVAILABLE, f"model replica unavailable, retry later ({type(error).__name__})"
+    if isinstance(error, DeadlineExceeded):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded: {error}"
     if isinstance(error, (TimeoutError, GetTimeoutError)):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded inside the server"
     return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see server logs"
@@ -80,6 +83,7 @@ def retry_hint(error: BaseException, code: grpc.StatusCode) -> list[tuple[str, s
     else:
         base = RETRY_AFTER_NO_REPLICA_MS if isinstance(error, ModelNotReady) else RETRY_AFTER_MS
     # gRPC waits exactly the pushback: callers refused together would come
-    # back together and be refused again, so each is told a different wait.
-    wait = round(base * random.uniform(0.5, 1.5))
+    # back together and be refused again, so each is told a different wait,
+    # never shorter than the hint: sooner, the work ahead has not drained.
+    wait = round(base * random.uniform(1.0, 1.5))
     return [("grpc-retry-pushback-ms", str(wait)), ("retry-after-ms", str(wait))]

@@ -190,8 +190,9 @@ class T5Settings(ModelSettings):
     admission_margin: float = Field(
         1.2,
         ge=1.0,
-        description="a request with a deadline is refused at once (RESOURCE_EXHAUSTED) when its answer, "
-        "estimated from the work queued and recent step times, times this margin, would come after it",
+        description="step-time estimates are multiplied by this before they are held against a request's "
+        "deadline: a request whose least work alone would not fit is refused at once (DEADLINE_EXCEEDED), one "
+        "that would answer after it behind the work queued is refused at once (RESOURCE_EXHAUSTED, with pushback)",
     )
 
 

@@ -259,15 +259,17 @@ Payload = TypeVar("Payload")
 @dataclass(frozen=True)
 class Horizon:
     """A T5 replica's admission as it stood when it answered: seconds until
-    a new request could start, a step's time at the load it would join (the
-    admission margin included), the steps of a typical answer, and when
-    (``time.time()``). While it is fresh, the ingress refuses on it what the
-    replica would refuse, without the round trip."""
+    a new request could start, a step's time at the load it would join and
+    a one-row step's time on an idle replica (the admission margin included
+    in both), the steps of a typical answer, and when (``time.time()``).
+    While it is fresh, the ingress refuses on it what the replica would
+    refuse, without the round trip."""
 
     start_s: float
     step_s: float
     typical_steps: float | None
     at: float
+    alone_step_s: float = 0.0
 
 
 @dataclass(frozen=True)

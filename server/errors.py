@@ -50,9 +50,10 @@ class PermissionDenied(ServingError):
 
 
 class Overloaded(ServingError):
-    """The server cannot answer this request within its deadline, or holds
-    as much work as it may (RESOURCE_EXHAUSTED): refused at once, so that
-    the caller can go elsewhere or come back after ``retry_after_ms``."""
+    """The work queued ahead keeps this request from being answered within
+    its deadline, or the server holds as much work as it may
+    (RESOURCE_EXHAUSTED): refused at once, so that the caller can go
+    elsewhere or come back after ``retry_after_ms``, when it could start."""
 
     def __init__(self, message: str, retry_after_ms: int, horizon: object = None) -> None:
         super().__init__(message)
@@ -65,3 +66,25 @@ class Overloaded(ServingError):
 
 class DeadlineExceeded(ServingError, TimeoutError):
     """The request's deadline passed while it waited or ran (DEADLINE_EXCEEDED)."""
+
+
+class DeadlineTooShort(DeadlineExceeded):
+    """Even on an idle replica, the least work the request must do takes
+    longer than its deadline allows: refused at once (DEADLINE_EXCEEDED, what
+    the caller would get anyway, only sooner), with no pushback, since a
+    retry cannot help. Unlike :class:`Overloaded`, waiting is not the cause."""
+
+    def __init__(self, message: str, horizon: object = None) -> None:
+        super().__init__(message)
+        self.horizon = horizon  # the refusing replica's admission (domain.Horizon), for the ingress
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.horizon))
+
+
+RETURNED = (Overloaded, DeadlineExceeded)
+"""Failures a model replica returns as values rather than raising. Under
+overload they are most of its answers, and Ray's path for a raised error (a
+traceback and an ERROR log line per request) would cost the replica more than
+the answer saves; and a deadline is the caller's choice, not a fault of the
+server's. The ingress raises them again (``deployments/bounded.py``)."""

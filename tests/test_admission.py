@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from t5electra.deployments.admission import Admission, Backlog, Gate, StepTimes, expected_steps, place
-from t5electra.server.errors import Overloaded
+from t5electra.server.errors import DeadlineTooShort, Overloaded
 
 pytestmark = pytest.mark.unit
 
@@ -94,8 +94,44 @@ def test_a_stream_is_refused_only_when_its_first_piece_would_come_too_late() -> 
     admission = Admission()
     admission.publish(Backlog(slots=(10.0,), step_times=TENTH))
     admission.admit(Ask(512, deadline=1.5, stream=True), wall=0.0)  # first piece at 1.1 s: worth having
-    with pytest.raises(Overloaded):
-        admission.admit(Ask(512, deadline=1.5), wall=0.0)  # unary: would finish at 52 s
+    with pytest.raises(DeadlineTooShort):
+        admission.admit(Ask(512, deadline=1.5), wall=0.0)  # unary: 512 forced steps take 51.2 s alone
+
+
+def test_work_that_cannot_fit_even_alone_is_deadline_exceeded_without_pushback() -> None:
+    admission = Admission()
+    admission.publish(Backlog(slots=(0.0, 0.0), step_times=TENTH))  # idle
+    with pytest.raises(DeadlineTooShort) as refused:
+        admission.admit(Ask(512, deadline=0.15), wall=0.0)
+    assert not isinstance(refused.value, Overloaded) and not hasattr(refused.value, "retry_after_ms")
+    assert "51200 ms of decoding even on an idle replica (512 steps)" in str(refused.value)
+    assert "allows 150 ms" in str(refused.value)
+    assert refused.value.horizon is not None and refused.value.horizon.start_s == 0.0
+    with pytest.raises(DeadlineTooShort):
+        admission.admit(Ask(1, deadline=-1.0), wall=0.0)  # a deadline that passed
+    with pytest.raises(DeadlineTooShort):
+        admission.admit(Ask(512, deadline=0.05, stream=True), wall=0.0)  # not even the first piece
+
+
+def test_a_length_only_estimated_never_refuses_a_request_on_an_idle_replica() -> None:
+    admission = Admission()
+    admission.publish(Backlog(slots=(0.0,), step_times=TENTH))
+    admission.admit(Ask(512, deadline=2.0, forced=False), wall=0.0)  # 51.2 s if it ran to max_new_tokens
+    # Behind the queue it is held to its least work: one step after the
+    # 51.2 s the row above is expected to take.
+    with pytest.raises(Overloaded) as refused:
+        admission.admit(Ask(512, deadline=2.0, forced=False), wall=0.0)
+    assert refused.value.retry_after_ms == 51200
+
+
+def test_waiting_is_the_cause_of_an_overloaded_refusal() -> None:
+    admission = Admission()
+    admission.publish(Backlog(slots=(10.0,), step_times=TENTH))  # the only row frees in 1 s
+    admission.admit(Ask(4, deadline=1.5), wall=0.0)  # 1.0 + 0.4 s: fits
+    with pytest.raises(Overloaded) as refused:
+        admission.admit(Ask(4, deadline=1.5), wall=0.0)  # behind it: 1.4 + 0.4 s
+    assert refused.value.retry_after_ms == 1400
+    assert "cannot start in time behind the work queued" in str(refused.value)
 
 
 def test_the_step_time_line_fits_steps_of_every_size_and_ignores_outliers() -> None:
@@ -110,24 +146,30 @@ def test_the_step_time_line_fits_steps_of_every_size_and_ignores_outliers() -> N
 def test_the_margin_makes_admission_stricter() -> None:
     strict = Admission(margin=1.5)
     strict.publish(Backlog(slots=(0.0,), step_times=TENTH))
-    with pytest.raises(Overloaded):
+    with pytest.raises(DeadlineTooShort):
         strict.admit(Ask(16, deadline=2.0), wall=0.0)  # 1.6 s, 2.4 s with the margin
     lenient = Admission()
     lenient.publish(Backlog(slots=(0.0,), step_times=TENTH))
     lenient.admit(Ask(16, deadline=2.0), wall=0.0)
+    strict.publish(Backlog(slots=(5.0,), step_times=TENTH))
+    with pytest.raises(Overloaded):
+        strict.admit(Ask(8, deadline=1.8), wall=0.0)  # 0.5 + 0.8 s, 1.95 s with the margin
 
 
 def test_the_ingress_gate_refuses_as_the_replica_would_while_its_horizon_is_fresh() -> None:
     replica = Admission()
     replica.publish(Backlog(slots=(10.0, 10.0), step_times=TENTH))
     with pytest.raises(Overloaded) as refused:
-        replica.admit(Ask(16, deadline=2.0), wall=2.0)
+        replica.admit(Ask(16, deadline=4.0), wall=2.0)  # 1.0 + 1.6 s needed, 2 s left
     horizon = refused.value.horizon
     assert horizon is not None and horizon.start_s == pytest.approx(1.0) and horizon.step_s == pytest.approx(0.1)
+    assert horizon.alone_step_s == pytest.approx(0.1)
     gate = Gate(max_new_tokens=512, max_rows=8, fresh_s=0.25)
     gate.learn(horizon)
     with pytest.raises(Overloaded):
         gate.check(Ask(16, deadline=4.0), wall=2.1)  # 1.0 + 1.6 s needed, 1.9 s left
+    with pytest.raises(DeadlineTooShort):
+        gate.check(Ask(512, deadline=4.0), wall=2.1)  # 51.2 s of work alone
     gate.check(Ask(16, deadline=5.0), wall=2.1)  # 2.9 s left: the replica decides
     gate.check(Ask(16, deadline=4.0), wall=2.3)  # the horizon is stale: the replica decides
     gate.check(Ask(16), wall=2.1)  # no deadline: never refused

@@ -94,19 +94,30 @@ def _decoding_takes_s(server: ServerUnderTest, steps: int, rows: int) -> float:
     return steps * (info["step_ms"] + info["step_ms_per_row"] * rows) / 1000
 
 
-def test_a_generate_that_cannot_finish_by_its_grpc_deadline_is_refused_at_once(server: ServerUnderTest) -> None:
+def test_work_that_cannot_fit_its_grpc_deadline_on_an_idle_server_is_deadline_exceeded_at_once(
+    server: ServerUnderTest,
+) -> None:
     """A plain gRPC caller (no project metadata) whose deadline is half the
-    time 512 forced tokens take: the proxy forwards the deadline, the replica
-    estimates the work and refuses it before a step, with a pushback."""
+    time 512 forced tokens take on an idle server: the proxy forwards the
+    deadline and the replica refuses it before a step, as DEADLINE_EXCEEDED
+    with a message saying what the work needs: not "overloaded", and no
+    pushback, which would send the caller's retries into a loop. Every call
+    after the first is refused so, by the replica or by the ingress's gate."""
     server.wait_until_idle()
     with server.client() as client:
         client.generate(PROMPTS[1])  # a step timed: the replica knows its step time
     deadline_s = 0.5 * _decoding_takes_s(server, 512, 1)
     steps_before = server.t5_info()["steps"]
-    with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
-        server.generation_stub(channel).Generate(_generate(PROMPTS[0], 512), timeout=deadline_s)
-    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised.value.details()
-    assert "grpc-retry-pushback-ms" in dict(raised.value.trailing_metadata())
+    with server.channel() as channel:
+        stub = server.generation_stub(channel)
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Generate(_generate(PROMPTS[0], 512), timeout=deadline_s)
+            details = raised.value.details()
+            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, details
+            assert "even on an idle replica (512 steps)" in details and "overloaded" not in details
+            trailers = dict(raised.value.trailing_metadata() or ())
+            assert "grpc-retry-pushback-ms" not in trailers and "retry-after-ms" not in trailers
     assert server.t5_info()["steps"] == steps_before
 
 
@@ -131,6 +142,9 @@ def test_a_short_deadline_behind_a_full_batch_is_refused_and_the_batch_is_not_di
         patient = stub.Generate(_generate(PROMPTS[0], 8), timeout=120)
         assert all(call.result().sequences for call in busy)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised.value.details()
+    assert "overloaded" in raised.value.details()
+    # The pushback is when it could start: after the batch, past the whole deadline.
+    assert int(dict(raised.value.trailing_metadata())["grpc-retry-pushback-ms"]) >= deadline_s * 1000
     assert patient.sequences[0].generated_tokens == 8
 
 
