@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
 from t5electra.server.errors import RETURNED, DeadlineExceeded
+
+T = TypeVar("T")
 
 
 def _left(deadline: float | None) -> float | None:
@@ -39,12 +41,29 @@ def _refused(answer: Any, learn: Callable[[Any], None] | None = None) -> Any:
 async def answer(
     response: DeploymentResponse, deadline: float | None, learn: Callable[[Any], None] | None = None
 ) -> Any:
-    """The deployment's answer, or :class:`DeadlineExceeded` at ``deadline``."""
+    """The deployment's answer, or :class:`DeadlineExceeded` at ``deadline``.
+    Cancelling the wait cancels the call: awaiting a Ray response that is
+    cancelled leaves the replica working for nobody."""
     try:
         return _refused(await asyncio.wait_for(response, _left(deadline)), learn)
     except TimeoutError as error:
         response.cancel()
         raise DeadlineExceeded("the deadline passed before the model answered") from error
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
+async def together(waits: Iterable[Awaitable[T]]) -> list[T]:
+    """Every answer, in order, for a call made of several model calls (a
+    ModelInfer of N texts); the first failure ends them all: the others are
+    cancelled at once, their rows leave their batches, and it is raised."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(wait) for wait in waits]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def pieces(

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from ray.serve.grpc_util import RayServegRPCContext
 
 from t5electra.server.domain import BatchTiming, Reply, Usage
@@ -38,9 +40,17 @@ class Call:
     trace: RpcSpan = field(default_factory=RpcSpan)
 
     def record(self, reply: Reply[object], *, logprobs: int = 0, suggestions: int = 0) -> None:
-        """What the model replica answered, for the trailers and the log line."""
-        self.model, self.usage, self.timing = reply.model, reply.usage, reply.timing
-        self.logprobs, self.suggestions = logprobs, suggestions
+        """What a model replica answered, for the trailers and the log line.
+        A call answered by several replies (ModelInfer of N texts, a
+        ModelStreamInfer of several requests) adds up their tokens, log-
+        probabilities and suggestions, and reports the timing of the reply
+        that took longest in its replica: the one the caller waited for."""
+        self.model = reply.model
+        self.usage = self.usage + reply.usage
+        if self.timing is None or reply.timing.replica_ms >= self.timing.replica_ms:
+            self.timing = reply.timing
+        self.logprobs += logprobs
+        self.suggestions += suggestions
 
     @contextmanager
     def model_call(self) -> Iterator[None]:
@@ -147,3 +157,29 @@ def request_id(grpc_context: RayServegRPCContext) -> str:
     else a fresh one."""
     given = metadata_value(grpc_context, "x-request-id")
     return given[:128] if given else uuid.uuid4().hex
+
+
+Response = TypeVar("Response", bound=Message)
+Body = Callable[[Any, Call, Any, RayServegRPCContext], Awaitable[Response]]
+
+
+def unary(response: type[Response]) -> Callable[[Body[Response]], Callable[..., Awaitable[Response]]]:
+    """Makes ``body(self, call, request, grpc_context)`` the ingress's method
+    for the unary RPC of the same name. The body runs inside the ingress's
+    ``_answering`` (status codes, trailers, metrics, the log line), which
+    swallows a failure once its status is set; the empty ``response`` the
+    RPC then answers is built here, so that no method can fall through to
+    None by forgetting it."""
+
+    def wrap(body: Body[Response]) -> Callable[..., Awaitable[Response]]:
+        async def method(self: Any, request: Any, grpc_context: RayServegRPCContext) -> Response:
+            async with self._answering(body.__name__, grpc_context) as call:
+                return await body(self, call, request, grpc_context)
+            return response()
+
+        method.__name__ = method.__qualname__ = body.__name__
+        method.__doc__ = body.__doc__
+        method.unary_response = response  # type: ignore[attr-defined]
+        return method
+
+    return wrap

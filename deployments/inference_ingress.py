@@ -9,7 +9,6 @@ checks do not.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import logging
 import time
@@ -24,7 +23,7 @@ from t5electra.server.domain import Reply
 
 from . import bounded, inference_wire, names
 from .admission import Asked
-from .calls import Call, deadline
+from .calls import Call, answered, deadline, unary
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
 from .status import to_status_code
 
@@ -49,51 +48,48 @@ class OpenInferenceMethods:
         snapshot = await self._readiness.snapshot()
         return oip.ServerReadyResponse(ready=snapshot.serving())
 
+    @unary(oip.ModelReadyResponse)
     async def ModelReady(
-        self, request: oip.ModelReadyRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: oip.ModelReadyRequest, grpc_context: RayServegRPCContext
     ) -> oip.ModelReadyResponse:
-        async with self._answering("ModelReady", grpc_context):
-            service, _ = self._inference_model(request.name)
-            snapshot = await self._readiness.snapshot()
-            return oip.ModelReadyResponse(ready=snapshot.serving(service))
-        return oip.ModelReadyResponse()
+        service, _ = self._inference_model(request.name)
+        snapshot = await self._readiness.snapshot()
+        return oip.ModelReadyResponse(ready=snapshot.serving(service))
 
+    @unary(oip.ServerMetadataResponse)
     async def ServerMetadata(
-        self, request: oip.ServerMetadataRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: oip.ServerMetadataRequest, grpc_context: RayServegRPCContext
     ) -> oip.ServerMetadataResponse:
-        async with self._answering("ServerMetadata", grpc_context) as call:
-            self._admit(call, grpc_context)
-            return oip.ServerMetadataResponse(name="t5electra", version=_VERSION)
-        return oip.ServerMetadataResponse()
+        self._admit(call, grpc_context)
+        return oip.ServerMetadataResponse(name="t5electra", version=_VERSION)
 
+    @unary(oip.ModelMetadataResponse)
     async def ModelMetadata(
-        self, request: oip.ModelMetadataRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: oip.ModelMetadataRequest, grpc_context: RayServegRPCContext
     ) -> oip.ModelMetadataResponse:
-        async with self._answering("ModelMetadata", grpc_context) as call:
-            self._admit(call, grpc_context)
-            service, handle = self._inference_model(request.name)
-            await self._require(service)
-            with call.model_call():
-                model = await handle.describe.remote()
-            inputs, outputs = (
-                (inference_wire.T5_INPUTS, inference_wire.T5_OUTPUTS)
-                if service == GENERATION_SERVICE
-                else (inference_wire.ELECTRA_INPUTS, inference_wire.ELECTRA_OUTPUTS)
-            )
-            properties = {"checkpoint": model.name, "dtype": model.dtype, "device": model.device}
-            return inference_wire.model_metadata(request.name, _MODEL_VERSION, inputs, outputs, properties)
-        return oip.ModelMetadataResponse()
+        self._admit(call, grpc_context)
+        service, handle = self._inference_model(request.name)
+        await self._require(service)
+        with call.model_call():
+            model = await handle.describe.remote()
+        inputs, outputs = (
+            (inference_wire.T5_INPUTS, inference_wire.T5_OUTPUTS)
+            if service == GENERATION_SERVICE
+            else (inference_wire.ELECTRA_INPUTS, inference_wire.ELECTRA_OUTPUTS)
+        )
+        properties = {"checkpoint": model.name, "dtype": model.dtype, "device": model.device}
+        return inference_wire.model_metadata(request.name, _MODEL_VERSION, inputs, outputs, properties)
 
+    @unary(oip.ModelInferResponse)
     async def ModelInfer(
-        self, request: oip.ModelInferRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: oip.ModelInferRequest, grpc_context: RayServegRPCContext
     ) -> oip.ModelInferResponse:
         """Every element of the ``text`` input is one request to the model,
         through the same admission, deadline and batching as Generate's and
-        DetectReplacements'."""
-        async with self._answering("ModelInfer", grpc_context) as call:
-            self._admit(call, grpc_context)
-            return await self._infer(call, request, grpc_context)
-        return oip.ModelInferResponse()
+        DetectReplacements'; the call fails as one request (the first
+        failure's status, the other texts cancelled)."""
+        self._admit(call, grpc_context)
+        return await self._infer(call, request, grpc_context)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[oip.ModelInferRequest], grpc_context: RayServegRPCContext
@@ -102,17 +98,22 @@ class OpenInferenceMethods:
         streams its text as GenerateStream does, any other gets ModelInfer's
         answer. A request that fails is answered with its error and the
         stream goes on, as Triton's does; the stream's status is OK unless
-        the stream itself fails (authentication)."""
+        the stream itself fails (authentication). Serve's proxy applies the
+        context with each message it receives and drops what is set after
+        the last one, so every message goes with the trailers as they stand
+        (the last request's reply included)."""
         async with self._answering("ModelStreamInfer", grpc_context, stream=True) as call:
             self._admit(call, grpc_context)
             async for request in requests:
                 try:
                     async for answer in self._streamed(call, request, grpc_context):
+                        answered(call, grpc_context, call.elapsed_ms())
                         yield oip.ModelStreamInferResponse(infer_response=answer)
                 except Exception as error:  # one request's failure, answered on the stream
                     code, message = to_status_code(error)
                     if code == grpc.StatusCode.INTERNAL:
                         logger.exception("request %s (ModelStreamInfer) failed", call.request_id, exc_info=error)
+                    answered(call, grpc_context, call.elapsed_ms())
                     yield oip.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
 
     async def _streamed(
@@ -132,8 +133,7 @@ class OpenInferenceMethods:
             stream = self._t5.options(stream=True).generate_stream.remote(one, trace)
             async for message in bounded.pieces(stream, ends, self._t5_gate.learn):
                 if isinstance(message, Reply):
-                    call.model = message.model
-                    call.usage = call.usage + message.usage
+                    call.record(message)
                     message = message.payload
                 yield inference_wire.streamed_piece(request, name, _MODEL_VERSION, call.request_id, message)
 
@@ -152,23 +152,20 @@ class OpenInferenceMethods:
                 generations = inference_wire.generation_requests(given, call.request_id, ends)
                 for one in generations:
                     self._t5_gate.check(Asked.of(one, stream=False), time.time())
-                replies = await asyncio.gather(
-                    *(
-                        bounded.answer(self._t5.generate.remote(one, trace), ends, self._t5_gate.learn)
-                        for one in generations
-                    )
+                replies = await bounded.together(
+                    bounded.answer(self._t5.generate.remote(one, trace), ends, self._t5_gate.learn)
+                    for one in generations
                 )
                 per_text = generations[0].parameters.num_return_sequences if generations else 1
                 outputs = inference_wire.generation_outputs([r.payload for r in replies], given.shape, per_text)
             else:
                 detections = inference_wire.detection_requests(given, call.request_id, ends)
-                replies = await asyncio.gather(
-                    *(bounded.answer(self._electra.detect.remote(one, trace), ends) for one in detections)
+                replies = await bounded.together(
+                    bounded.answer(self._electra.detect.remote(one, trace), ends) for one in detections
                 )
                 outputs = inference_wire.detection_outputs([r.payload for r in replies])
-        call.model = replies[0].model if replies else call.model
         for reply in replies:
-            call.usage = call.usage + reply.usage
+            call.record(reply)
         return inference_wire.infer_response(request, name, _MODEL_VERSION, call.request_id, outputs)
 
     def _inference_model(self, name: str) -> tuple[str, DeploymentHandle]:

@@ -32,7 +32,7 @@ from t5electra.server.settings import Settings
 
 from . import bounded, names, wire
 from .admission import Asked, Gate
-from .calls import Call, answered, deadline, metadata_value, request_id
+from .calls import Call, answered, deadline, metadata_value, request_id, unary
 from .health import LIVENESS, Readiness
 from .inference_ingress import OpenInferenceMethods
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
@@ -72,21 +72,18 @@ class IngressDeployment(OpenInferenceMethods):
             "t5electra_extras", "Token log-probabilities and word suggestions returned", ("rpc", "kind")
         )
 
+    @unary(generation_pb2.GenerateResponse)
     async def Generate(
-        self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
     ) -> generation_pb2.GenerateResponse:
-        async with self._answering("Generate", grpc_context) as call:
-            self._admit(call, grpc_context)
-            domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
-            await self._require(GENERATION_SERVICE)
-            self._t5_gate.check(Asked.of(domain, stream=False), time.time())
-            with call.model_call(), self._traced(call, "generate") as trace:
-                reply = await bounded.answer(
-                    self._t5.generate.remote(domain, trace), domain.deadline, self._t5_gate.learn
-                )
-            call.record(reply, logprobs=sum(len(s.tokens) for s in reply.payload.sequences))
-            return wire.generate_response(reply)
-        return generation_pb2.GenerateResponse()
+        self._admit(call, grpc_context)
+        domain = wire.generation_request(request, call.request_id, deadline(grpc_context))
+        await self._require(GENERATION_SERVICE)
+        self._t5_gate.check(Asked.of(domain, stream=False), time.time())
+        with call.model_call(), self._traced(call, "generate") as trace:
+            reply = await bounded.answer(self._t5.generate.remote(domain, trace), domain.deadline, self._t5_gate.learn)
+        call.record(reply, logprobs=sum(len(s.tokens) for s in reply.payload.sequences))
+        return wire.generate_response(reply)
 
     async def GenerateStream(
         self, request: generation_pb2.GenerateRequest, grpc_context: RayServegRPCContext
@@ -100,7 +97,7 @@ class IngressDeployment(OpenInferenceMethods):
                 stream = self._t5.options(stream=True).generate_stream.remote(domain, trace)
                 async for message in bounded.pieces(stream, domain.deadline, self._t5_gate.learn):
                     if isinstance(message, Reply):
-                        call.record(message, logprobs=call.logprobs + len(message.payload.tokens))
+                        call.record(message, logprobs=len(message.payload.tokens))
                         # Serve's proxy applies the context with each message
                         # it receives: a stream's trailers go with its last one.
                         answered(call, grpc_context, call.elapsed_ms())
@@ -109,45 +106,42 @@ class IngressDeployment(OpenInferenceMethods):
                         call.logprobs += len(message.tokens)
                         yield wire.stream_response(message)
 
+    @unary(detection_pb2.DetectReplacementsResponse)
     async def DetectReplacements(
-        self, request: detection_pb2.DetectReplacementsRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: detection_pb2.DetectReplacementsRequest, grpc_context: RayServegRPCContext
     ) -> detection_pb2.DetectReplacementsResponse:
-        async with self._answering("DetectReplacements", grpc_context) as call:
-            self._admit(call, grpc_context)
-            domain = wire.detection_request(request, call.request_id, deadline(grpc_context))
-            await self._require(DETECTION_SERVICE)
-            with call.model_call(), self._traced(call, "detect", names.DETECTOR) as trace:
-                reply = await bounded.answer(self._electra.detect.remote(domain, trace), domain.deadline)
-            call.record(reply, suggestions=reply.payload.suggestions_made)
-            return wire.detect_response(reply)
-        return detection_pb2.DetectReplacementsResponse()
+        self._admit(call, grpc_context)
+        domain = wire.detection_request(request, call.request_id, deadline(grpc_context))
+        await self._require(DETECTION_SERVICE)
+        with call.model_call(), self._traced(call, "detect", names.DETECTOR) as trace:
+            reply = await bounded.answer(self._electra.detect.remote(domain, trace), domain.deadline)
+        call.record(reply, suggestions=reply.payload.suggestions_made)
+        return wire.detect_response(reply)
 
+    @unary(models_pb2.TokenizeResponse)
     async def Tokenize(
-        self, request: models_pb2.TokenizeRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: models_pb2.TokenizeRequest, grpc_context: RayServegRPCContext
     ) -> models_pb2.TokenizeResponse:
-        async with self._answering("Tokenize", grpc_context) as call:
-            self._admit(call, grpc_context)
-            kind, text = wire.tokenize_request(request)
-            service, handle = (GENERATION_SERVICE, self._t5) if kind == "t5" else (DETECTION_SERVICE, self._electra)
-            await self._require(service)
-            with call.model_call():
-                tokenization = await handle.tokenize.remote(text)
-            call.usage, call.model = Usage(len(tokenization.tokens)), tokenization.model
-            return wire.tokenize_response(tokenization)
-        return models_pb2.TokenizeResponse()
+        self._admit(call, grpc_context)
+        kind, text = wire.tokenize_request(request)
+        service, handle = (GENERATION_SERVICE, self._t5) if kind == "t5" else (DETECTION_SERVICE, self._electra)
+        await self._require(service)
+        with call.model_call():
+            tokenization = await handle.tokenize.remote(text)
+        call.usage, call.model = Usage(len(tokenization.tokens)), tokenization.model
+        return wire.tokenize_response(tokenization)
 
+    @unary(models_pb2.GetModelInfoResponse)
     async def GetModelInfo(
-        self, request: models_pb2.GetModelInfoRequest, grpc_context: RayServegRPCContext
+        self, call: Call, request: models_pb2.GetModelInfoRequest, grpc_context: RayServegRPCContext
     ) -> models_pb2.GetModelInfoResponse:
-        async with self._answering("GetModelInfo", grpc_context) as call:
-            self._admit(call, grpc_context)
-            wire.model_info_request(request)
-            await self._require(GENERATION_SERVICE)
-            await self._require(DETECTION_SERVICE)
-            with call.model_call():
-                models = await asyncio.gather(self._t5.describe.remote(), self._electra.describe.remote())
-            return wire.model_info_response(list(models))
-        return models_pb2.GetModelInfoResponse()
+        self._admit(call, grpc_context)
+        wire.model_info_request(request)
+        await self._require(GENERATION_SERVICE)
+        await self._require(DETECTION_SERVICE)
+        with call.model_call():
+            models = await asyncio.gather(self._t5.describe.remote(), self._electra.describe.remote())
+        return wire.model_info_response(list(models))
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
@@ -194,9 +188,10 @@ class IngressDeployment(OpenInferenceMethods):
     async def _answering(
         self, rpc: str, grpc_context: RayServegRPCContext, *, stream: bool = False
     ) -> AsyncIterator[Call]:
-        """Runs one RPC's body: a failure sets the status code (and is
-        swallowed, so a unary method returns its empty response); every call
-        ends with trailing metadata, metrics and its log line."""
+        """Runs one RPC's body: a failure sets the status code and is
+        swallowed (a unary method, see :func:`calls.unary`, then answers its
+        empty response) or, on a stream, ends it; every call ends with
+        trailing metadata, metrics and its log line."""
         call = Call(rpc, request_id(grpc_context))
         service = SERVICE_OF_RPC[rpc]
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc, "request_id": call.request_id}

@@ -16,6 +16,7 @@ from t5electra.protocol.inference import open_inference_pb2_grpc
 
 from support.reference import PROMPTS, SENTENCES
 from support.serving import ServerUnderTest
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.serve
 
@@ -113,3 +114,45 @@ def test_model_stream_infer_streams_t5_and_answers_each_request_in_turn(server: 
     width = electra.outputs[names.index("scores")].shape[1]
     scores = struct.unpack(f"<{width}f", electra.raw_output_contents[names.index("scores")])
     assert scores == pytest.approx([t.score for t in detected.tokens], abs=1e-6)
+
+
+TRAILERS = {"x-request-id", "model", "queue-ms", "inference-ms", "batch-size", "server-timing"}
+"""What a successful Generate's trailers carry; ModelInfer's and ModelStreamInfer's carry the same."""
+
+
+def _timed(trailers: dict[str, str]) -> None:
+    assert TRAILERS <= trailers.keys(), trailers
+    assert int(trailers["batch-size"]) >= 1 and float(trailers["inference-ms"]) > 0, trailers
+    assert "replica;dur=" in trailers["server-timing"], trailers
+
+
+def test_model_infer_and_model_stream_infer_trailers_carry_the_replicas_figures(server: ServerUnderTest) -> None:
+    with server.channel() as channel:
+        stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        _, call = stub.ModelInfer.with_call(_infer("electra", list(SENTENCES[:2])), timeout=60)
+        trailers = dict(call.trailing_metadata())
+        _timed(trailers)
+        assert trailers["model"] == "tiny-electra"
+        _, call = stub.ModelInfer.with_call(_infer("t5", list(PROMPTS[:2]), max_new_tokens=8), timeout=60)
+        _timed(dict(call.trailing_metadata()))
+        requests = [_infer("t5", [PROMPTS[0]], max_new_tokens=8), _infer("electra", [SENTENCES[0]])]
+        stream = stub.ModelStreamInfer(iter(requests), timeout=60)
+        assert all(not answer.error_message for answer in stream)
+        _timed(dict(stream.trailing_metadata()))
+
+
+def test_a_model_infer_fails_as_one_request_and_its_other_texts_leave_the_batch(server: ServerUnderTest) -> None:
+    """One text of four is too long: the call answers its INVALID_ARGUMENT
+    and the three others, forced to 512 tokens, stop decoding at once
+    instead of decoding for nobody until they finish."""
+    server.wait_until_idle()
+    steps_before = server.t5_info()["steps"]
+    texts = [PROMPTS[0], PROMPTS[1], "reverse words: " + "apple " * 2000, PROMPTS[2]]
+    with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
+        open_inference_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            _infer("t5", texts, max_new_tokens=512, min_new_tokens=512), timeout=120
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert raised.value.details().startswith("text:")
+    wait_for(lambda: server.t5_info()["decoding"] == 0, what="the other texts' rows to leave the batch")
+    assert server.t5_info()["steps"] - steps_before < 512
