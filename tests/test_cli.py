@@ -31,8 +31,9 @@ def t5electra(*args: str, env: dict[str, str] | None = None, **kwargs) -> subpro
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    """``t5electra serve`` in its own process (and its own Ray), on free ports."""
-    with serving("--electra-generator", "embedded") as running:
+    """``t5electra serve`` in its own process (and its own Ray), on free
+    ports, with its defaults (the embedded generator comes with them)."""
+    with serving() as running:
         yield running
 
 
