@@ -3,8 +3,17 @@ none of the project's metadata): arrivals at twice the measured capacity
 are answered within their deadline, or refused before it (the estimate can
 also misjudge one into DEADLINE_EXCEEDED), and nothing fails otherwise.
 Figures are printed, not asserted: how many of each depends on the
-machine's load (docs/operations.md gives one run's); the claim checked is
-the kind of answer each request gets."""
+machine's load (docs/operations.md gives one run's); the claims checked are
+the kind of answer each request gets, and that refusals are fast relative
+to answers, on whatever machine runs it.
+
+A refusal once came at 2000.3 ms against a 2 s deadline: a request that had
+waited out its deadline before it reached the ingress (Ray's proxy and its
+route to the ingress; the ingress's log line showed 806 ms of a 2 s
+DEADLINE_EXCEEDED spent inside it) was then judged "overloaded". Admission
+now answers a request with less time left than its least work
+DEADLINE_EXCEEDED, so a RESOURCE_EXHAUSTED leaves the server with at least
+that work's time (here 128 steps) before the deadline."""
 
 from __future__ import annotations
 
@@ -50,5 +59,8 @@ def test_twice_the_capacity_is_answered_in_time_or_refused_at_once(server: Serve
     assert set(figures["errors"]) <= {"RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
     assert figures["successes"] > 0 and figures["errors"].get("RESOURCE_EXHAUSTED", 0) > 0
     # Refused means refused early: a refusal that came at its deadline would
-    # be indistinguishable from the queueing this replaces.
-    assert figures["refusal_ms"]["max"] < overload.timeout * 1000
+    # be indistinguishable from the queueing this replaces. Both bounds hold
+    # on a slower machine, whose step times (and so least work) are longer.
+    refused, answered = figures["refusal_ms"], figures["latency_ms"]
+    assert refused["max"] < overload.timeout * 1000
+    assert refused["p50"] < answered["p50"], "refusals are no faster than answers"
