@@ -45,13 +45,16 @@ async def answer(
     Cancelling the wait cancels the call: awaiting a Ray response that is
     cancelled leaves the replica working for nobody."""
     try:
-        return _refused(await asyncio.wait_for(response, _left(deadline)), learn)
+        answered = await asyncio.wait_for(response, _left(deadline))
     except TimeoutError as error:
         response.cancel()
         raise DeadlineExceeded("the deadline passed before the model answered") from error
     except asyncio.CancelledError:
         response.cancel()
         raise
+    # Outside the wait: a DeadlineExceeded the replica returned is a
+    # TimeoutError too, and keeps its own message.
+    return _refused(answered, learn)
 
 
 async def together(waits: Iterable[Awaitable[T]]) -> list[T]:

@@ -6,6 +6,7 @@ fails (a forgotten ``return`` after the failure used to answer None), and
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from t5electra.deployments import bounded
 from t5electra.deployments.calls import Call, unary
 from t5electra.deployments.ingress import IngressDeployment
 from t5electra.protocol.v1 import generation_pb2
-from t5electra.server.errors import InvalidInput
+from t5electra.server.errors import DeadlineExceeded, DeadlineTooShort, InvalidInput
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +110,17 @@ def test_answers_come_back_in_order_when_every_call_succeeds() -> None:
     responses = [Response(0.02, "a"), Response(0, "b"), Response(0.01, "c")]
     answers = asyncio.run(bounded.together(bounded.answer(r, None) for r in responses))
     assert answers == ["a", "b", "c"] and not any(r.cancelled for r in responses)
+
+
+def test_a_deadline_refusal_a_replica_returns_keeps_its_message() -> None:
+    """A replica's DeadlineTooShort is a TimeoutError too: it must not be
+    taken for the ingress's own wait running out."""
+    refusal = DeadlineTooShort("the request needs about 541 ms of decoding even on an idle replica")
+    response = Response(0, refusal)
+    with pytest.raises(DeadlineTooShort, match="541 ms of decoding"):
+        asyncio.run(bounded.answer(response, None))
+    assert not response.cancelled
+    late = Response(60, "late")
+    with pytest.raises(DeadlineExceeded, match="before the model answered"):
+        asyncio.run(bounded.answer(late, time.time() + 0.05))
+    assert late.cancelled
