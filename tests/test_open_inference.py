@@ -121,7 +121,7 @@ TRAILERS = {"x-request-id", "model", "queue-ms", "inference-ms", "batch-size", "
 
 
 def _timed(trailers: dict[str, str]) -> None:
-    assert TRAILERS <= trailers.keys(), trailers
+    assert trailers.keys() >= TRAILERS, trailers
     assert int(trailers["batch-size"]) >= 1 and float(trailers["inference-ms"]) > 0, trailers
     assert "replica;dur=" in trailers["server-timing"], trailers
 
