@@ -15,10 +15,11 @@ import pytest
 
 from t5electra.clients import NO_RETRY, T5ElectraError
 from t5electra.clients.v1 import detection_pb2, generation_pb2
-from t5electra.deployments.names import DETECTOR
+from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
 
 from support.reference import PROMPTS, SENTENCES
 from support.serving import T5_QUEUE, ServerUnderTest
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.serve
 
@@ -146,6 +147,25 @@ def test_a_short_deadline_behind_a_full_batch_is_refused_and_the_batch_is_not_di
     # The pushback is when it could start: after the batch, past the whole deadline.
     assert int(dict(raised.value.trailing_metadata())["grpc-retry-pushback-ms"]) >= deadline_s * 1000
     assert patient.sequences[0].generated_tokens == 8
+
+
+def test_a_stream_whose_deadline_passes_while_decoding_is_deadline_exceeded_without_an_error_log(
+    server: ServerUnderTest,
+) -> None:
+    """Its first piece fits the deadline, so it is admitted; 512 forced
+    tokens do not, so it expires while decoding. The caller's deadline is
+    the caller's choice: the replica counts it and answers it, and logs no
+    ERROR with a traceback for it (Ray's path for a raised error)."""
+    server.wait_until_idle()
+    with server.client() as client:
+        client.generate(PROMPTS[1])  # a step timed: the replica knows its step time
+    deadline_s = 0.5 * _decoding_takes_s(server, 512, 1)
+    before = server.replica_log(TEXT_GENERATOR).count("DeadlineExceeded")
+    with server.channel() as channel, pytest.raises(grpc.RpcError) as raised:
+        list(server.generation_stub(channel).GenerateStream(_generate(PROMPTS[0], 512), timeout=deadline_s))
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: server.t5_info()["decoding"] == 0, what="the expired row to leave the batch")
+    assert server.replica_log(TEXT_GENERATOR).count("DeadlineExceeded") == before
 
 
 def test_cancelled_stream_stops_generating(server: ServerUnderTest) -> None:

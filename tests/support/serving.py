@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -162,6 +163,14 @@ class ServerUnderTest:
         app = serve.context._get_global_client().get_serve_details()["applications"][self.settings.app_name]
         replicas = app["deployments"][deployment]["replicas"]
         return [r["pid"] for r in replicas if r["state"] == "RUNNING"]
+
+    def replica_log(self, deployment: str) -> str:
+        """The text of ``deployment``'s replica logs in this session's Ray
+        (Serve writes one file per replica; Ray names no public way to
+        this session's folder, hence its node's)."""
+        serve_logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+        pattern = f"replica_{self.settings.app_name}_{deployment}_*.log"
+        return "".join(path.read_text(errors="replace") for path in sorted(serve_logs.glob(pattern)))
 
     def wait_until_idle(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
