@@ -81,7 +81,10 @@ def test_a_window_outlasted_by_the_warm_up_requests_still_measures_one_per_calle
     # Every warm-up request ends after the nominal window (0.1 s + 0.1 s):
     # with a fixed window nothing sent after the warm-up would complete.
     address = serving(SlowFirstGeneration(slow_calls=4, first_delay=0.5))
-    config = LoadConfig(address, rpc="generate", concurrency=4, duration=0.1, warmup=0.1, timeout=10)
+    # The cap (100 s) is only a safety net here: a hang reaches it, a slow machine does not.
+    config = LoadConfig(
+        address, rpc="generate", concurrency=4, duration=0.1, warmup=0.1, timeout=10, max_window_factor=1000
+    )
     figures = asyncio.run(run_load(config, progress=False)).to_json()
     assert figures["requests"] >= 4 and figures["successes"] == figures["requests"]
     assert figures["window_capped"] is False
@@ -89,9 +92,12 @@ def test_a_window_outlasted_by_the_warm_up_requests_still_measures_one_per_calle
 
 
 def test_a_window_that_reaches_its_cap_says_so_and_makes_up_no_figure(serving) -> None:
-    address = serving(SlowFirstGeneration(slow_calls=2, first_delay=0.5))
+    # Both callers send their first request within the second of warm-up
+    # (at once, unless the machine stalls for a second); it returns after
+    # the cap (1.04 s), so nothing sent after the warm-up ever completes.
+    address = serving(SlowFirstGeneration(slow_calls=2, first_delay=3.0))
     config = LoadConfig(
-        address, rpc="generate", concurrency=2, duration=0.02, warmup=0.05, timeout=10, max_window_factor=2
+        address, rpc="generate", concurrency=2, duration=0.02, warmup=1.0, timeout=10, max_window_factor=2
     )
     result = asyncio.run(run_load(config, progress=False))
     figures = result.to_json()
@@ -108,7 +114,9 @@ def test_failures_do_not_close_a_window_before_each_group_has_succeeded(serving)
     reported no success for a group. Only successes close the window."""
     address = serving(SlowFirstGeneration(slow_calls=0, first_delay=0.0, delay=0.01, failing_calls=200))
     mix = ({"max_new_tokens": 4}, {"max_new_tokens": 48})
-    config = LoadConfig(address, rpc="generate", concurrency=4, duration=0.05, warmup=0.05, timeout=10, mix=mix)
+    config = LoadConfig(
+        address, rpc="generate", concurrency=4, duration=0.05, warmup=0.05, timeout=10, mix=mix, max_window_factor=2000
+    )
     figures = asyncio.run(run_load(config, progress=False)).to_json()
     assert figures["window_capped"] is False and figures["errors"]["UNAVAILABLE"] > 0
     assert all(group["successes"] > 0 for group in figures["groups"]), figures["groups"]
@@ -118,7 +126,7 @@ def test_a_group_that_only_fails_keeps_the_window_open_until_its_cap_and_says_wh
     address = serving(SlowFirstGeneration(slow_calls=0, first_delay=0.0, delay=0.01, failing_tokens=48))
     mix = ({"max_new_tokens": 4}, {"max_new_tokens": 48})
     config = LoadConfig(
-        address, rpc="generate", concurrency=2, duration=0.05, warmup=0.05, timeout=10, mix=mix, max_window_factor=4
+        address, rpc="generate", concurrency=2, duration=0.05, warmup=0.05, timeout=10, mix=mix, max_window_factor=40
     )
     result = asyncio.run(run_load(config, progress=False))
     figures = result.to_json()

@@ -29,6 +29,8 @@ from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.server.settings import Settings
 from t5electra.tools.bench.processes import free_port
 
+from .waiting import wait_for
+
 T5_QUEUE = 24
 
 
@@ -172,10 +174,9 @@ class ServerUnderTest:
         pattern = f"replica_{self.settings.app_name}_{deployment}_*.log"
         return "".join(path.read_text(errors="replace") for path in sorted(serve_logs.glob(pattern)))
 
-    def wait_until_idle(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.t5_info()["decoding"] and time.monotonic() < deadline:
-            time.sleep(0.1)
+    def wait_until_idle(self, timeout: float = 120) -> None:
+        """Until the T5 replica decodes nothing; fails the test after ``timeout`` s."""
+        wait_for(lambda: not self.t5_info()["decoding"], what="the T5 replica to be idle", timeout=timeout, poll_s=0.1)
 
 
 def _deploy_without_waiting(settings: Settings) -> None:
