@@ -22,8 +22,8 @@ from t5electra.protocol.inference import open_inference_pb2 as oip
 from t5electra.server.domain import Reply
 
 from . import bounded, inference_wire, names
-from .admission import Asked
 from .calls import Call, answered, deadline, unary
+from .gate import Asked
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
 from .status import to_status_code
 

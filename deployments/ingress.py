@@ -31,8 +31,8 @@ from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
 from . import bounded, names, wire
-from .admission import Asked, Gate
 from .calls import Call, answered, deadline, metadata_value, request_id, unary
+from .gate import Asked, Gate
 from .health import LIVENESS, Readiness
 from .inference_ingress import OpenInferenceMethods
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE

@@ -15,12 +15,11 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import torch
 from ray import serve
-from ray.serve.metrics import Counter, Histogram
 
 from t5electra.server.deployment_settings import ElectraSettings, ModelSettings, T5Settings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
@@ -41,9 +40,9 @@ from t5electra.server.generator import T5Generator
 from t5electra.server.settings import Limits
 
 from . import names
-from .batcher import Batcher, BatchPlanner, Waiting
+from .batcher import Batcher, BatchPlanner
 from .decode_loop import DecodeLoop
-from .scheduler import StepReport
+from .replica_metrics import BatchMetrics
 from .tracing import Carrier, ReplicaSpan, Tracing
 
 _GIL_SWITCH_INTERVAL_S = 0.0005
@@ -55,54 +54,6 @@ in docs/operations.md's overload scenario (its loadtest command at 25.2/s,
 run with this constant and with Python's default): answered within the
 deadline 7.8 -> 10.0 requests/s, closed-loop capacity unchanged within the
 noise of one run."""
-
-_MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
-_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
-
-
-class _BatchMetrics:
-    """Queue time, batch size and token counts of one model deployment."""
-
-    def __init__(self, model: str) -> None:
-        tags = ("model",)
-        self._tags = {"model": model}
-        self.queue_ms = Histogram(
-            "t5electra_queue_ms", "Time from arrival at a replica to the start of its batch", _MS_BUCKETS, tags
-        )
-        self.batch_size = Histogram(
-            "t5electra_batch_size", "Requests per executed batch (T5: rows per decoding step)", _BATCH_BUCKETS, tags
-        )
-        self.tokens = Counter("t5electra_tokens", "Tokens processed", ("model", "direction"))
-        self.dropped_requests = Counter(
-            "t5electra_dropped",
-            "Requests a replica refused at arrival, because of the work ahead (reason=overloaded) or because "
-            "their least work alone takes longer than their deadline allows (reason=deadline_too_short), "
-            "or dropped when their deadline passed while queued or decoding (reason=expired)",
-            ("model", "reason"),
-        )
-        for metric in (self.queue_ms, self.batch_size):
-            metric.set_default_tags(dict(self._tags))  # Serve adds its tags to the dict it gets
-
-    def steps(self, reports: list[StepReport]) -> None:
-        """Decoding steps: their rows, and the queue times of requests that joined."""
-        for report in reports:
-            self.batch_size.observe(report.rows)
-            for queue_ms in report.admitted_queue_ms:
-                self.queue_ms.observe(queue_ms)
-
-    def batch(self, batch: Sequence[Waiting[Any]], started: float) -> None:
-        self.batch_size.observe(len(batch))
-        for waiting in batch:
-            self.queue_ms.observe((started - waiting.arrived) * 1000)
-
-    def dropped(self, reason: str, count: int) -> None:
-        self.dropped_requests.inc(count, tags={**self._tags, "reason": reason})
-
-    def count(self, usage: Usage) -> None:
-        if usage.input_tokens:
-            self.tokens.inc(usage.input_tokens, tags={**self._tags, "direction": "in"})
-        if usage.output_tokens:
-            self.tokens.inc(usage.output_tokens, tags={**self._tags, "direction": "out"})
 
 
 def _replica_info(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:
@@ -139,7 +90,7 @@ class TextGeneratorDeployment:
         _set_threads(settings)
         sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
         self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
-        self._metrics = _BatchMetrics(self._engine.name)
+        self._metrics = BatchMetrics(self._engine.name)
         self._stream_interval_s = settings.stream_interval_s
         self._loop = DecodeLoop(
             self._engine.session,
@@ -258,7 +209,7 @@ class DetectorDeployment:
             generator=settings.generator_model,
             max_batch_tokens=settings.max_batch_tokens,
         )
-        self._metrics = _BatchMetrics(self._engine.name)
+        self._metrics = BatchMetrics(self._engine.name)
         planner: BatchPlanner[PreparedDetection] = BatchPlanner(
             settings.max_batch_size,
             settings.batch_wait_timeout_s,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.admission import Admission, Backlog, Gate, StepTimes, expected_steps, place
+from t5electra.deployments.admission import Admission, Backlog, StepTimes, expected_steps, place
+from t5electra.deployments.gate import Gate
 from t5electra.server.errors import DeadlineTooShort, Overloaded
 
 pytestmark = pytest.mark.unit
