@@ -31,6 +31,7 @@ from t5electra.tools.bench.processes import free_port
 
 from support.cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
 from support.traffic import traffic
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.system
 
@@ -127,15 +128,23 @@ def test_losing_a_node_under_traffic_keeps_serving_and_replicas_come_back(cluste
     with ThreadPoolExecutor(2) as pool:
         callers = [pool.submit(caller) for _ in range(2)]
         try:
-            time.sleep(3)
+            wait_for(lambda: len(answers) >= 2, what="answers to the callers before the kill", timeout=120)
             before = len(answers)
             killed = worker.kill()
             killed_at, kill_time = len(answers), time.monotonic()
             after_loss = cluster.wait_for(
                 lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == worker_id), "worker seen dead"
             )
-            seen_dead = time.monotonic() - kill_time
-            time.sleep(5)
+            seen_dead, seen_dead_at = time.monotonic() - kill_time, len(answers)
+            # Both models answer on after the node was seen dead.
+            try:
+                wait_for(
+                    lambda: {ANSWER, "detected"} <= set(answers[seen_dead_at:]),
+                    what="both models answering after the node was seen dead",
+                    timeout=120,
+                )
+            except AssertionError as error:
+                raise AssertionError(f"{error}; answers: {Counter(answers)}") from None
         finally:
             stop.set()
         for future in callers:

@@ -19,10 +19,17 @@ from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc
 from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
 
 from support.serving import ServerUnderTest
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.serve
 
-LONG = {"min_new_tokens": 200, "max_new_tokens": 200}
+# Forced to the longest answer the server allows, so that the held requests
+# decode for many steps after the last of them joined the batch.
+LONG = {"min_new_tokens": 512, "max_new_tokens": 512}
+HELD = 6
+# The kill follows a check that the held requests have run fewer than this
+# many of their 512 steps: the steps left cover the moment between the two.
+KILL_BEFORE_STEP = 256
 # Replacing a T5 replica takes a few seconds on two cores (a process start and
 # a model load); the retry budget must outlast it.
 PATIENT = RetryPolicy(max_attempts=12, initial_backoff_s=0.2, max_backoff_s=2.0)
@@ -30,7 +37,8 @@ PATIENT = RetryPolicy(max_attempts=12, initial_backoff_s=0.2, max_backoff_s=2.0)
 
 def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server: ServerUnderTest) -> None:
     server.wait_until_idle()
-    victim = server.t5_info()["pid"]
+    info = server.t5_info()
+    victim, idle_at_step = info["pid"], info["steps"]
     stop = threading.Event()
     patient_results: list[str] = []
 
@@ -50,25 +58,49 @@ def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server:
                 except T5ElectraError as error:
                     patient_results.append(error.code.name)
 
-    with ThreadPoolExecutor(7) as pool:
-        held = [pool.submit(in_flight) for _ in range(6)]
+    with ThreadPoolExecutor(HELD + 1) as pool:
+        held = [pool.submit(in_flight) for _ in range(HELD)]
+
+        def all_held_decoding() -> bool:
+            # Only the held requests are on the idle replica yet: the
+            # patient caller starts once they all decode.
+            ended = [future.result() for future in held if future.done()]
+            assert not ended, f"a long request ended before all {HELD} decoded together: {ended}"
+            return server.t5_info()["decoding"] >= HELD
+
+        wait_for(all_held_decoding, what=f"{HELD} long requests decoding in the T5 replica", timeout=120)
         patient = pool.submit(patient_caller)
-        deadline = time.monotonic() + 30
-        while server.t5_info()["decoding"] < 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Each held request joined at a step after idle_at_step and ends 512
+        # steps after it joined: none has ended while fewer have run since.
+        ran = server.t5_info()["steps"] - idle_at_step
+        assert ran < KILL_BEFORE_STEP and not any(future.done() for future in held), (
+            f"the held requests ran {ran} of their {LONG['max_new_tokens']} steps before the kill could come"
+        )
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
-        codes = [future.result(timeout=90) for future in held]
+        codes = [future.result(timeout=120) for future in held]
         failed_after = time.monotonic() - killed_at
 
         health: list[str] = []
         with server.client(retry=NO_RETRY) as probe:
-            while time.monotonic() - killed_at < 120:
-                health.append(probe.health(timeout=5))
-                if health[-1] == "SERVING" and "NOT_SERVING" in health:
-                    break
-                time.sleep(0.1)
-        time.sleep(1)
+
+            def replaced() -> bool:
+                try:
+                    health.append(probe.health(timeout=5))
+                except T5ElectraError as error:  # the proxy may fail a probe while Serve replaces the replica
+                    health.append(f"error:{error.code.name}")
+                return health[-1] == "SERVING" and "NOT_SERVING" in health
+
+            try:
+                wait_for(replaced, what="health NOT_SERVING, then SERVING again", timeout=120, poll_s=0.1)
+            except AssertionError as error:
+                raise AssertionError(f"{error}; last answers: {health[-5:]}") from None
+        answered = len(patient_results)
+        wait_for(
+            lambda: len(patient_results) > answered,
+            what="an answer to the patient caller after the replacement",
+            timeout=120,
+        )
         stop.set()
         patient.result(timeout=120)
 
@@ -96,7 +128,7 @@ def test_plain_channel_with_the_published_service_config_rides_over_a_replica_re
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         killed_at, answers = time.monotonic(), []
-        while time.monotonic() - killed_at < 60:
+        while time.monotonic() - killed_at < 120:
             answers.append(stub.DetectReplacements(request, timeout=60))
             if server.replica_pids(DETECTOR) and not set(server.replica_pids(DETECTOR)) & set(victims):
                 break

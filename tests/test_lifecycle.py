@@ -14,13 +14,22 @@ import psutil
 import pytest
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
+from t5electra.deployments.lifecycle import drain_budget_s
+from t5electra.server.settings import Settings
 
 from support.served import serving
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.system
 
 # Long enough (seconds, served) to be decoding when the signal comes.
 LONG = {"min_new_tokens": 512, "max_new_tokens": 512}
+# How long the command lets a drain take before it kills the server (exit
+# 130): `t5electra serve` without flags, as here, runs on the default settings.
+DRAIN_BUDGET_S = drain_budget_s(Settings.load())
+# The command's own part past the budget: it checks the budget every 0.2 s,
+# then kills and reaps the server's session.
+EXIT_MARGIN_S = 10.0
 
 
 def in_flight(address: str, count: int) -> tuple[list[tuple[str, float]], list[threading.Thread]]:
@@ -53,7 +62,7 @@ def in_flight(address: str, count: int) -> tuple[list[tuple[str, float]], list[t
     return ended, threads
 
 
-def until(served, text: str, timeout: float = 60) -> None:
+def until(served, text: str, timeout: float = 120) -> None:
     """Until the server's output holds ``text``."""
     deadline = time.monotonic() + timeout
     while not any(text in line for line in served.output):
@@ -61,9 +70,10 @@ def until(served, text: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def alive(pids: set[int], within: float = 15.0) -> set[int]:
+def alive(pids: set[int], within: float = 60.0) -> set[int]:
     """Which of ``pids`` are still running once each has had ``within``
-    seconds to exit (a killed process takes a moment to go)."""
+    seconds to exit (a killed process takes a moment to go); returns as soon
+    as all have."""
     processes = []
     for pid in pids:
         try:
@@ -92,19 +102,25 @@ def test_sigterm_drains_and_stops_cleanly(target: str) -> None:
             os.killpg(served.process.pid, signal.SIGTERM)
         else:
             served.process.send_signal(signal.SIGTERM)
-        code = served.process.wait(timeout=60)
+        code = served.process.wait(timeout=DRAIN_BUDGET_S + 60)
         took = time.monotonic() - sent
         for thread in threads:
-            thread.join(timeout=60)
+            thread.join(timeout=120)
         left = alive(tree)
     codes = [code for code, _ in ended]
     print(f"\nSIGTERM to the {target}: exit {code} after {took:.1f} s; in flight: {codes}; left: {len(left)}")
     assert code == 0, "".join(served.output)[-3000:]
-    assert any(line.startswith("stopped after") for line in served.output)
-    assert took < 20 + 15, "within graceful_shutdown_timeout_s and Serve's own stop"
+    # The server printed it before it exited; the reader thread may still be on its way to it.
+    wait_for(lambda: any(line.startswith("stopped after") for line in served.output), what="'stopped after'")
+    assert took < DRAIN_BUDGET_S + EXIT_MARGIN_S, f"within the drain budget ({DRAIN_BUDGET_S:.0f} s)"
     assert len(codes) == 3 and set(codes) <= {"OK", "UNAVAILABLE"}, codes
-    assert all(at > sent for _, at in ended), "every call was still running when the signal came"
-    assert "OK" in codes, "a request in flight was answered during the drain"
+    # A stream may finish before the signal on a machine slow to start the
+    # others; it must have finished well, and one at least was still running.
+    before = [code for code, at in ended if at <= sent]
+    during = [code for code, at in ended if at > sent]
+    assert set(before) <= {"OK"}, ended
+    assert during, "a call was still running when the signal came"
+    assert "OK" in during, "a request in flight was answered during the drain"
     assert not left, [psutil.Process(p).cmdline() for p in left]
 
 
@@ -112,17 +128,22 @@ def test_second_ctrl_c_stops_at_once() -> None:
     with serving() as served:
         tree = served.tree()
         ended, threads = in_flight(served.address, 2)
-        sent = time.monotonic()
         served.process.send_signal(signal.SIGINT)
         until(served, "draining")
+        second = time.monotonic()
         served.process.send_signal(signal.SIGINT)
-        code = served.process.wait(timeout=30)
-        took = time.monotonic() - sent
+        code = served.process.wait(timeout=DRAIN_BUDGET_S + 60)
+        took = time.monotonic() - second
         for thread in threads:
-            thread.join(timeout=60)
+            thread.join(timeout=120)
         left = alive(tree)
     codes = [code for code, _ in ended]
-    print(f"\ntwo Ctrl-C: exit {code} after {took:.1f} s; in flight: {codes}; left: {len(left)}")
-    assert code == 130 and took < 10
+    print(f"\ntwo Ctrl-C: exit {code} {took:.1f} s after the second; in flight: {codes}; left: {len(left)}")
+    assert code == 130, "".join(served.output)[-3000:]
+    # Killed by the second Ctrl-C, not by the drain overrunning its budget:
+    # the command says which (an overrun would have said so before).
+    wait_for(lambda: "stopping at once" in [line.strip() for line in served.output], what="'stopping at once'")
+    assert not any("the drain took longer" in line for line in served.output), served.output
+    assert took < DRAIN_BUDGET_S, f"stopped without waiting out the drain budget ({DRAIN_BUDGET_S:.0f} s)"
     assert len(codes) == 2 and set(codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}, codes
     assert not left, [psutil.Process(p).cmdline() for p in left]

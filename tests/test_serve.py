@@ -92,13 +92,15 @@ def test_trailing_metadata_describes_the_request(server: ServerUnderTest) -> Non
     assert float(spans["ingress"]) >= float(spans["model-call"]) >= float(spans["replica"]) > 0
 
 
-def test_stream_joins_to_generate_and_arrives_in_pieces(server: ServerUnderTest) -> None:
+def test_stream_joins_to_generate(server: ServerUnderTest) -> None:
+    """Its pieces join to Generate's text. (That they arrive in pieces is the
+    next test's, on an answer long enough that a lagging replica, which
+    joins the pieces made while it lagged, still sends several.)"""
     with server.client() as client:
         expected = client.generate(PROMPTS[4]).text
         stream = client.generate_stream(PROMPTS[4])
         pieces = list(stream)
     assert "".join(pieces) == expected
-    assert len(pieces) > 1
     assert stream.end is not None and stream.end.text == expected
     assert stream.end.finish_reason == "EOS_TOKEN"
     assert stream.end.metadata["model"] == "tiny-t5" and int(stream.end.metadata["batch-size"]) >= 1
@@ -115,29 +117,41 @@ def test_first_piece_arrives_before_generation_ends(server: ServerUnderTest) -> 
             arrivals.append((time.monotonic(), message))
     assert arrivals[-1][1].finish_reason == generation_pb2.LENGTH
     assert arrivals[-1][1].generated_tokens == 200
-    assert len(arrivals) > 100
+    # A replica that lags sends several tokens a message (everything since
+    # the caller last asked), so the count of messages depends on speed; the
+    # first one, though, never waits for the rest.
+    counts = [message.generated_tokens for _, message in arrivals]
+    assert 0 < counts[0] < 200, f"the first message came with {counts[0]} of the 200 tokens"
+    assert counts == sorted(counts), counts
     assert arrivals[0][0] < arrivals[-1][0]
 
 
 def test_short_requests_join_a_running_decode_and_leave_before_it_ends(
     server: ServerUnderTest, generator: T5Generator
 ) -> None:
-    """Continuous batching through real gRPC: while a 300-token stream
+    """Continuous batching through real gRPC: while a 512-token stream
     decodes, short requests arrive, decode alongside it, and are answered
     long before it ends, with the same text as the engine alone."""
     server.wait_until_idle()
     long = generation_pb2.GenerateRequest(
-        text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=300, max_new_tokens=300)
+        text=PROMPTS[0], parameters=generation_pb2.GenerationParameters(min_new_tokens=512, max_new_tokens=512)
     )
-    with server.channel() as channel, server.client() as client, ThreadPoolExecutor(4) as pool:
+    with server.channel() as channel, server.client() as client, ThreadPoolExecutor(5) as pool:
         stream = server.generation_stub(channel).GenerateStream(long, timeout=120)
-        next(stream)
+        first = next(stream)
+        # Read as it comes, so that the time its last message arrived is known.
+        reading = pool.submit(lambda: [(time.monotonic(), message) for message in stream])
         shorts = list(pool.map(lambda p: client.generate(p), PROMPTS[1:5]))
-        rest = list(stream)
-    assert rest[-1].generated_tokens == 300 and rest[-1].finish_reason == generation_pb2.LENGTH
-    assert len(rest) > 100, "the long stream was still decoding when every short answer had arrived"
+        shorts_answered = time.monotonic()
+        rest = reading.result(timeout=120)
+    ended_at, last = rest[-1]
+    assert last.generated_tokens == 512 and last.finish_reason == generation_pb2.LENGTH
+    assert first.generated_tokens < 512
+    assert shorts_answered < ended_at, "the long stream was still decoding when every short answer had arrived"
     for prompt, result in zip(PROMPTS[1:5], shorts, strict=True):
         assert [s.text for s in result.sequences] == in_process(generator, prompt)
+        # Its batch-size is the mean rows of the steps it decoded in: the
+        # long stream's row was in every one of them.
         assert int(result.metadata["batch-size"]) >= 2, "decoded in company of the long stream"
 
 

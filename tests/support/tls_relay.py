@@ -55,12 +55,16 @@ class TlsRelay:
         self._context.set_alpn_protocols(["h2"])
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._failed: Exception | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.port = 0
 
     def __enter__(self) -> TlsRelay:
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(60):
+            raise RuntimeError("the TLS relay did not start listening within 60 s")
+        if self._failed is not None:
+            raise RuntimeError("the TLS relay failed to start") from self._failed
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -69,9 +73,14 @@ class TlsRelay:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", 0, ssl=self._context))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
+        try:
+            server = self._loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", 0, ssl=self._context))
+            self.port = server.sockets[0].getsockname()[1]
+        except Exception as error:  # __enter__ raises it
+            self._failed = error
+            return
+        finally:
+            self._ready.set()
         self._loop.run_forever()
         server.close()
 
