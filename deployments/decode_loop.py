@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from t5electra.server.domain import BatchTiming
@@ -86,6 +86,14 @@ class DecodeLoop:
             "step_ms_per_row": None if backlog.step_times is None else round(backlog.step_times.per_row_s * 1000, 3),
             "typical_steps": backlog.typical_steps,
         }
+
+    def prime(self, steps: Sequence[tuple[int, float]]) -> None:
+        """Step times (rows, seconds) measured before the loop runs, e.g. by
+        the engine's warm-up: admission estimates with them from the first
+        request on, instead of letting it run to a deadline it cannot meet.
+        Call before the first request."""
+        self.scheduler.timed(steps)
+        self.admission.publish(self.scheduler.backlog(self._collected))
 
     async def stream(self, item: Admissible) -> AsyncIterator[list[tuple[Any, BatchTiming | None]]]:
         """Queues ``item`` and yields its (event, timing) pairs, the last one

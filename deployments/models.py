@@ -101,6 +101,7 @@ class TextGeneratorDeployment:
             on_steps=self._metrics.steps,
             on_dropped=self._metrics.dropped,
         )
+        self._loop.prime([(1, seconds) for seconds in self._engine.warm_up()])
         self._tracing = Tracing.from_environment(names.TEXT_GENERATOR)
 
     def __del__(self) -> None:

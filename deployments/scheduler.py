@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -237,6 +238,12 @@ class Scheduler:
             ticket.steps_at_admission, ticket.rows_at_admission = self.steps, self.rows_stepped
             chosen.append(ticket)
         return chosen
+
+    def timed(self, steps: Sequence[tuple[int, float]]) -> None:
+        """(rows, seconds) of steps run outside the loop (a warm-up), so that
+        admission knows a step's time before the first request's steps."""
+        self._steps_timed.extend(steps)
+        self.step_times = StepTimes.fit(self._steps_timed)
 
     def update_from_output(
         self, events: list[Event], rows: int, now: float, took_s: float | None = None

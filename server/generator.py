@@ -10,6 +10,7 @@ search, whose hypotheses cannot advance row by row on their own, runs through
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from .decoder_step import DecoderStep
 from .domain import (
     FinishReason,
     GeneratedSequence,
+    GenerationParameters,
     GenerationRequest,
     GenerationResult,
     ModelDescription,
@@ -114,6 +116,21 @@ class T5Generator:
                 if event.result is not None:
                     results[event.key] = event.result
         return [results[i] for i in range(len(batch))]
+
+    def warm_up(self, steps: int = 8) -> list[float]:
+        """Decodes a throwaway one-row request of ``steps`` forced tokens and
+        returns the seconds of its later, warm steps. A process's first torch
+        calls are many times slower than the rest: paid on a caller's request,
+        they slow it, and a step-time estimate made from them (admission's)
+        refuses work that would fit."""
+        parameters = GenerationParameters(min_new_tokens=steps, max_new_tokens=steps)
+        session = self.session([self.prepare(GenerationRequest("warm up", parameters))])
+        seconds = []
+        while not session.done:
+            started = time.perf_counter()
+            session.step()
+            seconds.append(time.perf_counter() - started)
+        return seconds[len(seconds) // 2 :]
 
     def cross_attention_states(self, hidden: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Every decoder layer's cross-attention keys and values for encoder

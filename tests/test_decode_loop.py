@@ -15,7 +15,7 @@ import pytest
 
 from t5electra.deployments.decode_loop import DecodeLoop
 from t5electra.deployments.scheduler import StepReport
-from t5electra.server.errors import DeadlineExceeded
+from t5electra.server.errors import DeadlineExceeded, DeadlineTooShort
 
 from support.waiting import wait_for
 
@@ -178,4 +178,19 @@ def test_a_request_past_its_deadline_gets_deadline_exceeded() -> None:
             await loop.call(Job("late", None, deadline=time.time() - 1))
 
     asyncio.run(main())
+    assert session.steps == []
+
+
+def test_a_primed_loop_refuses_work_that_cannot_fit_from_the_first_request() -> None:
+    """Step times from a warm-up: the very first request whose least work
+    cannot fit its deadline is refused at once, before any step ran."""
+    session = CountingSession()
+    loop = DecodeLoop(lambda: session, max_rows=4, policy="continuous", idle_wait_s=0.0)
+    loop.prime([(1, 0.1)] * 4)
+
+    async def main() -> None:
+        await loop.call(Job("long", 512, deadline=time.time() + 0.15))
+
+    with pytest.raises(DeadlineTooShort, match="512 steps"):
+        asyncio.run(main())
     assert session.steps == []

@@ -219,3 +219,8 @@ def test_non_t5_architecture_is_refused_at_load(tmp_path) -> None:
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="is a 'bart' model; the T5 deployment serves the T5 architectures"):
         T5Generator(str(tmp_path))
+
+
+def test_a_warm_up_decodes_a_throwaway_request_and_times_its_warm_steps() -> None:
+    steps = T5Generator(TINY_T5).warm_up(steps=8)
+    assert len(steps) == 4 and all(seconds > 0 for seconds in steps)
