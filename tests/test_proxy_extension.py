@@ -1,6 +1,6 @@
 """The proxy extension's parts that need no proxy: the deadline it adds to
 a call's metadata, and where it refuses to install. Its effect through
-Ray's real proxy is tested end to end in ``test_serve_limits.py`` (a plain
+Ray's real proxy is tested end to end in ``test_serve_deadlines.py`` (a plain
 client's deadline refused at once; streams cancelled mid-write)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Real gRPC calls against a real Ray Serve application with the embedded
 checkpoints: health, reflection, outputs equal to the engines', streaming
-and batching (errors and limits: ``test_serve_limits.py``)."""
+and batching (errors and limits: ``test_serve_limits.py``, deadlines and cancels: ``test_serve_deadlines.py``)."""
 
 from __future__ import annotations
 
