@@ -21,7 +21,14 @@ from ray.serve.schema import ApplicationStatus
 
 logger = logging.getLogger("ray.serve")
 
-CACHE_SECONDS = 1.0
+PROBE_MAX_AGE_S = 1.0
+"""How old an answer a health or readiness probe may get."""
+REQUEST_MAX_AGE_S = 5.0
+"""How old an answer a request's fail-fast check may get. Reading Serve's
+status costs the ingress about 30 ms of CPU (its pydantic models and the
+pickled request-router class of every deployment): under steady load with
+no probes, one read a second was about 7% of the ingress's CPU samples
+(tools/bench/serving_cost.py --profile)."""
 LIVENESS = "liveness"
 """Health service name that is SERVING whenever a request reaches an
 ingress, models or not: what a liveness probe should ask, since restarting a
@@ -54,14 +61,14 @@ class Readiness:
         self._refreshing: asyncio.Task[None] | None = None
         self._last_replicas: dict[str, int] = {}
 
-    async def snapshot(self) -> Snapshot:
-        """The latest answer, at most about ``CACHE_SECONDS`` old plus one
+    async def snapshot(self, max_age_s: float = PROBE_MAX_AGE_S) -> Snapshot:
+        """The latest answer, at most about ``max_age_s`` old plus one
         controller round trip; only the very first call waits for it."""
         if self._cached is None:
             async with self._lock:
                 if self._cached is None:
                     self._cached = (time.monotonic(), await asyncio.to_thread(self._read))
-        elif time.monotonic() - self._cached[0] > CACHE_SECONDS and self._refreshing is None:
+        elif time.monotonic() - self._cached[0] > max_age_s and self._refreshing is None:
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return self._cached[1]
 

@@ -33,7 +33,7 @@ from t5electra.server.settings import Settings
 from . import bounded, names, wire
 from .calls import Call, answered, deadline, metadata_value, request_id, unary
 from .gate import Asked, Gate
-from .health import LIVENESS, Readiness
+from .health import LIVENESS, REQUEST_MAX_AGE_S, Readiness
 from .inference_ingress import OpenInferenceMethods
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
@@ -180,7 +180,7 @@ class IngressDeployment(OpenInferenceMethods):
         first request is what starts a replica."""
         if service in self._scales_to_zero:
             return
-        snapshot = await self._readiness.snapshot()
+        snapshot = await self._readiness.snapshot(REQUEST_MAX_AGE_S)
         if not snapshot.serving(service):
             raise ModelNotReady(f"{snapshot.services[service]} has no running replica yet")
 
