@@ -88,6 +88,26 @@ def test_ratios_follow_from_the_points(bench: tuple[dict, str, Path]) -> None:
         assert ratios["batching_gain"] == pytest.approx(reference["throughput_rps"] / served(rpc, 1)["throughput_rps"])
         assert ratios["served_over_plain"] == pytest.approx(reference["throughput_rps"] / plain["throughput_rps"])
         assert ratios["serving_efficiency"] > 0
+        b16 = next(p for p in size["engine"] if p["rpc"] == rpc and p["batch_size"] == REFERENCE_CONCURRENCY)
+        assert ratios["served_over_engine_b16"] == pytest.approx(reference["throughput_rps"] / b16["throughput_rps"])
+        cpu = reference["cpu_ms_per_request"]
+        assert ratios["server_cpu_ms"] == pytest.approx(sum(cpu.values()))
+        assert ratios["server_cpu_ms_outside_engine"] == pytest.approx(
+            ratios["server_cpu_ms"] - 1000 / b16["throughput_rps"]
+        )
+
+
+def test_the_servers_cpu_is_accounted_to_its_processes(bench: tuple[dict, str, Path]) -> None:
+    """Every served point carries CPU ms per request by process; the ones a
+    request crosses spent some, and the table shows them."""
+    figures, stdout, plot = bench
+    (size,) = figures["sizes"]
+    model = {"detect": "electra replica", "generate-stream": "t5 replica"}
+    for point in size["served"]:
+        spent = {role for role, ms in point["cpu_ms_per_request"].items() if ms > 0}
+        assert {"proxy", "ingress", model[point["rpc"]]} <= spent, point["cpu_ms_per_request"]
+    assert f"server CPU ms per request at c={REFERENCE_CONCURRENCY}" in stdout
+    assert "Server CPU milliseconds per request" in (plot.parent / "bench.md").read_text()
 
 
 def test_table_plot_and_markdown_are_written(bench: tuple[dict, str, Path]) -> None:

@@ -38,6 +38,10 @@ def _at(point: dict[str, Any] | None, *keys: str) -> float | None:
     return value
 
 
+def _summed(values: dict[str, float] | None) -> float | None:
+    return None if not values else sum(values.values())
+
+
 def formed_batch(point: dict[str, Any] | None) -> int:
     """The batch size a served load point ran at, rounded to a whole request."""
     if point is None or "batch_size" not in point:
@@ -47,10 +51,12 @@ def formed_batch(point: dict[str, Any] | None) -> int:
 
 def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
     """Per rpc: serving efficiency (served at the reference concurrency over
-    the engine at the batch size that formed there), batching gain (served at
-    the reference concurrency over served at 1), served over plain at the
-    reference concurrency, and served p50 at concurrency 1 minus the
-    engine's p50 at batch size 1."""
+    the engine at the batch size that formed there, and over the engine at
+    batch 16), batching gain (served at the reference concurrency over served
+    at 1), served over plain at the reference concurrency, served p50 at
+    concurrency 1 minus the engine's p50 at batch size 1, and the server's
+    CPU milliseconds per request at the reference concurrency, in all and
+    less the engine's own time per request at batch 16 (one thread)."""
 
     def rate(point: dict[str, Any] | None) -> float | None:
         return _at(point, "throughput_rps")
@@ -63,11 +69,16 @@ def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
         engine_one = _find(result.engine, rpc, "batch_size", 1)
         plain_ref = _find(result.plain, rpc, "concurrency", REFERENCE_CONCURRENCY)
         overhead = subtract(_at(served_one, "latency_ms", "p50"), _at(engine_one, "latency_ms", "p50"))
+        engine_b16 = _find(result.engine, rpc, "batch_size", REFERENCE_CONCURRENCY)
+        server_ms = _summed(_at(served_ref, "cpu_ms_per_request"))
         out[rpc] = {
             "serving_efficiency": divide(rate(served_ref), rate(engine_ref)),
+            "served_over_engine_b16": divide(rate(served_ref), rate(engine_b16)),
             "batching_gain": divide(rate(served_ref), rate(served_one)),
             "served_over_plain": divide(rate(served_ref), rate(plain_ref)),
             "p50_overhead_ms": overhead,
+            "server_cpu_ms": server_ms,
+            "server_cpu_ms_outside_engine": subtract(server_ms, divide(1000.0, rate(engine_b16))),
         }
     return out
 

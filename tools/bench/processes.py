@@ -1,7 +1,7 @@
 """The processes a benchmark or soak starts: a free port for each, starting
 one and waiting until it says it is ready, and what the serving processes
-hold in memory, read from the operating system so that the measuring
-process never joins the server's Ray cluster."""
+hold in memory and spend in CPU time, read from the operating system so
+that the measuring process never joins the server's Ray cluster."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from t5electra.deployments import names
 
 
 def free_port() -> int:
@@ -99,3 +101,53 @@ def started_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+ROLES = (
+    ("proxy", "ProxyActor"),
+    ("ingress", f":{names.INGRESS}"),
+    ("t5 replica", f":{names.TEXT_GENERATOR}"),
+    ("electra replica", f":{names.DETECTOR}"),
+    ("controller", "ServeController"),
+    ("raylet", "raylet"),
+    ("gcs", "gcs_server"),
+)
+
+
+def _role(process: psutil.Process) -> str:
+    title = " ".join(process.cmdline())
+    return next((role for role, marker in ROLES if marker in title), "other ray")
+
+
+def serving_processes(root_pid: int) -> dict[int, str]:
+    """Every process of the server's tree, by role."""
+    root = psutil.Process(root_pid)
+    found = {}
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            found[process.pid] = "t5electra serve" if process.pid == root_pid else _role(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _cpu_s(pids: dict[int, str]) -> dict[str, float]:
+    by_role: dict[str, float] = {}
+    for pid, role in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        by_role[role] = by_role.get(role, 0.0) + times.user + times.system
+    return by_role
+
+
+@contextmanager
+def cpu_spent(root_pid: int) -> Iterator[dict[str, float]]:
+    """CPU seconds each role spent while the block ran (filled in at its end)."""
+    pids = serving_processes(root_pid)
+    before = _cpu_s(pids)
+    spent: dict[str, float] = {}
+    yield spent
+    after = _cpu_s(pids)
+    spent.update({role: after[role] - before.get(role, 0.0) for role in after})

@@ -7,16 +7,23 @@ from typing import Any
 
 from t5electra.clients.load_report import shown
 
+from .breakdown import cpu_rows, hop_rows
+from .figures import REFERENCE_CONCURRENCY
+
 # (ratio, rpc) -> (comparison, threshold): what the project aims for.
 TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("serving_efficiency", "generate"): (">=", 0.8),
     ("serving_efficiency", "detect"): (">=", 0.6),
+    ("served_over_engine_b16", "generate"): (">=", 0.85),
+    ("served_over_engine_b16", "detect"): (">=", 0.8),
     ("batching_gain", "generate"): (">=", 3.0),
     ("batching_gain", "detect"): (">=", 5.0),
     ("served_over_plain", "generate"): (">=", 3.0),
-    ("served_over_plain", "detect"): (">=", 1.5),
-    ("p50_overhead_ms", "generate"): ("<=", 15.0),
-    ("p50_overhead_ms", "detect"): ("<=", 15.0),
+    ("served_over_plain", "detect"): (">=", 2.0),
+    ("p50_overhead_ms", "generate"): ("<=", 3.0),
+    ("p50_overhead_ms", "detect"): ("<=", 3.0),
+    ("server_cpu_ms_outside_engine", "generate"): ("<=", 2.0),
+    ("server_cpu_ms_outside_engine", "detect"): ("<=", 1.5),
     ("r1_continuous", "generate-stream"): (">=", 0.85),
     ("r2_continuous", "generate-stream"): ("<=", 0.25),
     ("continuous_over_static", "generate-stream"): (">=", 1.3),
@@ -72,7 +79,6 @@ MIXED_HEADER = [
     "replica peak RSS MiB",
 ]
 
-
 PEERS_HEADER = [
     "precision",
     "served T5 tok/s",
@@ -124,18 +130,6 @@ PEER_HEADER = ["peer, in-process, 1 thread", "batch", "rate", "unit"]
 def _peer_ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
     ratios = (size.get("peers") or {}).get("ratios", {})
     return [(precision, name, value) for precision, values in ratios.items() for name, value in values.items()]
-
-
-def hop_rows(size: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Mean milliseconds per hop of served unary calls, a column per (rpc, concurrency)."""
-    points = [p for p in size["served"] if "hops_ms" in p and p["concurrency"] in (1, 16)]
-    header = ["hop"] + [f"{p['rpc']} c={p['concurrency']}" for p in points]
-    if not points:
-        return header, []
-    names = list(points[0]["hops_ms"])
-    rows = [[name] + [shown(p["hops_ms"][name]) for p in points] for name in names]
-    rows.append(["client latency (mean)"] + [shown(p["latency_ms"]["mean"]) for p in points])
-    return header, rows
 
 
 def _ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
@@ -202,6 +196,9 @@ def table(bench: dict[str, Any]) -> str:
         header, rows = hop_rows(size)
         if rows:
             lines += ["", "mean ms per hop", *_text_table(header, rows)]
+        header, rows = cpu_rows(size)
+        if rows:
+            lines += ["", f"server CPU ms per request at c={REFERENCE_CONCURRENCY}", *_text_table(header, rows)]
         served_rows, peer_rows = peers_rows(size)
         if served_rows:
             lines += ["", _peers_caption(size), *_text_table(PEERS_HEADER, served_rows)]
@@ -287,6 +284,11 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         header, rows = hop_rows(size)
         if rows:
             lines += ["", "Mean milliseconds per hop (`server-timing` trailer and client latency):", ""]
+            lines += _markdown_table(header, rows)
+        header, rows = cpu_rows(size)
+        if rows:
+            caption = f"Server CPU milliseconds per request at concurrency {REFERENCE_CONCURRENCY}, by process:"
+            lines += ["", caption, ""]
             lines += _markdown_table(header, rows)
         served_rows, peer_rows = peers_rows(size)
         if served_rows:

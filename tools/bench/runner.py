@@ -24,7 +24,7 @@ from . import checkpoints, engine, peers, precisions
 from .checkpoints import ModelPair
 from .figures import REFERENCE_CONCURRENCY, formed_batch, ratios, scheduling_ratios
 from .points import load_point, served
-from .processes import free_port, replica_peak_rss_mb, started_process
+from .processes import cpu_spent, free_port, replica_peak_rss_mb, started_process
 
 RPCS = ("generate", "generate-stream", "detect")
 SHORT, LONG = 4, 48
@@ -116,10 +116,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _loads(address: str, config: BenchConfig, say: Callable[[str], None], label: str) -> list[dict[str, Any]]:
-    return [
-        load_point(
-            LoadConfig(
+def _loads(
+    address: str, config: BenchConfig, say: Callable[[str], None], label: str, server_pid: int | None = None
+) -> list[dict[str, Any]]:
+    """Every (rpc, concurrency) point; with ``server_pid``, each point also
+    carries the CPU milliseconds per request of each of the server's
+    processes over its load (warm-up included, as are its requests)."""
+    points = []
+    for rpc in config.rpcs:
+        for concurrency in config.concurrencies:
+            load = LoadConfig(
                 address=address,
                 rpc=rpc,  # type: ignore[arg-type]
                 concurrency=concurrency,
@@ -127,13 +133,15 @@ def _loads(address: str, config: BenchConfig, say: Callable[[str], None], label:
                 warmup=config.warmup,
                 timeout=120.0,
                 params={} if rpc == "detect" else {"max_new_tokens": config.max_new_tokens},
-            ),
-            say,
-            label,
-        )
-        for rpc in config.rpcs
-        for concurrency in config.concurrencies
-    ]
+            )
+            if server_pid is None:
+                points.append(load_point(load, say, label))
+                continue
+            with cpu_spent(server_pid) as spent:
+                point = load_point(load, say, label)
+            point["cpu_ms_per_request"] = {role: 1000 * s / max(1, point["requests"]) for role, s in spent.items()}
+            points.append(point)
+    return points
 
 
 def _exact(tokens: int) -> dict[str, int]:
@@ -192,7 +200,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     say(f"{models.size}: served system (t5electra serve, {models.weights})")
     with served(models, config.torch_threads, workdir, "continuous", config.dtype) as (up, address):
         result.startup_s = up.seconds
-        result.served = _loads(address, config, say, "served")
+        result.served = _loads(address, config, say, "served", up.pid)
         if config.mixed:
             result.mixed["continuous"] = _mixed_phase(address, config, say, "continuous")
             result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)
@@ -222,7 +230,8 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     with started_process("plain server", plain, "ready", workdir / f"plain-{models.size}.log", {}):
         result.plain = _loads(f"127.0.0.1:{plain_port}", config, say, "plain")
 
-    sizes = {rpc: {1} | {formed_batch(p) for p in result.served if p["rpc"] == rpc} for rpc in config.rpcs}
+    formed = {rpc: {formed_batch(p) for p in result.served if p["rpc"] == rpc} for rpc in config.rpcs}
+    sizes = {rpc: {1, REFERENCE_CONCURRENCY} | formed[rpc] for rpc in config.rpcs}
     say(f"{models.size}: engines in-process at batch sizes {sorted(set().union(*sizes.values()))}")
     result.engine = _engine_points(models, config, sizes)
     if config.peers:

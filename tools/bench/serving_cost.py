@@ -22,70 +22,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig
-from t5electra.deployments import names
 from t5electra.server.domain import GenerationParameters
 from t5electra.server.settings import REQUEST_PATH_SWITCHES
 
 from . import engine
 from .checkpoints import ModelPair, small, tiny
 from .points import load_point, served
+from .processes import cpu_spent, serving_processes
 from .profiles import read_folded, recording
 
 RPCS = ("generate", "generate-stream", "detect")
 BATCH = 16
 _TOKENS = 16
 """Generated tokens per request, forced: served and in-process do the same work."""
-ROLES = (
-    ("proxy", "ProxyActor"),
-    ("ingress", f":{names.INGRESS}"),
-    ("t5 replica", f":{names.TEXT_GENERATOR}"),
-    ("electra replica", f":{names.DETECTOR}"),
-    ("controller", "ServeController"),
-    ("raylet", "raylet"),
-    ("gcs", "gcs_server"),
-)
-
-
-def _role(process: psutil.Process) -> str:
-    title = " ".join(process.cmdline())
-    return next((role for role, marker in ROLES if marker in title), "other ray")
-
-
-def serving_processes(root_pid: int) -> dict[int, str]:
-    """Every process of the server's tree, by role."""
-    root = psutil.Process(root_pid)
-    found = {}
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            found[process.pid] = _role(process)
-        except psutil.Error:
-            continue
-    return found
-
-
-def _cpu_s(pids: dict[int, str]) -> dict[str, float]:
-    by_role: dict[str, float] = {}
-    for pid, role in pids.items():
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        by_role[role] = by_role.get(role, 0.0) + times.user + times.system
-    return by_role
-
-
-@contextmanager
-def cpu_spent(root_pid: int) -> Iterator[dict[str, float]]:
-    """CPU seconds each role spent while the block ran (filled in at its end)."""
-    pids = serving_processes(root_pid)
-    before = _cpu_s(pids)
-    spent: dict[str, float] = {}
-    yield spent
-    after = _cpu_s(pids)
-    spent.update({role: after[role] - before.get(role, 0.0) for role in after})
 
 
 def _engine_rates(models: ModelPair, rpcs: tuple[str, ...], dtype: str, duration: float) -> dict[str, dict]:
