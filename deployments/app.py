@@ -36,7 +36,7 @@ def configure_ray_environment(settings: Settings) -> None:
     elsewhere these must be set on the nodes (see docs/cluster.md); the replicas get
     the switches through their runtime environment either way."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(settings.limits.max_request_bytes)
-    os.environ.update(settings.ray_serve_env)
+    os.environ.update(settings.serve_switches())
 
 
 def grpc_options(port: int) -> gRPCOptions:
@@ -47,7 +47,7 @@ def build_app(settings: Settings) -> Application:
     """The three deployments; every replica's environment carries Serve's
     switches and the tracing configuration (``OTEL_*``), so that a cluster
     started elsewhere traces as this process was told to."""
-    env = {**settings.ray_serve_env, **settings.tracing.environment(os.environ)}
+    env = {**settings.serve_switches(), **settings.tracing.environment(os.environ)}
     t5 = TextGeneratorDeployment.options(**settings.t5.deployment_options(env)).bind(settings.t5, settings.limits)
     electra = DetectorDeployment.options(**settings.electra.deployment_options(env)).bind(
         settings.electra, settings.limits

@@ -74,13 +74,21 @@ async def pieces(
     deadline: float | None,
     learn: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Any]:
-    """The deployment's stream, each piece awaited until ``deadline`` at most."""
-    while True:
-        try:
-            piece = await asyncio.wait_for(anext(responses), _left(deadline))
-        except StopAsyncIteration:
-            return
-        except TimeoutError as error:
+    """The deployment's stream, each piece awaited until ``deadline`` at
+    most. Left early (the caller went away), it cancels the model's stream:
+    Serve's direct ingress closes a leaving caller's stream instead of
+    cancelling its task, and closing alone does not reach the model call."""
+    ended = False
+    try:
+        while True:
+            try:
+                piece = await asyncio.wait_for(anext(responses), _left(deadline))
+            except StopAsyncIteration:
+                ended = True
+                return
+            except TimeoutError as error:
+                raise DeadlineExceeded("the deadline passed before the stream ended") from error
+            yield _refused(piece, learn)
+    finally:
+        if not ended:
             responses.cancel()
-            raise DeadlineExceeded("the deadline passed before the stream ended") from error
-        yield _refused(piece, learn)

@@ -13,6 +13,7 @@ import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import grpc
 from ray.serve.grpc_util import RayServegRPCContext
@@ -131,11 +132,12 @@ class OpenInferenceMethods:
         self._t5_gate.check(Asked.of(one, stream=True), time.time())
         with call.model_call(), self._traced(call, "generate_stream") as trace:
             stream = self._t5.options(stream=True).generate_stream.remote(one, trace)
-            async for message in bounded.pieces(stream, ends, self._t5_gate.learn):
-                if isinstance(message, Reply):
-                    call.record(message)
-                    message = message.payload
-                yield inference_wire.streamed_piece(request, name, _MODEL_VERSION, call.request_id, message)
+            async with aclosing(bounded.pieces(stream, ends, self._t5_gate.learn)) as messages:
+                async for message in messages:
+                    if isinstance(message, Reply):
+                        call.record(message)
+                        message = message.payload
+                    yield inference_wire.streamed_piece(request, name, _MODEL_VERSION, call.request_id, message)
 
     async def _infer(
         self, call: Call, request: oip.ModelInferRequest, grpc_context: RayServegRPCContext

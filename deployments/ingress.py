@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -95,16 +95,17 @@ class IngressDeployment(OpenInferenceMethods):
             self._t5_gate.check(Asked.of(domain, stream=True), time.time())
             with call.model_call(), self._traced(call, "generate_stream") as trace:
                 stream = self._t5.options(stream=True).generate_stream.remote(domain, trace)
-                async for message in bounded.pieces(stream, domain.deadline, self._t5_gate.learn):
-                    if isinstance(message, Reply):
-                        call.record(message, logprobs=len(message.payload.tokens))
-                        # Serve's proxy applies the context with each message
-                        # it receives: a stream's trailers go with its last one.
-                        answered(call, grpc_context, call.elapsed_ms())
-                        yield wire.last_stream_response(message)
-                    else:
-                        call.logprobs += len(message.tokens)
-                        yield wire.stream_response(message)
+                async with aclosing(bounded.pieces(stream, domain.deadline, self._t5_gate.learn)) as messages:
+                    async for message in messages:
+                        if isinstance(message, Reply):
+                            call.record(message, logprobs=len(message.payload.tokens))
+                            # Serve's proxy applies the context with each message
+                            # it receives: a stream's trailers go with its last one.
+                            answered(call, grpc_context, call.elapsed_ms())
+                            yield wire.last_stream_response(message)
+                        else:
+                            call.logprobs += len(message.tokens)
+                            yield wire.stream_response(message)
 
     @unary(detection_pb2.DetectReplacementsResponse)
     async def DetectReplacements(

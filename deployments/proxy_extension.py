@@ -19,9 +19,16 @@ frame; it then resumes Serve's generator in a task of its own and cancels it
 while it awaits the next piece, so Serve cancels the call to the replica as
 it does for any other cancel.
 
-Installed by the servicer functions Serve calls in the proxy actor, before
-the server starts (``servicers.py``); only into Serve's proxy, and only on
-the Ray version it was written against (checked, and logged, at start-up).
+**Direct ingress** (``front: haproxy``): an ingress replica serves gRPC
+itself, and its server, too, builds the handler's context from a copy of
+the metadata without the deadline, and yields a stream's pieces for
+grpcio to write: both are mended the same way, and closing Serve's
+generator there is what stops the call.
+
+Installed by the servicer functions Serve calls where a gRPC server starts,
+before it serves (``servicers.py``): into Serve's proxy and into an ingress
+replica's direct-ingress server, and only on the Ray version it was written
+against (checked, and logged, at start-up).
 """
 
 from __future__ import annotations
@@ -149,14 +156,52 @@ def _handlers(original: Callable[..., Any], service_method: str, streaming_type:
     return handler
 
 
-def install(server: Any) -> bool:
-    """Extends the proxy ``server`` belongs to; idempotent. Returns whether
-    it did: not for a server that is not Serve's proxy (a replica's direct
-    ingress), nor on a Ray release it was not written against."""
-    from ray.serve._private.proxy import gRPCProxy
+def _direct_handlers(original: Callable[..., Any], service_method: str, streaming_type: Any) -> Callable[..., Any]:
+    """An ingress replica's own handlers, given the context with the deadline."""
+    from ray.serve._private.proxy_request_response import gRPCStreamingType
 
+    handler = original(service_method=service_method, streaming_type=streaming_type)
+    if streaming_type == gRPCStreamingType.UNARY_UNARY:
+
+        async def unary_unary(request: Any, context: Any) -> Any:
+            return await handler(request, DeadlineContext(context))
+
+        return unary_unary
+    if streaming_type == gRPCStreamingType.UNARY_STREAM:
+
+        async def unary_stream(request: Any, context: Any) -> None:
+            # Written here, as in the proxy: a cancel that lands during a write
+            # lands in this frame, and closing Serve's generator stops the call.
+            async with contextlib.aclosing(handler(request, DeadlineContext(context))) as pieces:
+                async for piece in pieces:
+                    await context.write(piece)
+
+        return unary_stream
+    return handler
+
+
+def _wrapper_for(factory: Any) -> Callable[..., Any] | None:
+    """How to extend the server whose handlers ``factory`` makes: Serve's
+    proxy, an ingress replica's direct-ingress server, or neither."""
+    from ray.serve._private.proxy import gRPCProxy
+    from ray.serve._private.replica import Replica
+
+    owner = getattr(factory, "__self__", None)
+    if isinstance(owner, gRPCProxy):
+        return _handlers
+    if isinstance(owner, Replica):
+        return _direct_handlers
+    return None
+
+
+def install(server: Any) -> bool:
+    """Extends the gRPC server of Serve's proxy, or of an ingress replica
+    under direct ingress, ``server`` is; idempotent. Returns whether it did:
+    not for any other server, nor on a Ray release it was not written
+    against."""
     factory = getattr(server, "service_handler_factory", None)
-    if getattr(server, _INSTALLED, False) or not isinstance(getattr(factory, "__self__", None), gRPCProxy):
+    wrapper = _wrapper_for(factory)
+    if getattr(server, _INSTALLED, False) or wrapper is None:
         return bool(getattr(server, _INSTALLED, False))
     if not ray.__version__.startswith(RAY_VERSIONS):
         logger.warning(
@@ -167,6 +212,6 @@ def install(server: Any) -> bool:
             ", ".join(f"{v}*" for v in RAY_VERSIONS),
         )
         return False
-    server.service_handler_factory = functools.partial(_handlers, factory)
+    server.service_handler_factory = functools.partial(wrapper, factory)
     setattr(server, _INSTALLED, True)
     return True

@@ -27,6 +27,11 @@ REQUEST_PATH_SWITCHES = {
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
 }
 
+HAPROXY_SWITCHES = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+}
+
 
 class Auth(StrictModel):
     """Where the ingress finds the bearer tokens it admits (see ``server/auth.py``
@@ -118,6 +123,12 @@ class Settings(BaseSettings):
         "Service in front of every node wants EveryNode",
     )
     route_prefix: str = Field("/t5electra", description="Serve route prefix; gRPC needs one")
+    front: Literal["proxy", "haproxy"] = Field(
+        "proxy",
+        description="what answers on `port`: Ray Serve's Python gRPC proxy, or HAProxy in front of each ingress "
+        "replica's own gRPC server (Serve's direct ingress: no Python proxy on the request path; "
+        "docs/operations.md says what else it changes)",
+    )
     t5: T5Settings = Field(default_factory=T5Settings)
     electra: ElectraSettings = Field(default_factory=ElectraSettings)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
@@ -131,6 +142,13 @@ class Settings(BaseSettings):
         "`t5electra serve` starts): by default user code and the handle router run on the replica's "
         "main event loop instead of threads of their own",
     )
+
+    def serve_switches(self) -> dict[str, str]:
+        """``ray_serve_env`` and what ``front`` needs of Serve: for HAProxy,
+        direct ingress with a short drain (Serve's own 30 s minimum is for
+        outside balancers; HAProxy learns of a draining replica from Serve)."""
+        front = HAPROXY_SWITCHES if self.front == "haproxy" else {}
+        return {**front, **self.ray_serve_env}
 
     @classmethod
     def settings_customise_sources(

@@ -1,11 +1,13 @@
 """The ingress's RPC methods without Ray: every unary RPC is built by
 ``calls.unary``, which answers the RPC's empty response when the body
-fails (a forgotten ``return`` after the failure used to answer None), and
-``bounded.together`` fails a call made of several model calls as one."""
+fails (a forgotten ``return`` after the failure used to answer None),
+``bounded.together`` fails a call made of several model calls as one, and
+``bounded.pieces`` cancels the model's stream when its caller leaves."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -124,3 +126,41 @@ def test_a_deadline_refusal_a_replica_returns_keeps_its_message() -> None:
     with pytest.raises(DeadlineExceeded, match="before the model answered"):
         asyncio.run(bounded.answer(late, time.time() + 0.05))
     assert late.cancelled
+
+
+class Pieces:
+    """A model deployment's stream, as a DeploymentResponseGenerator gives it."""
+
+    def __init__(self, count: int) -> None:
+        self.left, self.cancelled = count, False
+
+    def __aiter__(self) -> Pieces:
+        return self
+
+    async def __anext__(self) -> str:
+        if not self.left:
+            raise StopAsyncIteration
+        self.left -= 1
+        return "piece"
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_a_stream_left_early_cancels_the_model_call_and_one_read_to_its_end_does_not() -> None:
+    """Serve's direct ingress closes a leaving caller's stream instead of
+    cancelling its task: closing must reach the model call (it decoded on)."""
+
+    async def read(pieces: Pieces, wanted: int) -> None:
+        async with contextlib.aclosing(bounded.pieces(pieces, None)) as messages:
+            async for _ in messages:
+                wanted -= 1
+                if not wanted:
+                    return
+
+    left = Pieces(10)
+    asyncio.run(read(left, 2))
+    assert left.cancelled and left.left == 8
+    whole = Pieces(3)
+    asyncio.run(read(whole, 99))
+    assert not whole.cancelled

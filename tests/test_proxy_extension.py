@@ -1,11 +1,14 @@
 """The proxy extension's parts that need no proxy: the deadline it adds to
-a call's metadata, and where it refuses to install. Its effect through
+a call's metadata (in the proxy and in an ingress replica's own server),
+and where it refuses to install. Its effect through
 Ray's real proxy is tested end to end in ``test_serve_deadlines.py`` (a plain
 client's deadline refused at once; streams cancelled mid-write)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -55,10 +58,60 @@ def test_a_call_without_a_deadline_gets_none_and_the_context_still_delegates() -
     assert grpc_context.codes == ["OK"] and context.peer() == "ipv4:127.0.0.1:5000"
 
 
-def test_only_serves_proxy_is_extended() -> None:
-    class ReplicaServer:  # a direct-ingress replica's server: its factory is not the proxy's
+def test_only_serves_proxy_and_an_ingress_replicas_own_server_are_extended() -> None:
+    class OtherServer:  # a gRPC server whose handlers neither Serve's proxy nor a replica makes
         service_handler_factory = staticmethod(lambda **kwargs: None)
 
-    server = ReplicaServer()
+    server = OtherServer()
     assert proxy_extension.install(server) is False
-    assert server.service_handler_factory is ReplicaServer.service_handler_factory
+    assert server.service_handler_factory is OtherServer.service_handler_factory
+
+
+def _direct(streaming_type: object, handler: object) -> object:
+    """The extended handler an ingress replica's server would get."""
+    return proxy_extension._direct_handlers(lambda **kwargs: handler, "/pkg.Service/Method", streaming_type)
+
+
+def test_an_ingress_replicas_own_handlers_see_the_callers_deadline() -> None:
+    from ray.serve._private.proxy_request_response import gRPCStreamingType
+
+    seen = []
+
+    async def unary(request: str, context: object) -> str:
+        seen.append(dict(context.invocation_metadata()))
+        return request.upper()
+
+    answer = asyncio.run(_direct(gRPCStreamingType.UNARY_UNARY, unary)("hi", GrpcContext((), remaining=1.5)))
+    assert answer == "HI" and DEADLINE_KEY in seen[0]
+
+
+def test_an_ingress_replicas_stream_stops_when_a_cancel_lands_during_a_write() -> None:
+    """A cancel that lands while grpcio writes a piece reaches the handler's
+    frame, and Serve's generator is closed at once (which is what stops the
+    call), not when it is collected."""
+    from ray.serve._private.proxy_request_response import gRPCStreamingType
+
+    closed = []
+
+    async def pieces(request: str, context: object) -> AsyncIterator[str]:
+        try:
+            for n in range(100):
+                yield f"{request}{n}"
+        finally:
+            closed.append(dict(context.invocation_metadata()))
+
+    class Writing(GrpcContext):
+        def __init__(self) -> None:
+            super().__init__((), remaining=3.0)
+            self.written: list[str] = []
+
+        async def write(self, piece: str) -> None:
+            if len(self.written) == 2:
+                raise asyncio.CancelledError  # the caller left during this write
+            self.written.append(piece)
+
+    context = Writing()
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(_direct(gRPCStreamingType.UNARY_STREAM, pieces)("p", context))
+    assert context.written == ["p0", "p1"]
+    assert len(closed) == 1 and DEADLINE_KEY in closed[0]

@@ -32,6 +32,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "embedded tiny one, or 'none' (suggestions off); default: the embedded one with the embedded "
         "discriminator, none with another",
     )
+    serve.add_argument(
+        "--front",
+        choices=("proxy", "haproxy"),
+        help="what answers on the port: Ray Serve's Python gRPC proxy (default) or HAProxy in front of each "
+        "ingress replica's own gRPC server (no Python proxy on the request path; docs/operations.md)",
+    )
     serve.add_argument("--config", type=Path, help="Serve config YAML (e.g. deployments/gpu.yaml)")
     serve.add_argument(
         "--address",
@@ -72,7 +78,7 @@ def _cluster_flags(command: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from t5electra.deployments import lifecycle
 
-    overrides: dict[str, Any] = {"port": args.port}
+    overrides: dict[str, Any] = {"port": args.port, "front": args.front}
     if args.t5_model:
         overrides["t5"] = {"model": args.t5_model}
     electra = {"model": args.electra_model, "generator_model": args.electra_generator}
