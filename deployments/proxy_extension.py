@@ -129,7 +129,44 @@ def _cancel_upstream(pieces: AsyncIterator[Any]) -> None:
     task.add_done_callback(_background.discard)
 
 
-def _handlers(original: Callable[..., Any], service_method: str, streaming_type: Any) -> Callable[..., Any]:
+def _proxy_stream(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Serve's proxy streams by yielding pieces for grpcio to write: here
+    they are written in this frame, where a cancel during a write lands."""
+
+    async def unary_stream(request: Any, context: Any) -> None:
+        wrapped = DeadlineContext(context)
+        pieces = handler(request, wrapped)
+        try:
+            async for piece in pieces:
+                await context.write(piece)
+        except BaseException:  # the caller left: a cancel, or the failed write
+            wrapped.finish()
+            _cancel_upstream(pieces)
+            raise
+
+    return unary_stream
+
+
+def _replica_stream(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """An ingress replica's own server, as the proxy: written in this
+    frame; there closing Serve's generator is what stops the call."""
+
+    async def unary_stream(request: Any, context: Any) -> None:
+        async with contextlib.aclosing(handler(request, DeadlineContext(context))) as pieces:
+            async for piece in pieces:
+                await context.write(piece)
+
+    return unary_stream
+
+
+def _extended(
+    stream: Callable[[Callable[..., Any]], Callable[..., Any]],
+    original: Callable[..., Any],
+    service_method: str,
+    streaming_type: Any,
+) -> Callable[..., Any]:
+    """The handler ``original`` makes, given the context with the deadline;
+    a server-streaming one written as ``stream`` says."""
     from ray.serve._private.proxy_request_response import gRPCStreamingType
 
     handler = original(service_method=service_method, streaming_type=streaming_type)
@@ -140,57 +177,22 @@ def _handlers(original: Callable[..., Any], service_method: str, streaming_type:
 
         return unary_unary
     if streaming_type == gRPCStreamingType.UNARY_STREAM:
-
-        async def unary_stream(request: Any, context: Any) -> None:
-            wrapped = DeadlineContext(context)
-            pieces = handler(request, wrapped)
-            try:
-                async for piece in pieces:
-                    await context.write(piece)
-            except BaseException:  # the caller left: a cancel, or the failed write
-                wrapped.finish()
-                _cancel_upstream(pieces)
-                raise
-
-        return unary_stream
+        return stream(handler)
     return handler
 
 
-def _direct_handlers(original: Callable[..., Any], service_method: str, streaming_type: Any) -> Callable[..., Any]:
-    """An ingress replica's own handlers, given the context with the deadline."""
-    from ray.serve._private.proxy_request_response import gRPCStreamingType
-
-    handler = original(service_method=service_method, streaming_type=streaming_type)
-    if streaming_type == gRPCStreamingType.UNARY_UNARY:
-
-        async def unary_unary(request: Any, context: Any) -> Any:
-            return await handler(request, DeadlineContext(context))
-
-        return unary_unary
-    if streaming_type == gRPCStreamingType.UNARY_STREAM:
-
-        async def unary_stream(request: Any, context: Any) -> None:
-            # Written here, as in the proxy: a cancel that lands during a write
-            # lands in this frame, and closing Serve's generator stops the call.
-            async with contextlib.aclosing(handler(request, DeadlineContext(context))) as pieces:
-                async for piece in pieces:
-                    await context.write(piece)
-
-        return unary_stream
-    return handler
-
-
-def _wrapper_for(factory: Any) -> Callable[..., Any] | None:
-    """How to extend the server whose handlers ``factory`` makes: Serve's
-    proxy, an ingress replica's direct-ingress server, or neither."""
+def _stream_for(factory: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]] | None:
+    """How the server whose handlers ``factory`` makes streams once
+    extended: Serve's proxy, an ingress replica's direct-ingress server, or
+    neither (not extended)."""
     from ray.serve._private.proxy import gRPCProxy
     from ray.serve._private.replica import Replica
 
     owner = getattr(factory, "__self__", None)
     if isinstance(owner, gRPCProxy):
-        return _handlers
+        return _proxy_stream
     if isinstance(owner, Replica):
-        return _direct_handlers
+        return _replica_stream
     return None
 
 
@@ -200,8 +202,8 @@ def install(server: Any) -> bool:
     not for any other server, nor on a Ray release it was not written
     against."""
     factory = getattr(server, "service_handler_factory", None)
-    wrapper = _wrapper_for(factory)
-    if getattr(server, _INSTALLED, False) or wrapper is None:
+    stream = _stream_for(factory)
+    if getattr(server, _INSTALLED, False) or stream is None:
         return bool(getattr(server, _INSTALLED, False))
     if not ray.__version__.startswith(RAY_VERSIONS):
         logger.warning(
@@ -212,6 +214,6 @@ def install(server: Any) -> bool:
             ", ".join(f"{v}*" for v in RAY_VERSIONS),
         )
         return False
-    server.service_handler_factory = functools.partial(wrapper, factory)
+    server.service_handler_factory = functools.partial(_extended, stream, factory)
     setattr(server, _INSTALLED, True)
     return True

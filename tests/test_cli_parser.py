@@ -14,7 +14,7 @@ from t5electra.tools.cli import highlight, parser
 pytestmark = pytest.mark.unit
 
 FLAGS = {
-    "serve": "--address --config --electra-generator --electra-model --port --t5-model",
+    "serve": "--address --config --electra-generator --electra-model --front --port --t5-model",
     "status": "--address --json",
     "shutdown": "--address --all --app",
     "generate": "--address --do-sample --json --logprobs --max-new-tokens --min-new-tokens --no-stream --num-beams "

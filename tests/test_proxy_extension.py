@@ -69,7 +69,8 @@ def test_only_serves_proxy_and_an_ingress_replicas_own_server_are_extended() -> 
 
 def _direct(streaming_type: object, handler: object) -> object:
     """The extended handler an ingress replica's server would get."""
-    return proxy_extension._direct_handlers(lambda **kwargs: handler, "/pkg.Service/Method", streaming_type)
+    make = proxy_extension._replica_stream
+    return proxy_extension._extended(make, lambda **kwargs: handler, "/pkg.Service/Method", streaming_type)
 
 
 def test_an_ingress_replicas_own_handlers_see_the_callers_deadline() -> None:

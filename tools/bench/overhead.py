@@ -29,13 +29,12 @@ from typing import Any
 
 import grpc
 
-from t5electra.clients.loadtest import LoadConfig
 from t5electra.deployments.tracing import OFF, Carrier, Tracing
 from t5electra.server.domain import BatchTiming
 
 from .checkpoints import ModelPair, small, tiny
 from .otlp import counting_receiver, trace_receiver
-from .points import load_point, served
+from .points import closed_loop, load_point, served
 from .processes import free_port
 
 NATIVE_AND_INFER = (("generate", "model-infer-t5"), ("detect", "model-infer-electra"))
@@ -44,15 +43,7 @@ NATIVE_AND_INFER = (("generate", "model-infer-t5"), ("detect", "model-infer-elec
 def _point(address: str, rpc: str, args: argparse.Namespace, say: Callable[[str], None], label: str) -> float:
     """Throughput (requests/s) of one load point."""
     params = {} if "electra" in rpc or rpc == "detect" else {"max_new_tokens": args.max_new_tokens}
-    load = LoadConfig(
-        address=address,
-        rpc=rpc,  # type: ignore[arg-type]
-        concurrency=args.concurrency,
-        duration=args.duration,
-        warmup=args.warmup,
-        timeout=120.0,
-        params=params,
-    )
+    load = closed_loop(address, rpc, args.concurrency, args.duration, args.warmup, params=params)
     return load_point(load, say, label)["throughput_rps"] or 0.0
 
 

@@ -17,6 +17,22 @@ from .checkpoints import ModelPair
 from .processes import SERVE_READY, Started, free_port, started_process
 
 
+def closed_loop(address: str, rpc: str, concurrency: int, duration: float, warmup: float, **more: Any) -> LoadConfig:
+    """The bench's load at one point: ``concurrency`` callers, each sending
+    its next request when the last is answered, measured for ``duration``
+    seconds after ``warmup``; a request waits up to 120 s. ``more``: the
+    rest of :class:`LoadConfig` (params, prompts, mix)."""
+    return LoadConfig(
+        address=address,
+        rpc=rpc,  # type: ignore[arg-type]
+        concurrency=concurrency,
+        duration=duration,
+        warmup=warmup,
+        timeout=120.0,
+        **more,
+    )
+
+
 def load_point(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
     """Runs the load tester with ``load`` and prints one line of its figures."""
     figures = asyncio.run(run_load(load, progress=False)).to_json()

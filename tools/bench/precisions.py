@@ -17,14 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.loadtest import LoadConfig
 from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
 
 from . import engine, peers
 from .checkpoints import ModelPair
 from .figures import REFERENCE_CONCURRENCY, divide
-from .points import load_point, served
+from .points import closed_loop, load_point, served
 from .processes import replica_peak_rss_mb
 
 LONE_NEW_TOKENS = 16
@@ -47,16 +46,7 @@ def _served_points(
     with served(models, threads, workdir, dtype=precision) as (up, address):
 
         def point(rpc: str, concurrency: int, texts: tuple[str, ...], params: dict[str, int]) -> dict[str, Any]:
-            load = LoadConfig(
-                address,
-                rpc=rpc,  # type: ignore[arg-type]
-                concurrency=concurrency,
-                duration=duration,
-                warmup=warmup,
-                timeout=120.0,
-                prompts=texts,
-                params=params,
-            )
+            load = closed_loop(address, rpc, concurrency, duration, warmup, prompts=texts, params=params)
             return load_point(load, say, precision)
 
         figures = {

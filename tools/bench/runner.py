@@ -16,14 +16,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig
+from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS
 from t5electra.deployments.names import TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
 
 from . import checkpoints, engine, peers, precisions
 from .checkpoints import ModelPair
 from .figures import REFERENCE_CONCURRENCY, formed_batch, ratios, scheduling_ratios
-from .points import load_point, served
+from .points import closed_loop, load_point, served
 from .processes import cpu_spent, free_port, replica_peak_rss_mb, started_process
 
 RPCS = ("generate", "generate-stream", "detect")
@@ -125,15 +125,8 @@ def _loads(
     points = []
     for rpc in config.rpcs:
         for concurrency in config.concurrencies:
-            load = LoadConfig(
-                address=address,
-                rpc=rpc,  # type: ignore[arg-type]
-                concurrency=concurrency,
-                duration=config.duration,
-                warmup=config.warmup,
-                timeout=120.0,
-                params={} if rpc == "detect" else {"max_new_tokens": config.max_new_tokens},
-            )
+            params = {} if rpc == "detect" else {"max_new_tokens": config.max_new_tokens}
+            load = closed_loop(address, rpc, concurrency, config.duration, config.warmup, params=params)
             if server_pid is None:
                 points.append(load_point(load, say, label))
                 continue
@@ -151,14 +144,7 @@ def _exact(tokens: int) -> dict[str, int]:
 def _mixed_phase(address: str, config: BenchConfig, say: Callable[[str], None], scheduler: str) -> dict[str, Any]:
     """GenerateStream at the reference concurrency: SHORT and LONG requests
     in turn, then all LONG."""
-    base = LoadConfig(
-        address=address,
-        rpc="generate-stream",
-        concurrency=REFERENCE_CONCURRENCY,
-        duration=config.duration,
-        warmup=config.warmup,
-        timeout=120.0,
-    )
+    base = closed_loop(address, "generate-stream", REFERENCE_CONCURRENCY, config.duration, config.warmup)
     return {
         "mixed": load_point(replace(base, mix=(_exact(SHORT), _exact(LONG))), say, f"{scheduler[:6]} mix"),
         "all_long": load_point(replace(base, params=_exact(LONG)), say, f"{scheduler[:6]} {LONG}"),

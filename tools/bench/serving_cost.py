@@ -28,7 +28,7 @@ from t5electra.server.settings import REQUEST_PATH_SWITCHES
 
 from . import engine
 from .checkpoints import ModelPair, small, tiny
-from .points import load_point, served
+from .points import closed_loop, load_point, served
 from .processes import cpu_spent, serving_processes
 from .profiles import read_folded, recording
 
@@ -70,15 +70,7 @@ def _served_rpc(
 ) -> dict[str, Any]:
     def load(concurrency: int) -> LoadConfig:
         params = {} if rpc == "detect" else {"max_new_tokens": _TOKENS, "min_new_tokens": _TOKENS}
-        return LoadConfig(
-            address=address,
-            rpc=rpc,  # type: ignore[arg-type]
-            concurrency=concurrency,
-            duration=args.duration,
-            warmup=args.warmup,
-            timeout=120.0,
-            params=params,
-        )
+        return closed_loop(address, rpc, concurrency, args.duration, args.warmup, params=params)
 
     single = load_point(load(1), say, "served")
     profiled: dict[str, Any] = {}
