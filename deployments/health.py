@@ -25,9 +25,9 @@ PROBE_MAX_AGE_S = 1.0
 """How old an answer a health or readiness probe may get."""
 REQUEST_MAX_AGE_S = 5.0
 """How old an answer a request's fail-fast check may get. Reading Serve's
-status costs the ingress about 30 ms of CPU (its pydantic models and the
-pickled request-router class of every deployment): under steady load with
-no probes, one read a second was about 7% of the ingress's CPU samples
+status is dear for the ingress (its pydantic models and the pickled
+request-router class of every deployment): under steady load with no
+probes, one read a second was 7.3% of the ingress's CPU samples
 (tools/bench/serving_cost.py --profile)."""
 LIVENESS = "liveness"
 """Health service name that is SERVING whenever a request reaches an

@@ -5,7 +5,6 @@ CPU to its processes."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from t5electra.tools.bench.profiles import read_folded
+from t5electra.tools.bench.profiles import py_spy, read_folded
 from t5electra.tools.bench.serving_cost import main
 
 
@@ -43,8 +42,8 @@ def _py_spy_can_attach() -> bool:
     """Whether py-spy is installed and may read another process here (a
     sibling, as the server's processes are to it): containers without
     CAP_SYS_PTRACE, or with Yama's ptrace scope above 0, forbid it."""
-    spy = shutil.which("py-spy") or Path(sys.executable).with_name("py-spy")
-    if not Path(spy).exists():
+    spy = py_spy()
+    if spy is None:
         return False
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as target:
         try:

@@ -14,7 +14,7 @@ from t5electra.clients.load_report import shown
 from t5electra.clients.loadtest import LoadConfig, run_load
 
 from .checkpoints import ModelPair
-from .processes import SERVE_READY, Started, free_port, started_process
+from .processes import SERVE_READY, Started, cpu_spent, free_port, started_process
 
 
 def closed_loop(address: str, rpc: str, concurrency: int, duration: float, warmup: float, **more: Any) -> LoadConfig:
@@ -33,9 +33,19 @@ def closed_loop(address: str, rpc: str, concurrency: int, duration: float, warmu
     )
 
 
-def load_point(load: LoadConfig, say: Callable[[str], None], label: str) -> dict[str, Any]:
-    """Runs the load tester with ``load`` and prints one line of its figures."""
-    figures = asyncio.run(run_load(load, progress=False)).to_json()
+def load_point(
+    load: LoadConfig, say: Callable[[str], None], label: str, server_pid: int | None = None
+) -> dict[str, Any]:
+    """Runs the load tester with ``load`` and prints one line of its figures;
+    with ``server_pid``, the figures also carry the CPU milliseconds per
+    request each of the server's processes spent over the load (warm-up
+    included, as are its requests)."""
+    if server_pid is None:
+        figures = asyncio.run(run_load(load, progress=False)).to_json()
+    else:
+        with cpu_spent(server_pid) as spent:
+            figures = asyncio.run(run_load(load, progress=False)).to_json()
+        figures["cpu_ms_per_request"] = {role: 1000 * s / max(1, figures["requests"]) for role, s in spent.items()}
     say(
         f"  {label:<10} {load.rpc:<16} c={load.concurrency:<3} {shown(figures['throughput_rps']):>8} req/s  "
         f"{shown(figures.get('tokens_per_s'), '.0f'):>7} tok/s  p50 {shown(figures['latency_ms']['p50']):>7} ms  "

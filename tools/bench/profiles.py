@@ -64,12 +64,18 @@ def read_folded(role: str, folded: Path) -> Frames:
     return Frames(role, total, shares)
 
 
+def py_spy() -> str | None:
+    """py-spy's executable: on PATH, or beside this interpreter (a virtual
+    environment's, when it is not on PATH); None when it is not installed."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 @contextmanager
 def recording(pids: dict[str, int], seconds: float, out: Path) -> Iterator[dict[str, Path]]:
     """py-spy recording each of ``pids`` (role -> pid) for ``seconds``;
     yields where each role's folded stacks go, complete once the block ends."""
-    beside = Path(sys.executable).with_name("py-spy")  # a virtual environment's, when it is not on PATH
-    spy = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    spy = py_spy()
     if spy is None:
         raise RuntimeError("py-spy is not installed: pip install -e '.[dev]'")
     out.mkdir(parents=True, exist_ok=True)

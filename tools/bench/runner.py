@@ -24,7 +24,7 @@ from . import checkpoints, engine, peers, precisions
 from .checkpoints import ModelPair
 from .figures import REFERENCE_CONCURRENCY, formed_batch, ratios, scheduling_ratios
 from .points import closed_loop, load_point, served
-from .processes import cpu_spent, free_port, replica_peak_rss_mb, started_process
+from .processes import free_port, replica_peak_rss_mb, started_process
 
 RPCS = ("generate", "generate-stream", "detect")
 SHORT, LONG = 4, 48
@@ -119,21 +119,14 @@ def machine() -> dict[str, Any]:
 def _loads(
     address: str, config: BenchConfig, say: Callable[[str], None], label: str, server_pid: int | None = None
 ) -> list[dict[str, Any]]:
-    """Every (rpc, concurrency) point; with ``server_pid``, each point also
-    carries the CPU milliseconds per request of each of the server's
-    processes over its load (warm-up included, as are its requests)."""
+    """Every (rpc, concurrency) point; with ``server_pid``, each with the
+    server's CPU by process (``load_point``)."""
     points = []
     for rpc in config.rpcs:
         for concurrency in config.concurrencies:
             params = {} if rpc == "detect" else {"max_new_tokens": config.max_new_tokens}
             load = closed_loop(address, rpc, concurrency, config.duration, config.warmup, params=params)
-            if server_pid is None:
-                points.append(load_point(load, say, label))
-                continue
-            with cpu_spent(server_pid) as spent:
-                point = load_point(load, say, label)
-            point["cpu_ms_per_request"] = {role: 1000 * s / max(1, point["requests"]) for role, s in spent.items()}
-            points.append(point)
+            points.append(load_point(load, say, label, server_pid))
     return points
 
 
@@ -151,7 +144,14 @@ def _mixed_phase(address: str, config: BenchConfig, say: Callable[[str], None], 
     }
 
 
-def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[int]]) -> list[dict[str, Any]]:
+def engine_points(
+    models: ModelPair,
+    config: BenchConfig,
+    sizes: dict[str, set[int]],
+    parameters: GenerationParameters | None = None,
+) -> list[dict[str, Any]]:
+    """Each rpc's engines in-process at each of its batch ``sizes``; T5 with
+    ``parameters`` (default: at most ``config.max_new_tokens`` new tokens)."""
     import torch
 
     from t5electra.server.detector import ReplacementDetector
@@ -159,7 +159,7 @@ def _engine_points(models: ModelPair, config: BenchConfig, sizes: dict[str, set[
 
     torch.set_num_threads(config.torch_threads)
     points = []
-    parameters = GenerationParameters(max_new_tokens=config.max_new_tokens)
+    parameters = parameters or GenerationParameters(max_new_tokens=config.max_new_tokens)
     if {"generate", "generate-stream"} & set(config.rpcs):
         generator = T5Generator(models.t5, dtype=config.dtype)
         for rpc in ("generate", "generate-stream"):
@@ -219,7 +219,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     formed = {rpc: {formed_batch(p) for p in result.served if p["rpc"] == rpc} for rpc in config.rpcs}
     sizes = {rpc: {1, REFERENCE_CONCURRENCY} | formed[rpc] for rpc in config.rpcs}
     say(f"{models.size}: engines in-process at batch sizes {sorted(set().union(*sizes.values()))}")
-    result.engine = _engine_points(models, config, sizes)
+    result.engine = engine_points(models, config, sizes)
     if config.peers:
         missing = peers.available()
         if missing:
