@@ -57,6 +57,18 @@ async def answer(
     return _refused(answered, learn)
 
 
+async def shared(wait: Awaitable[Any], deadline: float | None) -> Any:
+    """The answer to a request that shares its model call with others
+    (``hop.py``), or :class:`DeadlineExceeded` at ``deadline``."""
+    try:
+        answered = await asyncio.wait_for(wait, _left(deadline))
+    except TimeoutError as error:
+        raise DeadlineExceeded("the deadline passed before the model answered") from error
+    if isinstance(answered, Exception):
+        raise answered
+    return answered
+
+
 async def together(waits: Iterable[Awaitable[T]]) -> list[T]:
     """Every answer, in order, for a call made of several model calls (a
     ModelInfer of N texts); the first failure ends them all: the others are

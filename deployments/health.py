@@ -72,6 +72,11 @@ class Readiness:
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return self._cached[1]
 
+    def replicas(self, deployment: str) -> int:
+        """Running replicas of ``deployment`` by the latest answer (0 before
+        the first); never waits."""
+        return 0 if self._cached is None else self._cached[1].replicas.get(deployment, 0)
+
     async def _refresh(self) -> None:
         try:
             self._cached = (time.monotonic(), await asyncio.to_thread(self._read))

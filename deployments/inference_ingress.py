@@ -162,9 +162,7 @@ class OpenInferenceMethods:
                 outputs = inference_wire.generation_outputs([r.payload for r in replies], given.shape, per_text)
             else:
                 detections = inference_wire.detection_requests(given, call.request_id, ends)
-                replies = await bounded.together(
-                    bounded.answer(self._electra.detect.remote(one, trace), ends) for one in detections
-                )
+                replies = await bounded.together(self._detect(one, trace) for one in detections)
                 outputs = inference_wire.detection_outputs([r.payload for r in replies])
         for reply in replies:
             call.record(reply)

@@ -26,7 +26,7 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 from t5electra.protocol import SERVICE_OF_RPC
 from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server.auth import TokenTable
-from t5electra.server.domain import Reply, Usage
+from t5electra.server.domain import Detection, DetectionRequest, Reply, Usage
 from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
@@ -34,10 +34,11 @@ from . import bounded, names, wire
 from .calls import Call, answered, deadline, metadata_value, request_id, unary
 from .gate import Asked, Gate
 from .health import LIVENESS, REQUEST_MAX_AGE_S, Readiness
+from .hop import Hop
 from .inference_ingress import OpenInferenceMethods
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
-from .tracing import Tracing
+from .tracing import Carrier, Tracing
 
 logger = logging.getLogger("ray.serve")
 
@@ -64,6 +65,7 @@ class IngressDeployment(OpenInferenceMethods):
         }
         self._inference_names = settings.open_inference
         self._tracing = Tracing.from_environment(names.INGRESS)
+        self._detect_hop = self._hop(settings)
         self._t5_gate = Gate(settings.limits.max_new_tokens, settings.limits.max_num_return_sequences)
         self._requests = Counter("t5electra_requests", "RPCs answered", ("rpc", "code"))
         self._latency = Histogram("t5electra_latency_ms", "RPC latency inside the server", _LATENCY_BUCKETS, ("rpc",))
@@ -115,7 +117,7 @@ class IngressDeployment(OpenInferenceMethods):
         domain = wire.detection_request(request, call.request_id, deadline(grpc_context))
         await self._require(DETECTION_SERVICE)
         with call.model_call(), self._traced(call, "detect", names.DETECTOR) as trace:
-            reply = await bounded.answer(self._electra.detect.remote(domain, trace), domain.deadline)
+            reply = await self._detect(domain, trace)
         call.record(reply, suggestions=reply.payload.suggestions_made)
         return wire.detect_response(reply)
 
@@ -167,6 +169,23 @@ class IngressDeployment(OpenInferenceMethods):
     def __del__(self) -> None:
         """Serve calls this as the replica stops: spans still buffered are exported."""
         self._tracing.shutdown()
+
+    def _hop(self, settings: Settings) -> Hop[tuple[DetectionRequest, Carrier | None]] | None:
+        """DetectReplacements' shared calls (``hop.py``), when configured:
+        ``electra.ingress_calls_per_replica`` calls out to each running ELECTRA replica."""
+        per_replica = settings.electra.ingress_calls()
+        if not per_replica:
+            return None
+        return Hop(
+            self._electra.detect_many.remote,
+            lambda: per_replica * self._readiness.replicas(names.DETECTOR),
+            settings.electra.max_batch_size,
+        )
+
+    async def _detect(self, request: DetectionRequest, trace: Carrier | None) -> Reply[Detection]:
+        if self._detect_hop is None:
+            return await bounded.answer(self._electra.detect.remote(request, trace), request.deadline)
+        return await bounded.shared(self._detect_hop.call((request, trace)), request.deadline)
 
     def _admit(self, call: Call, grpc_context: RayServegRPCContext) -> None:
         """Checks the caller's bearer token when authentication is on; health

@@ -11,6 +11,7 @@ model computes.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import sys
@@ -238,6 +239,15 @@ class DetectorDeployment:
 
     def tokenize(self, text: str) -> Tokenization:
         return self._engine.tokenize(text)
+
+    async def detect_many(
+        self, requests: list[tuple[DetectionRequest, Carrier | None]]
+    ) -> list[Reply[Detection] | DeadlineExceeded | Exception]:
+        """Each request's answer, or the exception it ended with, for a call
+        that carries several (``hop.py``): they join the batcher together."""
+        return await asyncio.gather(
+            *(self.detect(request, trace) for request, trace in requests), return_exceptions=True
+        )
 
     async def detect(
         self, request: DetectionRequest, trace: Carrier | None = None

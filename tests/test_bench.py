@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from t5electra.tools.bench.figures import REFERENCE_CONCURRENCY
+from t5electra.tools.bench.figures import OVERLOAD_FACTOR, REFERENCE_CONCURRENCY
 
 pytestmark = pytest.mark.system
 
@@ -26,7 +26,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
         "bench",
         "--quick",
         "--rpcs",
-        "detect,generate-stream",
+        "detect,generate,generate-stream",
         "--duration",
         "1",
         "--max-new-tokens",
@@ -51,7 +51,7 @@ def test_every_phase_measured_every_point(bench: tuple[dict, str, Path]) -> None
     assert size["size"] == "tiny" and size["served_startup_s"] > 0
     for system in ("served", "plain"):
         assert {(p["rpc"], p["concurrency"]) for p in size[system]} == {
-            (rpc, c) for rpc in ("detect", "generate-stream") for c in (1, REFERENCE_CONCURRENCY)
+            (rpc, c) for rpc in ("detect", "generate", "generate-stream") for c in (1, REFERENCE_CONCURRENCY)
         }
     assert all("batch_size" in p for p in size["served"]), "every served point knows its batch size"
     formed = {(p["rpc"], max(1, round(p["batch_size"]["mean"]))) for p in size["served"]}
@@ -97,12 +97,34 @@ def test_ratios_follow_from_the_points(bench: tuple[dict, str, Path]) -> None:
         )
 
 
+def test_a_stream_and_the_overload_point_are_judged_against_generate(bench: tuple[dict, str, Path]) -> None:
+    figures, stdout, _ = bench
+    (size,) = figures["sizes"]
+    generate, stream = (
+        next(p for p in size["served"] if p["rpc"] == rpc and p["concurrency"] == REFERENCE_CONCURRENCY)
+        for rpc in ("generate", "generate-stream")
+    )
+    assert size["ratios"]["generate-stream"]["stream_over_unary"] == pytest.approx(
+        stream["tokens_per_s"] / generate["tokens_per_s"]
+    )
+    overload = size["overload"]
+    assert overload["capacity_rps"] == generate["throughput_rps"]
+    assert overload["mode"] == "open" and overload["plain"]
+    assert overload["rate"] == pytest.approx(OVERLOAD_FACTOR * generate["throughput_rps"])
+    assert overload["requests"] == overload["successes"] + sum(overload["errors"].values())
+    assert set(overload["errors"]) <= {"RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}, "overload is refused, never failed"
+    ratios = size["ratios"]["generate"]
+    assert ratios["overload_goodput"] == pytest.approx(overload["goodput_rps"] / generate["throughput_rps"])
+    assert ratios["overload_refusal_p99_ms"] == overload["refusal_ms"]["p99"]
+    assert "overload_goodput" in stdout and "stream_over_unary" in stdout
+
+
 def test_the_servers_cpu_is_accounted_to_its_processes(bench: tuple[dict, str, Path]) -> None:
     """Every served point carries CPU ms per request by process; the ones a
     request crosses spent some, and the table shows them."""
     figures, stdout, plot = bench
     (size,) = figures["sizes"]
-    model = {"detect": "electra replica", "generate-stream": "t5 replica"}
+    model = {"detect": "electra replica", "generate": "t5 replica", "generate-stream": "t5 replica"}
     for point in size["served"]:
         spent = {role for role, ms in point["cpu_ms_per_request"].items() if ms > 0}
         assert {"proxy", "ingress", model[point["rpc"]]} <= spent, point["cpu_ms_per_request"]

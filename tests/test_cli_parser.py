@@ -25,7 +25,7 @@ FLAGS = {
     "loadtest": "--address --concurrency --duration --json --logprobs --max-new-tokens --min-new-tokens --mix "
     "--plain --plot --prompts --rate --requests --rpc --suggestions --timeout --warmup",
     "bench": "--concurrency --dtype --duration --electra-model --json --markdown --max-new-tokens --no-mixed "
-    "--no-peers --peers --plot --precisions --quick --rpcs --sizes --t5-model --torch-threads --workdir",
+    "--no-overload --no-peers --peers --plot --precisions --quick --rpcs --sizes --t5-model --torch-threads --workdir",
     "soak": "--burst-every --burst-factor --duration --json --kill-every --rate --rollout-every --timeout --workdir",
     "make-checkpoints": "--electra-steps --generator-steps --only --out --resume --save-every --seed --state-dir "
     "--t5-steps --threads",

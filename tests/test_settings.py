@@ -150,6 +150,17 @@ def test_every_deployment_has_the_same_shared_fields() -> None:
     assert "max_concurrent_batches" not in type(settings.t5).model_fields
 
 
+def test_the_ingress_shares_detect_calls_only_where_autoscaling_cannot_miss_them() -> None:
+    assert Settings.load().electra.ingress_calls() == 2, "one replica, fixed: calls shared"
+    scaling = Settings.load(electra={"autoscaling": {"min_replicas": 1, "max_replicas": 4}}).electra
+    assert scaling.ingress_calls() == 0, "Ray's autoscaling counts calls: an autoscaled deployment gets one a request"
+    assert Settings.load(electra={"ingress_calls_per_replica": 3}).electra.ingress_calls() == 3
+    off = Settings.load(electra={"ingress_calls_per_replica": 0, "autoscaling": {"min_replicas": 2, "max_replicas": 2}})
+    assert off.electra.ingress_calls() == 0
+    with pytest.raises(ValidationError):
+        Settings.load(electra={"ingress_calls_per_replica": -1})
+
+
 def test_flat_ingress_scaling_of_older_configs_still_applies() -> None:
     old = Settings.load(yaml_args={"ingress": {"min_replicas": 2, "max_replicas": 4}})
     assert (old.ingress.autoscaling.min_replicas, old.ingress.autoscaling.max_replicas) == (2, 4)

@@ -1,6 +1,7 @@
 """The bench's ratios, made from its measured load points: how much of the
 engine's own speed serving keeps, what batching and the scheduler gain,
-and the overhead a request pays on its way through the server."""
+and the overhead a request pays on its way through the server; and the
+targets they are judged by."""
 
 from __future__ import annotations
 
@@ -11,7 +12,36 @@ if TYPE_CHECKING:
 
 REFERENCE_CONCURRENCY = 16
 """The concurrency at which served, plain and engine figures are compared."""
+OVERLOAD_FACTOR = 2.0
+"""The overload point's open-loop rate, in multiples of the closed-loop capacity."""
+OVERLOAD_DEADLINE_S = 2.0
 SCHEDULERS = ("continuous", "static")
+
+# (ratio, rpc) -> (comparison, threshold): what the project aims for.
+TARGETS: dict[tuple[str, str], tuple[str, float]] = {
+    ("serving_efficiency", "generate"): (">=", 0.8),
+    ("serving_efficiency", "detect"): (">=", 0.6),
+    ("served_over_engine_b16", "generate"): (">=", 0.85),
+    ("served_over_engine_b16", "detect"): (">=", 0.8),
+    ("batching_gain", "generate"): (">=", 3.0),
+    ("batching_gain", "detect"): (">=", 5.0),
+    ("served_over_plain", "generate"): (">=", 3.0),
+    ("served_over_plain", "detect"): (">=", 2.0),
+    ("p50_overhead_ms", "generate"): ("<=", 3.0),
+    ("p50_overhead_ms", "detect"): ("<=", 3.0),
+    ("server_cpu_ms_outside_engine", "generate"): ("<=", 2.0),
+    ("server_cpu_ms_outside_engine", "detect"): ("<=", 1.5),
+    ("stream_over_unary", "generate-stream"): (">=", 0.9),
+    ("overload_goodput", "generate"): (">=", 0.95),
+    ("overload_refusal_p99_ms", "generate"): ("<=", 20.0),
+    ("r1_continuous", "generate-stream"): (">=", 0.85),
+    ("r2_continuous", "generate-stream"): ("<=", 0.25),
+    ("continuous_over_static", "generate-stream"): (">=", 1.3),
+    # The peers phase, keyed by precision instead of rpc.
+    ("t5_over_ctranslate2_int8", "int8"): (">=", 1.0),
+    ("electra_over_onnxruntime_int8", "int8"): (">=", 0.8),
+    ("c1_p50_over_float32", "int8"): ("<=", 0.5),
+}
 
 
 def _find(points: list[dict[str, Any]], rpc: str, key: str, value: int) -> dict[str, Any] | None:
@@ -72,6 +102,7 @@ def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
         engine_b16 = _find(result.engine, rpc, "batch_size", REFERENCE_CONCURRENCY)
         server_ms = _summed(_at(served_ref, "cpu_ms_per_request"))
         out[rpc] = {
+            **_cross_rpc(result, rpc),
             "serving_efficiency": divide(rate(served_ref), rate(engine_ref)),
             "served_over_engine_b16": divide(rate(served_ref), rate(engine_b16)),
             "batching_gain": divide(rate(served_ref), rate(served_one)),
@@ -81,6 +112,22 @@ def ratios(result: SizeResult) -> dict[str, dict[str, float | None]]:
             "server_cpu_ms_outside_engine": subtract(server_ms, divide(1000.0, rate(engine_b16))),
         }
     return out
+
+
+def _cross_rpc(result: SizeResult, rpc: str) -> dict[str, float | None]:
+    """What compares ``rpc`` with other phases: a stream's tokens/s over
+    Generate's at the reference concurrency; Generate's overload point
+    (answered in time ÷ capacity, and the p99 time to a refusal)."""
+    if rpc == "generate-stream":
+        unary = _find(result.served, "generate", "concurrency", REFERENCE_CONCURRENCY)
+        stream = _find(result.served, rpc, "concurrency", REFERENCE_CONCURRENCY)
+        return {"stream_over_unary": divide(_at(stream, "tokens_per_s"), _at(unary, "tokens_per_s"))}
+    if rpc == "generate" and result.overload:
+        return {
+            "overload_goodput": divide(_at(result.overload, "goodput_rps"), result.overload["capacity_rps"]),
+            "overload_refusal_p99_ms": _at(result.overload, "refusal_ms", "p99"),
+        }
+    return {}
 
 
 def scheduling_ratios(mixed: dict[str, dict[str, Any]]) -> dict[str, float | None]:

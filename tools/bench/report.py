@@ -8,30 +8,7 @@ from typing import Any
 from t5electra.clients.load_report import shown
 
 from .breakdown import cpu_rows, hop_rows
-from .figures import REFERENCE_CONCURRENCY
-
-# (ratio, rpc) -> (comparison, threshold): what the project aims for.
-TARGETS: dict[tuple[str, str], tuple[str, float]] = {
-    ("serving_efficiency", "generate"): (">=", 0.8),
-    ("serving_efficiency", "detect"): (">=", 0.6),
-    ("served_over_engine_b16", "generate"): (">=", 0.85),
-    ("served_over_engine_b16", "detect"): (">=", 0.8),
-    ("batching_gain", "generate"): (">=", 3.0),
-    ("batching_gain", "detect"): (">=", 5.0),
-    ("served_over_plain", "generate"): (">=", 3.0),
-    ("served_over_plain", "detect"): (">=", 2.0),
-    ("p50_overhead_ms", "generate"): ("<=", 3.0),
-    ("p50_overhead_ms", "detect"): ("<=", 3.0),
-    ("server_cpu_ms_outside_engine", "generate"): ("<=", 2.0),
-    ("server_cpu_ms_outside_engine", "detect"): ("<=", 1.5),
-    ("r1_continuous", "generate-stream"): (">=", 0.85),
-    ("r2_continuous", "generate-stream"): ("<=", 0.25),
-    ("continuous_over_static", "generate-stream"): (">=", 1.3),
-    # The peers phase, keyed by precision instead of rpc.
-    ("t5_over_ctranslate2_int8", "int8"): (">=", 1.0),
-    ("electra_over_onnxruntime_int8", "int8"): (">=", 0.8),
-    ("c1_p50_over_float32", "int8"): ("<=", 0.5),
-}
+from .figures import REFERENCE_CONCURRENCY, TARGETS
 
 
 def verdict(name: str, rpc: str, value: float | None) -> str:

@@ -22,7 +22,14 @@ from t5electra.server.domain import GenerationParameters
 
 from . import checkpoints, engine, peers, precisions
 from .checkpoints import ModelPair
-from .figures import REFERENCE_CONCURRENCY, formed_batch, ratios, scheduling_ratios
+from .figures import (
+    OVERLOAD_DEADLINE_S,
+    OVERLOAD_FACTOR,
+    REFERENCE_CONCURRENCY,
+    formed_batch,
+    ratios,
+    scheduling_ratios,
+)
 from .points import closed_loop, load_point, served
 from .processes import free_port, replica_peak_rss_mb, started_process
 
@@ -53,6 +60,10 @@ class BenchConfig:
     # requests wanting SHORT or LONG tokens in turn, then all LONG, under
     # each T5 scheduler.
     mixed: bool = True
+    # The overload point: Generate open-loop at OVERLOAD_FACTOR times the
+    # served capacity (its closed-loop rate at the reference concurrency),
+    # from a plain gRPC client with an OVERLOAD_DEADLINE_S deadline.
+    overload: bool = True
     # The peers phase (precisions.py): the served system at each of these
     # precisions beside CTranslate2 and ONNX Runtime on one workload.
     peers: bool = True
@@ -80,6 +91,7 @@ class SizeResult:
     plain: list[dict[str, Any]] = field(default_factory=list)
     engine: list[dict[str, Any]] = field(default_factory=list)
     mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overload: dict[str, Any] = field(default_factory=dict)
     peers: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -91,6 +103,7 @@ class SizeResult:
             "plain": self.plain,
             "engine": self.engine,
             "mixed": self.mixed,
+            "overload": self.overload,
             "ratios": ratios(self),
             "scheduling": scheduling_ratios(self.mixed),
             "peers": self.peers,
@@ -144,6 +157,27 @@ def _mixed_phase(address: str, config: BenchConfig, say: Callable[[str], None], 
     }
 
 
+def _overload_point(
+    address: str, config: BenchConfig, served: list[dict[str, Any]], say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Generate past saturation, as a plain client meets it: what is
+    answered within the deadline, and how soon the rest is refused."""
+    capacity = next(
+        (p["throughput_rps"] for p in served if p["rpc"] == "generate" and p["concurrency"] == REFERENCE_CONCURRENCY),
+        None,
+    )
+    if not capacity:
+        return {}
+    load = replace(
+        closed_loop(address, "generate", 1, config.duration, config.warmup),
+        rate=OVERLOAD_FACTOR * capacity,
+        timeout=OVERLOAD_DEADLINE_S,
+        plain=True,
+        params={"max_new_tokens": config.max_new_tokens},
+    )
+    return {**load_point(load, say, "overload"), "capacity_rps": capacity}
+
+
 def engine_points(
     models: ModelPair,
     config: BenchConfig,
@@ -187,6 +221,8 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
     with served(models, config.torch_threads, workdir, "continuous", config.dtype) as (up, address):
         result.startup_s = up.seconds
         result.served = _loads(address, config, say, "served", up.pid)
+        if config.overload and "generate" in config.rpcs:
+            result.overload = _overload_point(address, config, result.served, say)
         if config.mixed:
             result.mixed["continuous"] = _mixed_phase(address, config, say, "continuous")
             result.mixed["continuous"]["replica_peak_rss_mb"] = replica_peak_rss_mb(up.pid, TEXT_GENERATOR)

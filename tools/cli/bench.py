@@ -35,6 +35,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--no-mixed", action="store_true", help="skip the mixed-length phase (continuous vs static T5 scheduler)"
     )
     bench.add_argument(
+        "--no-overload",
+        action="store_true",
+        help="skip the overload point (Generate open-loop at twice the served capacity, 2 s deadline, plain client)",
+    )
+    bench.add_argument(
         "--no-peers",
         action="store_true",
         help="skip the peers phase (served at each precision beside CTranslate2 and ONNX Runtime int8; "
@@ -70,6 +75,7 @@ def _bench(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
         "torch_threads": args.torch_threads,
         "mixed": not args.no_mixed,
+        "overload": not args.no_overload,
         "dtype": args.dtype,
     }
     if args.no_peers or args.peers:
