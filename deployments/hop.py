@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from ray.serve.exceptions import BackPressureError
+
 T = TypeVar("T")
 
 
@@ -72,16 +74,24 @@ class Hop(Generic[T]):
         send: Callable[[list[T]], Response],
         calls_in_flight: Callable[[], int],
         max_requests: int,
+        max_waiting: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._send = send
         self._calls_in_flight = calls_in_flight
         self._max_requests = max_requests
+        self._max_waiting = max_waiting
         self._queue: deque[_Waiting[T]] = deque()
         self._out = 0
         self._tasks: set[asyncio.Task] = set()
 
     async def call(self, request: T) -> Any:
-        """``request``'s answer, as the deployment gave it."""
+        """``request``'s answer, as the deployment gave it; refused at once
+        with Ray's own :class:`BackPressureError` when ``max_waiting``
+        requests already wait (Ray's router refuses so when its queue is
+        full: the caller sees the same RESOURCE_EXHAUSTED either way)."""
+        limit = self._max_waiting()
+        if limit is not None and len(self._queue) >= limit:
+            raise BackPressureError(len(self._queue), limit)
         waiting = _Waiting(request, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
         self._pump()

@@ -173,13 +173,23 @@ class IngressDeployment(OpenInferenceMethods):
     def _hop(self, settings: Settings) -> Hop[tuple[DetectionRequest, Carrier | None]] | None:
         """DetectReplacements' shared calls (``hop.py``), when configured:
         ``electra.ingress_calls_per_replica`` calls out to each running ELECTRA replica."""
-        per_replica = settings.electra.ingress_calls()
+        electra = settings.electra
+        per_replica = electra.ingress_calls()
         if not per_replica:
             return None
+
+        def max_waiting() -> int | None:
+            """What Ray would have held without shared calls: each replica's
+            ``max_ongoing_requests`` and the router's queue."""
+            if electra.max_queued_requests < 0:
+                return None
+            return electra.ongoing_limit() * self._readiness.replicas(names.DETECTOR) + electra.max_queued_requests
+
         return Hop(
             self._electra.detect_many.remote,
             lambda: per_replica * self._readiness.replicas(names.DETECTOR),
-            settings.electra.max_batch_size,
+            electra.max_batch_size,
+            max_waiting,
         )
 
     async def _detect(self, request: DetectionRequest, trace: Carrier | None) -> Reply[Detection]:

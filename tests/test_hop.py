@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
 import pytest
+from ray.serve.exceptions import BackPressureError
 
 from t5electra.deployments import bounded
 from t5electra.deployments.hop import Hop
+from t5electra.deployments.status import to_status_code
 from t5electra.server.errors import DeadlineExceeded, InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -179,5 +182,22 @@ def test_a_caller_stops_waiting_at_its_deadline_and_its_request_is_not_sent() ->
         assert model.calls[1] == ["later"]
         model.answer(1)
         await later
+
+    asyncio.run(scenario())
+
+
+def test_a_request_beyond_the_waiting_bound_is_refused_as_rays_router_refuses_it() -> None:
+    async def scenario() -> None:
+        model = FakeDeployment()
+        hop = Hop(model.send, lambda: 1, max_requests=8, max_waiting=lambda: 2)
+        tasks = [await _started(hop, request) for request in "abc"]
+        with pytest.raises(BackPressureError):
+            await hop.call("d")
+        assert to_status_code(BackPressureError(2, 2))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+        model.answer(0)
+        await model.made(2)
+        assert model.calls[1] == ["b", "c"]
+        model.answer(1)
+        assert await asyncio.gather(*tasks) == [f"answer to {r}" for r in "abc"]
 
     asyncio.run(scenario())
