@@ -175,13 +175,16 @@ class T5Settings(ModelSettings):
         "static: a batch decodes until its longest request ends before others join",
     )
 
-    # 20 ms: below what a reader of streamed text notices, and above a small
-    # model's step on a CPU, where one message per token made streams cost
-    # 2.5x the server CPU of Generate. tools/bench/serving_cost.py, tiny
-    # checkpoints, c=16, two alternating rounds: GenerateStream 997/921 ->
-    # 1265/1114 tokens/s, server CPU 34.1/36.5 -> 26.0/28.3 ms a request.
+    # 50 ms (20 messages a second): smooth to a reader of streamed text, and
+    # several steps of a small model on a CPU, where each message costs the
+    # replica, the ingress and the proxy a Ray streaming item (one per token
+    # made streams cost 2.5x the server CPU of Generate). serving_cost.py
+    # --rpcs generate generate-stream --sizes small --dtype int8, c=16,
+    # alternating 0.02/0.05: GenerateStream 593/512 -> 615/684 tokens/s,
+    # server CPU 58.1/66.0 -> 52.7/47.7 ms a request (0.1: 696, 45.9 ms);
+    # before that 0 -> 0.02 (tiny): 997/921 -> 1265/1114 tokens/s.
     stream_interval_s: float = Field(
-        0.02,
+        0.05,
         ge=0,
         description="GenerateStream: pieces made within this long after the previous message travel "
         "together as one (the first and the last piece never wait); 0 sends one per token",
