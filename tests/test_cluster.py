@@ -204,6 +204,12 @@ def test_draining_a_node_under_load_loses_nothing(cluster: LocalCluster) -> None
         finished = time.monotonic()
         time.sleep(3)
     figures = {"seconds": round(finished - started, 1), **calls.account(started, finished + 3)}
+    # Ray stops a drained node once nothing runs on it, or at the drain's
+    # deadline (120 s): the next test reads the cluster without it.
+    cluster.wait_for(
+        lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == draining), "drained node stopped", 180
+    )
+    figures["node_stopped_s"] = round(time.monotonic() - started, 1)
     print(f"\nnode drain: {json.dumps(figures)}")
     calls.check(figures)
 
