@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
-from t5electra.server.errors import RETURNED, DeadlineExceeded
+from t5electra.server.errors import DeadlineExceeded
 
 T = TypeVar("T")
 
@@ -28,12 +28,13 @@ def _left(deadline: float | None) -> float | None:
 
 def _refused(answer: Any, learn: Callable[[Any], None] | None = None) -> Any:
     """A model replica returns its refusals and expiries (``RETURNED``)
-    instead of raising them, to keep them cheap: here they are raised.
+    instead of raising them, to keep them cheap, and a shared call
+    (``hop.py``) each request's own failure: here they are raised.
     ``learn`` is given the admission horizon a refusal or a reply carries
     (T5's)."""
     if learn is not None and (horizon := getattr(answer, "horizon", None)) is not None:
         learn(horizon)
-    if isinstance(answer, RETURNED):
+    if isinstance(answer, Exception):
         raise answer
     return answer
 
@@ -64,9 +65,7 @@ async def shared(wait: Awaitable[Any], deadline: float | None) -> Any:
         answered = await asyncio.wait_for(wait, _left(deadline))
     except TimeoutError as error:
         raise DeadlineExceeded("the deadline passed before the model answered") from error
-    if isinstance(answered, Exception):
-        raise answered
-    return answered
+    return _refused(answered)
 
 
 async def together(waits: Iterable[Awaitable[T]]) -> list[T]:

@@ -2,9 +2,10 @@
 
 Every Ray actor call costs both ends CPU of their own (the router choosing a
 replica, pickling, the core worker's RPC, the replica receiving and
-answering it): about 3 ms in the ingress and as much in the ELECTRA replica
-on the machines measured, more than the model's work on one text at batch
-16. The ingress can instead keep at most ``calls_in_flight`` calls out to a
+answering it): with one call a request, most of the ingress's and the
+ELECTRA replica's CPU outside the engine (``serving_cost.py --profile``;
+the figures in docs/benchmarks.md), more than the model's work on one text
+at batch 16. The ingress can instead keep at most ``calls_in_flight`` calls out to a
 deployment, each carrying every request that arrived while the others were
 out (up to ``max_requests``): a lone caller's request leaves at once, alone,
 and under load a batch shares the hop's cost, which the replica's own

@@ -205,9 +205,11 @@ class T5Settings(ModelSettings):
 
 
 AUTO_INGRESS_CALLS = 2
-"""Two calls out per replica: one being scored while the next one fills.
-One call left the replica idle for each answer's way back (detect, c=16,
-small int8 shapes: served ÷ engine 0.29 with either, by one run each)."""
+"""Calls out per ELECTRA replica under ``auto``. Measured (serving_cost.py
+--rpcs detect --sizes small --dtype int8, c=16) 1, 2 and 4 alike within
+the noise (served ÷ engine 0.29, 0.28-0.29, 0.27); 2 lets one call fill
+while another is scored, for replicas whose batch outlasts the hop's round
+trip."""
 
 
 class ElectraSettings(ModelSettings):
