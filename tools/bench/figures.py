@@ -41,6 +41,10 @@ TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("t5_over_ctranslate2_int8", "int8"): (">=", 1.0),
     ("electra_over_onnxruntime_int8", "int8"): (">=", 0.8),
     ("c1_p50_over_float32", "int8"): ("<=", 0.5),
+    # The engines in-process against the peers (head_to_head.py).
+    ("t5_int8_over_ctranslate2_int8_b16", "engines"): (">=", 1.0),
+    ("t5_int8_over_ctranslate2_int8_b1", "engines"): (">=", 1.0),
+    ("electra_int8_over_onnxruntime_int8_b16", "engines"): (">=", 1.0),
 }
 
 

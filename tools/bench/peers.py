@@ -11,11 +11,8 @@ to the bench's work directory, never into the installed package.
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 PEER_PROMPT = "translate English to German: the old teacher reads the long letter to the happy children in the garden"
 """The peers phase's one prompt (about 25 tokens of the embedded tokenizer)."""
@@ -28,6 +25,8 @@ PEER_SENTENCES = (
 )
 """The peers phase's texts: four sentences of 15 to 20 words."""
 PEER_BATCH = 16
+PEER_BATCHES = (1, PEER_BATCH)
+"""Batch 1 is every interactive caller's latency; 16 the bench's reference load."""
 
 
 def available() -> str | None:
@@ -36,42 +35,10 @@ def available() -> str | None:
     return f"missing {', '.join(missing)}: pip install '.[peers]'" if missing else None
 
 
-@dataclass(frozen=True)
-class PeerPoint:
-    """One peer at one batch size: ``items`` are tokens (T5) or texts (ELECTRA)."""
-
-    peer: str
-    model: str
-    batch_size: int
-    items_per_s: float
-    unit: str
-    batches: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "peer": self.peer,
-            "model": self.model,
-            "batch_size": self.batch_size,
-            self.unit: round(self.items_per_s, 1),
-            "batches": self.batches,
-        }
-
-
-def _repeat(work: Callable[[], int], duration: float) -> tuple[float, int]:
-    """Runs ``work`` (which returns items done) for about ``duration``
-    seconds after one warm-up call, at least twice; items per second."""
-    work()
-    items = batches = 0
-    started = time.perf_counter()
-    while batches < 2 or time.perf_counter() - started < duration:
-        items += work()
-        batches += 1
-    return items / (time.perf_counter() - started), batches
-
-
-def ctranslate2_t5(model: str, workdir: Path, batch_size: int, duration: float, threads: int = 1) -> PeerPoint:
-    """CTranslate2 int8 greedy decoding of ``PEER_PROMPT``, ``PEER_NEW_TOKENS``
-    new tokens forced, ``batch_size`` copies a batch."""
+def ctranslate2_t5(model: str, workdir: Path, batch_size: int, threads: int = 1) -> Callable[[], int]:
+    """One batch of CTranslate2 int8 greedy decoding of ``PEER_PROMPT``,
+    ``PEER_NEW_TOKENS`` new tokens forced, ``batch_size`` copies, tokenizing
+    and detokenizing counted as the engine's are; returns tokens made."""
     import ctranslate2
     from transformers import AutoTokenizer
 
@@ -82,24 +49,28 @@ def ctranslate2_t5(model: str, workdir: Path, batch_size: int, duration: float, 
         str(converted), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
     )
     tokenizer = AutoTokenizer.from_pretrained(model)
-    source = tokenizer.convert_ids_to_tokens(tokenizer.encode(PEER_PROMPT))
 
     def work() -> int:
+        source = [tokenizer.convert_ids_to_tokens(tokenizer.encode(PEER_PROMPT)) for _ in range(batch_size)]
         results = translator.translate_batch(
-            [source] * batch_size,
+            source,
             beam_size=1,
             max_decoding_length=PEER_NEW_TOKENS,
             min_decoding_length=PEER_NEW_TOKENS,
         )
-        return sum(len(r.hypotheses[0]) for r in results)
+        hypotheses = [r.hypotheses[0] for r in results]
+        tokenizer.batch_decode([tokenizer.convert_tokens_to_ids(h) for h in hypotheses], skip_special_tokens=True)
+        return sum(len(h) for h in hypotheses)
 
-    rate, batches = _repeat(work, duration)
-    return PeerPoint("CTranslate2 int8", Path(model).name, batch_size, rate, "tokens_per_s", batches)
+    return work
 
 
-def onnxruntime_electra(model: str, workdir: Path, batch_size: int, duration: float, threads: int = 1) -> PeerPoint:
-    """ONNX Runtime with dynamic int8 quantization scoring ``PEER_SENTENCES``
-    in batches of ``batch_size`` (padded to the longest, as the server does)."""
+def onnxruntime_electra(model: str, workdir: Path, batch_size: int, threads: int = 1) -> Callable[[], int]:
+    """One batch of ONNX Runtime with dynamic int8 quantization scoring
+    ``PEER_SENTENCES`` (padded to the longest, as the server does), doing
+    what the engine does around the model: tokenizing with character
+    offsets, and each text's per-token probabilities as Python floats;
+    returns texts scored."""
     import numpy as np
     import onnxruntime
     from transformers import AutoTokenizer
@@ -112,14 +83,15 @@ def onnxruntime_electra(model: str, workdir: Path, batch_size: int, duration: fl
     texts = [PEER_SENTENCES[i % len(PEER_SENTENCES)] for i in range(batch_size)]
 
     def work() -> int:
-        encoded = tokenizer(texts, padding=True, return_tensors="np")
+        encoded = tokenizer(texts, padding=True, return_tensors="np", return_offsets_mapping=True)
         inputs = {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
         logits = session.run(None, inputs)[0]
-        probabilities = 1 / (1 + np.exp(-logits))  # what a caller gets, as the server computes it
-        return len(probabilities)
+        probabilities = (1 / (1 + np.exp(-logits))).tolist()  # what a caller gets, as the server computes it
+        lengths = encoded["attention_mask"].sum(axis=1).tolist()
+        scored = [p[1 : n - 1] for p, n in zip(probabilities, lengths, strict=True)]
+        return len(scored)
 
-    rate, batches = _repeat(work, duration)
-    return PeerPoint("ONNX Runtime int8", Path(model).name, batch_size, rate, "texts_per_s", batches)
+    return work
 
 
 def _onnx_int8(model: str, workdir: Path) -> Path:
@@ -148,15 +120,3 @@ def _onnx_int8(model: str, workdir: Path) -> Path:
     )
     quantize_dynamic(str(exported), str(quantized), weight_type=QuantType.QInt8)
     return quantized
-
-
-def measure(t5: str, electra: str, workdir: Path, duration: float, threads: int = 1) -> list[PeerPoint]:
-    """Both peers at batch 1 and at ``PEER_BATCH``."""
-    return [
-        point
-        for batch in (1, PEER_BATCH)
-        for point in (
-            ctranslate2_t5(t5, workdir, batch, duration, threads),
-            onnxruntime_electra(electra, workdir, batch, duration, threads),
-        )
-    ]

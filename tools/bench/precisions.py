@@ -7,8 +7,8 @@ Generate at the reference concurrency on :data:`~.peers.PEER_PROMPT` with
 48 new tokens forced, DetectReplacements at the reference concurrency on
 :data:`~.peers.PEER_SENTENCES`, Generate at concurrency 1 with 16 new
 tokens (the latency a lone caller sees), and each model replica's peak
-memory. The engines then run in-process at each precision and the peers at
-batch 1 and 16, one thread each.
+memory. The engines at each precision and the peers then race in-process
+(``head_to_head.py``) at batch 1 and 16, one thread each.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
-from t5electra.server.domain import GenerationParameters
 
-from . import engine, peers
+from . import head_to_head, peers
 from .checkpoints import ModelPair
 from .figures import REFERENCE_CONCURRENCY, divide
 from .points import closed_loop, load_point, served
@@ -60,23 +59,6 @@ def _served_points(
     return figures
 
 
-def _engine_points(models: ModelPair, precision: str, duration: float) -> dict[str, Any]:
-    """This project's engines in-process on the same workload, at batch 1 and 16."""
-    from t5electra.server.detector import ReplacementDetector
-    from t5electra.server.generator import T5Generator
-
-    generator = T5Generator(models.t5, dtype=precision)
-    parameters = GenerationParameters(**_exact(peers.PEER_NEW_TOKENS))
-    detector = ReplacementDetector(models.electra, dtype=precision)
-    out: dict[str, Any] = {}
-    for batch in (1, peers.PEER_BATCH):
-        t5 = engine.measure_generation(generator, (peers.PEER_PROMPT,), parameters, batch, duration, stream=False)
-        electra = engine.measure_detection(detector, peers.PEER_SENTENCES, batch, duration)
-        out[f"t5_batch_{batch}_tokens_per_s"] = t5.to_json()["tokens_per_s"]
-        out[f"electra_batch_{batch}_texts_per_s"] = electra.to_json()["throughput_rps"]
-    return out
-
-
 def run_phase(
     models: ModelPair,
     precisions: tuple[str, ...],
@@ -85,18 +67,17 @@ def run_phase(
     duration: float,
     warmup: float,
     engine_duration: float,
+    rounds: int,
     workdir: Path,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """The phase's figures and ratios as a JSON-ready dict."""
-    import torch
-
     say(f"{models.size}: peers phase, served at {', '.join(precisions)}")
     served_by = {p: _served_points(models, p, threads, duration, warmup, workdir, say) for p in precisions}
-    torch.set_num_threads(threads)
-    say(f"{models.size}: engines in-process at {', '.join(precisions)}; peers in-process")
-    engines = {p: _engine_points(models, p, engine_duration) for p in precisions}
-    found = [p.to_json() for p in peers.measure(models.t5, models.electra, workdir, engine_duration, threads)]
+    say(f"{models.size}: engines at {', '.join(precisions)} and the peers in-process, head to head")
+    race = head_to_head.run(
+        models.t5, models.electra, precisions, workdir, rounds=rounds, seconds=engine_duration, threads=threads, say=say
+    )
     return {
         "workload": {
             "prompt": peers.PEER_PROMPT,
@@ -105,22 +86,22 @@ def run_phase(
             "concurrency": REFERENCE_CONCURRENCY,
         },
         "served": served_by,
-        "engine": engines,
-        "peers": found,
-        "ratios": peer_ratios(served_by, found),
+        "head_to_head": race,
+        "ratios": {**peer_ratios(served_by, race["entries"]), "engines": race["ratios"]},
     }
 
 
-def _peer(found: list[dict[str, Any]], name: str, batch: int, unit: str) -> float | None:
-    return next((p[unit] for p in found if p["peer"] == name and p["batch_size"] == batch), None)
+def _peer(entries: list[dict[str, Any]], name: str) -> float | None:
+    return next((e["median"] for e in entries if e["contestant"] == name and e["batch_size"] == peers.PEER_BATCH), None)
 
 
-def peer_ratios(served_by: dict[str, dict[str, Any]], found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def peer_ratios(served_by: dict[str, dict[str, Any]], entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per precision: served T5 tokens/s over CTranslate2 int8 at batch 16,
-    served DetectReplacements texts/s over ONNX Runtime int8 at batch 16,
-    and the concurrency-1 Generate p50 over float32's."""
-    ct2 = _peer(found, "CTranslate2 int8", peers.PEER_BATCH, "tokens_per_s")
-    ort = _peer(found, "ONNX Runtime int8", peers.PEER_BATCH, "texts_per_s")
+    served DetectReplacements texts/s over ONNX Runtime int8 at batch 16
+    (the head-to-head race's medians), and the concurrency-1 Generate p50
+    over float32's."""
+    ct2 = _peer(entries, "CTranslate2 int8")
+    ort = _peer(entries, "ONNX Runtime int8")
     lone_float32 = served_by.get("float32", {}).get("generate_c1", {}).get("latency_ms", {}).get("p50")
     return {
         precision: {

@@ -7,6 +7,7 @@ from typing import Any
 
 from t5electra.clients.load_report import shown
 
+from . import cpu, head_to_head, peers
 from .breakdown import cpu_rows, hop_rows
 from .figures import REFERENCE_CONCURRENCY, TARGETS
 
@@ -74,9 +75,14 @@ def peers_rows(size: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     phase = size.get("peers") or {}
     if "served" not in phase:
         return [], []
+    race = phase["head_to_head"]
     rows = []
     for precision, figures in phase["served"].items():
-        engine = phase["engine"].get(precision, {})
+        engine = {
+            e["model"]: e["median"]
+            for e in race["entries"]
+            if e["contestant"] == f"engine {precision}" and e["batch_size"] == peers.PEER_BATCH
+        }
         memory = figures.get("replica_peak_rss_mb", {})
         rows.append(
             [
@@ -85,23 +91,12 @@ def peers_rows(size: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
                 shown(figures["detect"].get("throughput_rps"), ".1f"),
                 shown(figures["generate_c1"]["latency_ms"].get("p50"), ".1f"),
                 *(shown(value, ".0f") for value in memory.values()),
-                shown(engine.get("t5_batch_16_tokens_per_s"), ".0f"),
-                shown(engine.get("electra_batch_16_texts_per_s"), ".1f"),
+                shown(engine.get("t5"), ".0f"),
+                shown(engine.get("electra"), ".1f"),
             ]
         )
-    peer_rows = [
-        [
-            p["peer"],
-            str(p["batch_size"]),
-            shown(p.get("tokens_per_s") or p.get("texts_per_s"), ".1f"),
-            "tokens/s" if "tokens_per_s" in p else "texts/s",
-        ]
-        for p in phase["peers"]
-    ]
-    return rows, peer_rows
+    return rows, head_to_head.rows(race)
 
-
-PEER_HEADER = ["peer, in-process, 1 thread", "batch", "rate", "unit"]
 
 
 def _peer_ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
@@ -124,6 +119,14 @@ def _peers_caption(size: dict[str, Any]) -> str:
     return (
         f"peers, one workload: Generate c={workload['concurrency']} on one prompt with {workload['new_tokens']} new "
         f"tokens forced, DetectReplacements c={workload['concurrency']} on {len(workload['sentences'])} sentences"
+    )
+
+
+def _race_caption(size: dict[str, Any]) -> str:
+    race = size["peers"]["head_to_head"]
+    return (
+        f"engines and peers in-process, {race['threads']} thread, median of {race['rounds']} alternating rounds of "
+        f"at least {race['min_batches']} batches each; {cpu.line(race['cpu'])}"
     )
 
 
@@ -179,7 +182,7 @@ def table(bench: dict[str, Any]) -> str:
         served_rows, peer_rows = peers_rows(size)
         if served_rows:
             lines += ["", _peers_caption(size), *_text_table(PEERS_HEADER, served_rows)]
-            lines += ["", *_text_table(PEER_HEADER, peer_rows)]
+            lines += ["", _race_caption(size), *_text_table(head_to_head.HEADER, peer_rows)]
         elif "skipped" in (size.get("peers") or {}):
             lines += ["", f"peers phase skipped: {size['peers']['skipped']}"]
         lines.append("ratios:")
@@ -270,7 +273,7 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         served_rows, peer_rows = peers_rows(size)
         if served_rows:
             lines += ["", _peers_caption(size) + ":", "", *_markdown_table(PEERS_HEADER, served_rows)]
-            lines += ["", *_markdown_table(PEER_HEADER, peer_rows)]
+            lines += ["", _race_caption(size), "", *_markdown_table(head_to_head.HEADER, peer_rows)]
         lines += ["", "| rpc | ratio | value | target |", "| --- | --- | --- | --- |"]
         for rpc, name, value in _ratio_rows(size):
             lines.append(f"| {rpc} | {name} | {shown(value, '.3g')} | {verdict(name, rpc, value) or '-'} |")

@@ -20,7 +20,7 @@ from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS
 from t5electra.deployments.names import TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
 
-from . import checkpoints, engine, peers, precisions
+from . import checkpoints, cpu, engine, peers, precisions
 from .checkpoints import ModelPair
 from .figures import (
     OVERLOAD_DEADLINE_S,
@@ -65,8 +65,10 @@ class BenchConfig:
     # from a plain gRPC client with an OVERLOAD_DEADLINE_S deadline.
     overload: bool = True
     # The peers phase (precisions.py): the served system at each of these
-    # precisions beside CTranslate2 and ONNX Runtime on one workload.
+    # precisions beside CTranslate2 and ONNX Runtime on one workload, then
+    # the engines and the peers in-process over ``peer_rounds`` rounds.
     peers: bool = True
+    peer_rounds: int = 3
     precisions: tuple[str, ...] = ("float32", "bfloat16", "int8")
 
     @classmethod
@@ -114,13 +116,8 @@ def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        cpu = names[0] if names else cpu
     return {
-        "cpu": cpu,
+        **cpu.describe(),
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),
@@ -269,6 +266,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
                 duration=config.duration,
                 warmup=config.warmup,
                 engine_duration=config.engine_duration,
+                rounds=config.peer_rounds,
                 workdir=workdir,
                 say=say,
             )
