@@ -98,7 +98,6 @@ def peers_rows(size: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     return rows, head_to_head.rows(race)
 
 
-
 def _peer_ratio_rows(size: dict[str, Any]) -> list[tuple[str, str, float | None]]:
     ratios = (size.get("peers") or {}).get("ratios", {})
     return [(precision, name, value) for precision, values in ratios.items() for name, value in values.items()]
