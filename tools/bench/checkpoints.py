@@ -23,7 +23,7 @@ from transformers import (
 
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 
-# The published configurations of t5-small and electra-small-discriminator.
+# The published configurations of t5-small, t5-base and electra-small-discriminator.
 T5_SMALL = {
     "d_model": 512,
     "d_kv": 64,
@@ -33,6 +33,14 @@ T5_SMALL = {
     "num_heads": 8,
     "vocab_size": 32128,
     "feed_forward_proj": "relu",
+}
+T5_BASE = {
+    **T5_SMALL,
+    "d_model": 768,
+    "d_ff": 3072,
+    "num_layers": 12,
+    "num_decoder_layers": 12,
+    "num_heads": 12,
 }
 ELECTRA_SMALL = {
     "embedding_size": 128,
@@ -63,20 +71,21 @@ def small(workdir: Path, t5: str | None = None, electra: str | None = None) -> M
     """The small pair; models not given are written to ``workdir`` with random weights."""
     made = []
     if t5 is None:
-        t5 = str(_random_t5(workdir / "t5-small-random"))
+        t5 = str(random_t5(workdir / "t5-small-random"))
         made.append("t5-small")
     if electra is None:
-        electra = str(_random_electra(workdir / "electra-small-random"))
+        electra = str(random_electra(workdir / "electra-small-random"))
         made.append("electra-small-discriminator")
     weights = "real weights" if not made else f"random weights, embedded tokenizers: {', '.join(made)}"
     return ModelPair("small", t5, electra, weights)
 
 
-def _random_t5(out: Path) -> Path:
+def random_t5(out: Path, shape: dict[str, int | str] = T5_SMALL) -> Path:
+    """A T5 of ``shape`` with random weights and the embedded tokenizer, saved to ``out``."""
     tokenizer = AutoTokenizer.from_pretrained(TINY_T5)
     torch.manual_seed(0)
     config = T5Config(
-        **T5_SMALL,
+        **shape,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
@@ -86,7 +95,8 @@ def _random_t5(out: Path) -> Path:
     return out
 
 
-def _random_electra(out: Path) -> Path:
+def random_electra(out: Path) -> Path:
+    """An electra-small discriminator with random weights and the embedded tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(TINY_ELECTRA)
     torch.manual_seed(0)
     config = ElectraConfig(**ELECTRA_SMALL, pad_token_id=tokenizer.pad_token_id)
