@@ -63,13 +63,12 @@ def penalise_repetitions(scores: torch.Tensor, seen: torch.Tensor, penalty: torc
 
 
 def forbid_eos(scores: torch.Tensor, eos_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """End-of-sequence is impossible on ``rows`` (bool per row). Only the
-    end-of-sequence columns are touched: a vocabulary-wide mask cost a
-    t5-small step (16 rows, int8) a tenth of its time."""
-    if not bool(rows.any()):
-        return scores
-    scores = scores.clone()
-    scores[:, eos_ids] = scores[:, eos_ids].masked_fill(rows[:, None], -float("inf"))
+    """End-of-sequence is impossible on ``rows`` (bool per row), written into
+    ``scores`` in place. Only the end-of-sequence columns are touched: a
+    vocabulary-wide mask cost a t5-small step (16 rows, int8) a tenth of its
+    time, and a copy of the logits to mask them 0.5 ms a step at 16 rows."""
+    if bool(rows.any()):
+        scores[:, eos_ids] = scores[:, eos_ids].masked_fill(rows[:, None], -float("inf"))
     return scores
 
 
@@ -99,7 +98,8 @@ def process(
     eos_ids: torch.Tensor,
 ) -> torch.Tensor:
     """Scores after every processor that applies to each row: greedy rows get
-    the repetition penalty and min-new-tokens, sampling rows the warpers too."""
+    the repetition penalty and min-new-tokens, sampling rows the warpers too.
+    ``scores`` are the caller's to give: they may be changed in place."""
     if bool((params.repetition_penalty != 1.0).any()):
         scores = penalise_repetitions(scores, seen, params.repetition_penalty)
     scores = forbid_eos(scores, eos_ids, generated < params.min_new_tokens)
