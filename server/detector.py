@@ -15,6 +15,7 @@ import torch
 from transformers import ElectraForPreTraining
 
 from . import words as wording
+from .discriminator_pass import DiscriminatorPass, supported
 from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenScore
 from .errors import InvalidInput, NotConfigured
 from .loading import load_pretrained
@@ -90,6 +91,7 @@ class ReplacementDetector:
         limit = min(positions, model_max) if model_max and model_max < 1_000_000 else positions
         # Room for [CLS] and [SEP] around every window.
         self.window = limit - 2
+        self._forward = DiscriminatorPass(self.model) if supported(self.model) else self._model_forward
         self.generator = (
             None if generator is None else SuggestionGenerator(generator, device=self.device, dtype=self.precision)
         )
@@ -194,12 +196,12 @@ class ReplacementDetector:
         inputs = [[tok.cls_token_id, *row, tok.sep_token_id] for row in rows]
         padded = tok.pad({"input_ids": inputs}, return_tensors="pt")
         with torch.inference_mode():
-            logits = self.model(
-                input_ids=padded["input_ids"].to(self.device),
-                attention_mask=padded["attention_mask"].to(self.device),
-            ).logits
+            logits = self._forward(padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device))
         probabilities = torch.sigmoid(logits.float()).tolist()
         return [p[1 : 1 + len(row)] for p, row in zip(probabilities, rows, strict=True)]
+
+    def _model_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def _detection(
         self, index: int, prepared: PreparedDetection, window_scores: dict[tuple[int, int], list[float]]
