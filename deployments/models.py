@@ -210,7 +210,9 @@ class DetectorDeployment:
             limits=limits,
             generator=settings.generator_model,
             max_batch_tokens=settings.max_batch_tokens,
+            compile=settings.compile,
         )
+        self._engine.warm_up()
         self._metrics = BatchMetrics(self._engine.name)
         planner: BatchPlanner[PreparedDetection] = BatchPlanner(
             settings.max_batch_size,

@@ -239,8 +239,17 @@ class ElectraSettings(ModelSettings):
         "count is fixed (min = max) and 0 when it autoscales",
     )
 
+    compile: bool = Field(
+        False,
+        description="int8/bfloat16: compile the discriminator's pass (one graph for all shapes; electra-small int8, "
+        "1 thread: 1.6x at 1 text, 1.15x at 16) before the replica reports ready (about 60 s, 15 s with "
+        "inductor's disk cache warm); float32 stays eager",
+    )
+
     @model_validator(mode="after")
-    def _resolve_generator(self) -> ElectraSettings:
+    def _checked(self) -> ElectraSettings:
+        if self.compile and self.dtype not in ("int8", "bfloat16"):
+            raise ValueError(f"electra.compile needs dtype int8 or bfloat16 (float32 stays eager), got {self.dtype}")
         # A generator must share the discriminator's vocabulary: the embedded
         # one goes with the embedded discriminator only, unless asked for.
         if self.generator_model == "auto":

@@ -8,6 +8,7 @@ whole text is covered, never truncated.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -15,6 +16,7 @@ import torch
 from transformers import ElectraForPreTraining
 
 from . import words as wording
+from .compiling import compiled
 from .discriminator_pass import DiscriminatorPass, supported
 from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenScore
 from .errors import InvalidInput, NotConfigured
@@ -79,6 +81,7 @@ class ReplacementDetector:
         limits: Limits | None = None,
         generator: str | None = None,
         max_batch_tokens: int = 8192,
+        compile: bool = False,
     ) -> None:
         self.limits = limits or Limits()
         self.max_batch_tokens = max_batch_tokens
@@ -92,6 +95,8 @@ class ReplacementDetector:
         # Room for [CLS] and [SEP] around every window.
         self.window = limit - 2
         self._forward = DiscriminatorPass(self.model) if supported(self.model) else self._model_forward
+        if compile:
+            self._forward = compiled(self._forward, self.precision)
         self.generator = (
             None if generator is None else SuggestionGenerator(generator, device=self.device, dtype=self.precision)
         )
@@ -133,6 +138,14 @@ class ReplacementDetector:
         if self.generator is not None:
             detections = self._with_suggestions(batch, detections)
         return [_in_unit(d, p.request) for d, p in zip(detections, batch, strict=True)]
+
+    def warm_up(self) -> float:
+        """Scores one throwaway text and returns the seconds it took: a
+        process's first pass is many times slower than the rest (and, with
+        ``compile``, compiles), which no caller should wait for."""
+        started = time.perf_counter()
+        self.detect([self.prepare(DetectionRequest("warm up"))])
+        return time.perf_counter() - started
 
     def _with_suggestions(self, batch: Sequence[PreparedDetection], detections: list[Detection]) -> list[Detection]:
         """One generator pass for every replaced word of the requests that ask."""

@@ -81,6 +81,11 @@ class SharedQuantization:
         self._rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def rows(self, x: torch.Tensor, in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_compiling():
+            # A compiled graph computes the quantization once by itself
+            # (common subexpressions), and remembering a traced tensor here
+            # would make every call's guards fail.
+            return quantize_rows(x, in_features)
         if x is not self._source or self._rows is None:
             self._source, self._rows = x, quantize_rows(x, in_features)
         return self._rows

@@ -48,11 +48,10 @@ class Contestant:
 def engine_contestants(t5: str, electra: str, precision: str) -> list[Contestant]:
     """This project's engines at ``precision``, at every batch size of the race."""
     from t5electra.server.detector import ReplacementDetector
-    from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
+    from t5electra.server.domain import GenerationParameters, GenerationRequest
     from t5electra.server.generator import T5Generator
 
     generator = T5Generator(t5, dtype=precision)
-    detector = ReplacementDetector(electra, dtype=precision)
     forced = GenerationParameters(max_new_tokens=peers.PEER_NEW_TOKENS, min_new_tokens=peers.PEER_NEW_TOKENS)
 
     def generate(size: int) -> Callable[[], int]:
@@ -62,23 +61,35 @@ def engine_contestants(t5: str, electra: str, precision: str) -> list[Contestant
 
         return work
 
-    def detect(size: int) -> Callable[[], int]:
-        texts = [peers.PEER_SENTENCES[i % len(peers.PEER_SENTENCES)] for i in range(size)]
-
-        def work() -> int:
-            return len(detector.detect([detector.prepare(DetectionRequest(text)) for text in texts]))
-
-        return work
-
     name = f"engine {precision}"
+    detector = ReplacementDetector(electra, dtype=precision)
     return [
         contestant
         for size in peers.PEER_BATCHES
-        for contestant in (
-            Contestant(name, "t5", size, generate(size)),
-            Contestant(name, "electra", size, detect(size)),
-        )
+        for contestant in (Contestant(name, "t5", size, generate(size)), detector_contestant(name, detector, size))
     ]
+
+
+def detector_contestant(name: str, detector: Any, size: int) -> Contestant:
+    """One batch: ``size`` of the race's sentences prepared and scored."""
+    from t5electra.server.domain import DetectionRequest
+
+    texts = [peers.PEER_SENTENCES[i % len(peers.PEER_SENTENCES)] for i in range(size)]
+
+    def work() -> int:
+        return len(detector.detect([detector.prepare(DetectionRequest(text)) for text in texts]))
+
+    return Contestant(name, "electra", size, work)
+
+
+def compiled_detector_contestants(electra: str, precision: str) -> tuple[list[Contestant], float]:
+    """The ELECTRA engine with ``electra.compile``, and its compile seconds."""
+    from t5electra.server.detector import ReplacementDetector
+
+    detector = ReplacementDetector(electra, dtype=precision, compile=True)
+    seconds = detector.warm_up()
+    name = f"engine {precision} compiled"
+    return [detector_contestant(name, detector, size) for size in peers.PEER_BATCHES], seconds
 
 
 def peer_contestants(t5: str, electra: str, workdir: Path, threads: int = 1) -> list[Contestant]:
@@ -159,6 +170,10 @@ def ratios(entries: list[dict[str, Any]]) -> dict[str, float | None]:
         out[f"electra_int8_over_onnxruntime_int8_b{batch}"] = divide(
             _median(entries, "engine int8", "electra", batch), _median(entries, "ONNX Runtime int8", "electra", batch)
         )
+        out[f"electra_int8_compiled_over_onnxruntime_int8_b{batch}"] = divide(
+            _median(entries, "engine int8 compiled", "electra", batch),
+            _median(entries, "ONNX Runtime int8", "electra", batch),
+        )
     out["t5_bfloat16_over_int8_b16"] = divide(
         _median(entries, "engine bfloat16", "t5", peers.PEER_BATCH),
         _median(entries, "engine int8", "t5", peers.PEER_BATCH),
@@ -176,13 +191,19 @@ def run(
     seconds: float = 2.0,
     min_batches: int = MIN_BATCHES,
     threads: int = 1,
+    compile_electra: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The race with every precision's engines and both peers, as JSON."""
+    """The race with every precision's engines and both peers, as JSON;
+    with ``compile_electra``, ELECTRA int8 compiled too."""
     import torch
 
     torch.set_num_threads(threads)
     contestants = [c for p in precisions for c in engine_contestants(t5, electra, p)]
+    compile_s = None
+    if compile_electra:
+        compiled, compile_s = compiled_detector_contestants(electra, "int8")
+        contestants += compiled
     contestants += peer_contestants(t5, electra, workdir, threads)
     entries = race(contestants, rounds=rounds, seconds=seconds, min_batches=min_batches, say=say)
     return {
@@ -190,6 +211,7 @@ def run(
         "threads": threads,
         "rounds": rounds,
         "min_batches": min_batches,
+        "electra_compile_s": compile_s,
         "entries": entries,
         "ratios": ratios(entries),
     }
@@ -225,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--min-batches", type=int, default=MIN_BATCHES)
     parser.add_argument("--workdir", type=Path, default=Path("bench-work"))
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--compile-electra", action="store_true", help="ELECTRA int8 compiled (electra.compile) too")
     args = parser.parse_args(argv)
     missing = peers.available()
     if missing:
@@ -234,13 +257,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     precisions = usable_precisions(tuple(args.precisions.split(",")))
     result = run(
         models.t5, models.electra, precisions, args.workdir,
-        rounds=args.rounds, seconds=args.seconds, min_batches=args.min_batches,
+        rounds=args.rounds, seconds=args.seconds, min_batches=args.min_batches, compile_electra=args.compile_electra,
     )  # fmt: skip
     table = [HEADER, *rows(result)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
     print(f"{models.size} shapes, {cpu.line(result['cpu'])}")
     for row in table:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    if result["electra_compile_s"] is not None:
+        print(f"electra int8 compile (first pass) s: {result['electra_compile_s']:.1f}")
     for name, value in result["ratios"].items():
         print(f"{name}: {'n/a' if value is None else f'{value:.2f}'}")
     if args.json:
