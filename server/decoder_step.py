@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import EncoderDecoderCache
 
+from .int8 import project
+
 
 def _clamp_half(hidden: torch.Tensor) -> torch.Tensor:
     """What T5's blocks do to float16 activations so that they stay finite."""
@@ -72,15 +74,15 @@ class DecoderStep:
             layer = block.layer[0]
             attention = layer.SelfAttention
             normed = layer.layer_norm(hidden)
-            keys, values = history.update(
-                self._heads_of(attention.k(normed)), self._heads_of(attention.v(normed)), index
-            )
-            hidden = hidden + self._attend(attention, normed, keys, values, self_mask)
+            query, key, value = project((attention.q, attention.k, attention.v), normed)
+            keys, values = history.update(self._heads_of(key), self._heads_of(value), index)
+            hidden = hidden + self._attend(attention, query, keys, values, self_mask)
             hidden = _clamp_half(hidden)
             layer = block.layer[1]
             attention = layer.EncDecAttention
             normed = layer.layer_norm(hidden)
-            hidden = hidden + self._attend(attention, normed, cross[index].keys, cross[index].values, cross_mask)
+            query = attention.q(normed)
+            hidden = hidden + self._attend(attention, query, cross[index].keys, cross[index].values, cross_mask)
             hidden = _clamp_half(hidden)
             hidden = _clamp_half(block.layer[-1](hidden))
         hidden = self._decoder.final_layer_norm(hidden)
@@ -95,13 +97,14 @@ class DecoderStep:
     def _attend(
         self,
         attention: torch.nn.Module,
-        normed: torch.Tensor,
+        query: torch.Tensor,
         keys: torch.Tensor,
         values: torch.Tensor,
         mask: torch.Tensor,
     ) -> torch.Tensor:
-        """One attention sublayer's output, before its residual."""
-        query = self._heads_of(attention.q(normed))
+        """One attention sublayer's output, before its residual; ``query`` is
+        its projection, (rows, 1, heads * d)."""
+        query = self._heads_of(query)
         out = F.scaled_dot_product_attention(
             query, keys, values, attn_mask=mask, dropout_p=0.0, scale=attention.scaling
         )

@@ -9,7 +9,8 @@ makes the same calls on the same tensors in the same order (the embeddings
 module, transformers' own mask builder and SDPA attention function, each
 layer's projections, activation and layer norms; dropout is the identity in
 evaluation and is left out), so its float32 logits are bit-for-bit
-transformers' (a unit test holds it to that).
+transformers' (a unit test holds it to that). At int8, the query, key and
+value projections are one integer product (``int8.project``).
 
 It serves encoder-only ELECTRA discriminators with SDPA attention and no
 feed-forward chunking, which is how the engine loads them; others run
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from .int8 import project
 
 
 def supported(model: torch.nn.Module) -> bool:
@@ -63,9 +66,10 @@ class DiscriminatorPass:
         attention = layer.attention.self
         rows = hidden.shape[:-1]
         shape = (*rows, -1, attention.attention_head_size)
-        query = attention.query(hidden).view(shape).transpose(1, 2)
-        key = attention.key(hidden).view(shape).transpose(1, 2)
-        value = attention.value(hidden).view(shape).transpose(1, 2)
+        query, key, value = (
+            projected.view(shape).transpose(1, 2)
+            for projected in project((attention.query, attention.key, attention.value), hidden)
+        )
         attended, _ = sdpa_attention_forward(
             attention, query, key, value, mask, dropout=0.0, scaling=attention.scaling, position_ids=None
         )

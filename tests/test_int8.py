@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from t5electra.server import int8
-from t5electra.server.int8 import Int8Linear, quantize_linears
+from t5electra.server.int8 import Int8Linear, project, quantize_linears
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +80,26 @@ def test_attention_siblings_quantize_their_input_once() -> None:
             assert torch.equal(getattr(model, name)(x), separate[name](x))
         assert torch.equal(model.k(other), separate["k"](other))  # a new tensor is quantized afresh
         assert torch.equal(model.o(x), separate["o"](x))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_siblings_give_each_layers_own_bits(bias: bool) -> None:
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.query, self.key, self.value = (_linear(48, 32, bias=bias) for _ in range(3))
+
+    model = Attention()
+    float_layers = (model.query, model.key, model.value)
+    x = torch.randn(3, 7, 48)
+    with torch.inference_mode():
+        assert all(torch.equal(a, b(x)) for a, b in zip(project(float_layers, x), float_layers, strict=True))
+        separate = [Int8Linear(layer)(x) for layer in float_layers]
+        quantize_linears(model)
+        siblings = (model.query, model.key, model.value)
+        assert model.query.fused is not None and model.query.fused is model.value.fused
+        fused = project(siblings, x)
+        assert all(torch.equal(a, b) for a, b in zip(fused, separate, strict=True))
+        assert [t.shape for t in fused] == [(3, 7, 32)] * 3
+        partial = project((model.key, model.query), x)  # not the fused group's order: each on its own
+        assert torch.equal(partial[0], separate[1]) and torch.equal(partial[1], separate[0])
