@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import create_bidirectional_mask
 
 from .int8 import project
 
@@ -50,13 +51,9 @@ class DiscriminatorPass:
         hidden = electra.embeddings(input_ids=input_ids)
         if hasattr(electra, "embeddings_project"):
             hidden = electra.embeddings_project(hidden)
-        mask, _ = electra._create_attention_masks(
-            attention_mask=attention_mask,
-            encoder_attention_mask=None,
-            embedding_output=hidden,
-            encoder_hidden_states=None,
-            cache=None,
-        )
+        # What ElectraModel builds for an encoder (its _create_attention_masks,
+        # whose keywords differ between transformers releases).
+        mask = create_bidirectional_mask(config=electra.config, inputs_embeds=hidden, attention_mask=attention_mask)
         for layer in electra.encoder.layer:
             hidden = self._layer(layer, hidden, mask)
         return self._head(hidden)
