@@ -140,11 +140,13 @@ class ReplacementDetector:
         return [_in_unit(d, p.request) for d, p in zip(detections, batch, strict=True)]
 
     def warm_up(self) -> float:
-        """Scores one throwaway text and returns the seconds it took: a
-        process's first pass is many times slower than the rest (and, with
-        ``compile``, compiles), which no caller should wait for."""
+        """Scores throwaway texts, one alone and two together, and returns
+        the seconds it took: a process's first passes are many times slower
+        than the rest (and, with ``compile``, compile both graphs), which no
+        caller should wait for."""
         started = time.perf_counter()
-        self.detect([self.prepare(DetectionRequest("warm up"))])
+        for texts in (["warm up"], ["warm up", "and once more"]):
+            self.detect([self.prepare(DetectionRequest(text)) for text in texts])
         return time.perf_counter() - started
 
     def _with_suggestions(self, batch: Sequence[PreparedDetection], detections: list[Detection]) -> list[Detection]:

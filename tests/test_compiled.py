@@ -12,7 +12,7 @@ from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest
 from t5electra.server.embedded import TINY_ELECTRA
 
-from support.reference import SENTENCES
+from support.reference import PADDING_SENTENCE, SENTENCES, assert_detection_ignores_company
 
 pytestmark = pytest.mark.system
 
@@ -32,16 +32,10 @@ def compiled_detector() -> ReplacementDetector:
 
 
 def test_a_text_scores_the_same_alone_and_in_any_batch(compiled_detector: ReplacementDetector) -> None:
-    """As test_precisions.py states it for the eager passes: the same
-    replaced tokens, and scores within 1e-3 (a padded batch's attention sums
-    over more, masked, positions); the same batch in another order, the
-    same bits."""
-    texts = [*SENTENCES, "A much longer sentence that pads every other row of its batch to its own length here."]
-    together = compiled_detector.detect([compiled_detector.prepare(DetectionRequest(t)) for t in texts])
-    for text, batched in zip(texts, together, strict=True):
-        (alone,) = compiled_detector.detect([compiled_detector.prepare(DetectionRequest(text))])
-        assert [t.replaced for t in alone.tokens] == [t.replaced for t in batched.tokens]
-        assert [t.score for t in alone.tokens] == pytest.approx([t.score for t in batched.tokens], abs=1e-3)
+    """As test_precisions.py states it for the eager passes; the same batch
+    in another order, the same bits."""
+    together = assert_detection_ignores_company(compiled_detector)
+    texts = [*SENTENCES, PADDING_SENTENCE]
     assert _scores(compiled_detector, texts[::-1]) == [[t.score for t in d.tokens] for d in together][::-1]
 
 
@@ -60,3 +54,38 @@ def test_float32_is_never_compiled() -> None:
     with pytest.raises(ValueError, match="float32 equals transformers exactly"):
         ReplacementDetector(TINY_ELECTRA, dtype="float32", compile=True)
     assert ElectraSettings(compile=True, dtype="int8").compile
+
+
+SCORE_SCRIPT = """
+import json, sys
+from t5electra.server.detector import ReplacementDetector
+from t5electra.server.domain import DetectionRequest
+from t5electra.server.embedded import TINY_ELECTRA
+detector = ReplacementDetector(TINY_ELECTRA, dtype="int8", compile=True)
+detector.warm_up()
+texts = json.loads(sys.argv[1])
+found = detector.detect([detector.prepare(DetectionRequest(text)) for text in texts])
+print(json.dumps([[token.score for token in detection.tokens] for detection in found]))
+"""
+
+
+def test_a_second_start_reads_inductors_cache_and_scores_the_same(tmp_path) -> None:
+    """The second process finds the first one's kernels on disk; its scores
+    must be the first one's (a cached graph once scored wrongly)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    texts = json.dumps(list(SENTENCES))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", SCORE_SCRIPT, texts], env=environment, capture_output=True, text=True, timeout=600
+        )
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), [run.stderr[-2000:] for run in runs]
+    first, second = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
+    assert second == first
+    assert any(tmp_path.iterdir())

@@ -17,7 +17,7 @@ from t5electra.server.loading import cpu_has_bfloat16
 from t5electra.tools.training import electra, t5_tasks
 
 from support.quality import EVALUATION_SEED, Quality, measure
-from support.reference import PROMPTS, SENTENCES, hf_generate, text_of
+from support.reference import PROMPTS, assert_detection_ignores_company, hf_generate, text_of
 
 pytestmark = pytest.mark.unit
 
@@ -84,12 +84,7 @@ def test_greedy_tokens_do_not_depend_on_company_or_joining_time(fast_generator: 
 
 
 def test_detection_does_not_depend_on_company(fast_detector: ReplacementDetector) -> None:
-    texts = [*SENTENCES, "A much longer sentence that pads every other row of its batch to its own length here."]
-    together = fast_detector.detect([fast_detector.prepare(DetectionRequest(t)) for t in texts])
-    for text, batched in zip(texts, together, strict=True):
-        (alone,) = fast_detector.detect([fast_detector.prepare(DetectionRequest(text))])
-        assert [t.replaced for t in alone.tokens] == [t.replaced for t in batched.tokens]
-        assert [t.score for t in alone.tokens] == pytest.approx([t.score for t in batched.tokens], abs=1e-3)
+    assert_detection_ignores_company(fast_detector)
 
 
 def test_log_probabilities_stay_within_the_stated_tolerance(

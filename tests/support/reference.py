@@ -39,3 +39,23 @@ def hf_generate(generator: T5Generator, prompts: list[str], seed: int | None = N
 
 def text_of(generator: T5Generator, ids: list[int]) -> str:
     return generator.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+PADDING_SENTENCE = "A much longer sentence that pads every other row of its batch to its own length here."
+
+
+def assert_detection_ignores_company(detector) -> list:
+    """A text scored alone and in a padded batch: the same replaced tokens,
+    scores within 1e-3 (the padded batch's attention sums over more, masked,
+    positions). Returns the batch's detections."""
+    import pytest
+
+    from t5electra.server.domain import DetectionRequest
+
+    texts = [*SENTENCES, PADDING_SENTENCE]
+    together = detector.detect([detector.prepare(DetectionRequest(t)) for t in texts])
+    for text, batched in zip(texts, together, strict=True):
+        (alone,) = detector.detect([detector.prepare(DetectionRequest(text))])
+        assert [t.replaced for t in alone.tokens] == [t.replaced for t in batched.tokens]
+        assert [t.score for t in alone.tokens] == pytest.approx([t.score for t in batched.tokens], abs=1e-3)
+    return together
