@@ -242,7 +242,7 @@ class ElectraSettings(ModelSettings):
     compile: bool = Field(
         False,
         description="int8/bfloat16: compile the discriminator's pass (two graphs: 1 row, more; electra-small int8, "
-        "1 thread: 1.6x at 1 text, 1.15x at 16) before the replica reports ready (about 60 s, 15 s with "
+        "1 thread: 1.7x at 1 text, 1.1x at 16) before the replica reports ready (about 70 s, 22 s with "
         "inductor's disk cache warm); float32 stays eager",
     )
 
