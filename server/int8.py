@@ -60,7 +60,6 @@ def _prepacked_kernel_available() -> bool:
 
 ATTENTION_INPUTS = ({"q", "k", "v"}, {"query", "key", "value"})
 """Names of the sibling projections (T5's, ELECTRA's) that read one tensor."""
-ORDER = ("q", "k", "v", "query", "key", "value")
 
 
 def quantize_rows(x: torch.Tensor, in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +84,17 @@ class SharedQuantization:
     def __init__(self) -> None:
         self._source: torch.Tensor | None = None
         self._rows: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._fused: FusedProjection | None = None
+
+    def fused(self, members: tuple[Int8Linear, ...]) -> FusedProjection | None:
+        """The siblings' weights side by side, built the first time a pass
+        projects them together (groups no written-out pass projects, such as
+        T5's encoder, never pay the copy); None where they cannot be fused."""
+        if self._fused is None or self._fused.members != members:
+            if len({m.bias is None for m in members}) != 1 or any(m._packed is not None for m in members):
+                return None
+            self._fused = FusedProjection(members)
+        return self._fused
 
     def rows(self, x: torch.Tensor, in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
@@ -107,7 +117,6 @@ class Int8Linear(nn.Module):
         quantized = torch.round(weight / scale[:, None]).clamp(-_QMAX, _QMAX).to(torch.int8)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self._shared = shared
-        self.fused: FusedProjection | None = None
         self._packed: torch.Tensor | None = None
         if quantized.numel() >= PREPACKED_MIN_WEIGHTS and _prepacked_kernel_available():
             self._packed = torch.ops.onednn.qlinear_prepack(quantized, None)
@@ -177,11 +186,13 @@ class FusedProjection:
 
 def project(linears: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
     """Every layer of ``linears`` applied to ``x``: one fused product where
-    they are int8 siblings that :func:`quantize_linears` fused, else each on
+    they are int8 siblings (one :class:`SharedQuantization`), else each on
     its own (float32 layers run exactly as they would alone)."""
-    fused = getattr(linears[0], "fused", None)
-    if isinstance(fused, FusedProjection) and fused.members == tuple(linears):
-        return fused(x)
+    group = getattr(linears[0], "_shared", None)
+    if isinstance(group, SharedQuantization) and all(getattr(m, "_shared", None) is group for m in linears):
+        fused = group.fused(tuple(linears))  # type: ignore[arg-type]
+        if fused is not None:
+            return fused(x)
     return [linear(x) for linear in linears]
 
 
@@ -196,9 +207,4 @@ def quantize_linears(model: nn.Module) -> int:
         for name in names:
             setattr(parent, name, Int8Linear(getattr(parent, name), shared if name in siblings else None))
             replaced += 1
-        group = [getattr(parent, name) for name in sorted(siblings, key=ORDER.index)]
-        if group and len({m.bias is None for m in group}) == 1 and all(m._packed is None for m in group):
-            fused = FusedProjection(group)
-            for member in group:
-                member.fused = fused
     return replaced

@@ -29,12 +29,10 @@ def prepacked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("shape", [(64, 96), (96, 64)])
 @pytest.mark.parametrize("bias", [False, True])
-def test_the_two_kernels_give_the_same_bits(shape: tuple[int, int], bias: bool, monkeypatch) -> None:
+def test_the_two_kernels_give_the_same_bits(shape: tuple[int, int], bias: bool, request: pytest.FixtureRequest) -> None:
     linear = _linear(*shape, bias=bias)
     plain = Int8Linear(linear)
-    if not int8._prepacked_kernel_available():
-        pytest.skip("this torch build has no oneDNN int8 linear")
-    monkeypatch.setattr(int8, "PREPACKED_MIN_WEIGHTS", 0)
+    request.getfixturevalue("prepacked")
     packed = Int8Linear(linear)
     assert "prepacked" in packed.extra_repr() and "int_mm" in plain.extra_repr()
     x = torch.randn(2, 17, shape[0]) * 3
@@ -97,9 +95,10 @@ def test_fused_siblings_give_each_layers_own_bits(bias: bool) -> None:
         separate = [Int8Linear(layer)(x) for layer in float_layers]
         quantize_linears(model)
         siblings = (model.query, model.key, model.value)
-        assert model.query.fused is not None and model.query.fused is model.value.fused
         fused = project(siblings, x)
+        group = model.query._shared
+        assert group is not None and group.fused(siblings) is not None and model.value._shared is group
         assert all(torch.equal(a, b) for a, b in zip(fused, separate, strict=True))
         assert [t.shape for t in fused] == [(3, 7, 32)] * 3
-        partial = project((model.key, model.query), x)  # not the fused group's order: each on its own
+        partial = project((model.key, model.query), x)  # another selection and order: fused anew, same bits
         assert torch.equal(partial[0], separate[1]) and torch.equal(partial[1], separate[0])
