@@ -43,7 +43,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHIVE = "gpu-figures.tar.gz"
-NEW_TOKENS = 48
 JOIN_LENGTHS = (8, 48)
 SECONDS_PER_POINT = 3.0
 
@@ -153,11 +152,11 @@ def _with_step(generator: Any, mode: str) -> None:
 
 
 def t5_item(path: str, device: str, dtype: str, mode: str, batches: tuple[int, ...], seconds: float) -> dict[str, Any]:
-    """T5 tokens/s at each batch size (every request forced to NEW_TOKENS),
+    """T5 tokens/s at each batch size (every request forced to the peers' length),
     then with rows joining as others leave at the largest batch size."""
     from t5electra.server.domain import GenerationParameters, GenerationRequest
     from t5electra.server.generator import T5Generator
-    from t5electra.tools.bench.peers import PEER_PROMPT
+    from t5electra.tools.bench.peers import PEER_NEW_TOKENS, PEER_PROMPT
 
     generator = T5Generator(path, device=device, dtype=dtype)
     _with_step(generator, mode)
@@ -167,7 +166,7 @@ def t5_item(path: str, device: str, dtype: str, mode: str, batches: tuple[int, .
         return generator.prepare(GenerationRequest(PEER_PROMPT, forced))
 
     def static(size: int) -> Callable[[], int]:
-        return lambda: sum(r.output_tokens for r in generator.generate([request(NEW_TOKENS)] * size))
+        return lambda: sum(r.output_tokens for r in generator.generate([request(PEER_NEW_TOKENS)] * size))
 
     found: dict[str, Any] = {f"b{size}_tokens": _rate(static(size), seconds) for size in batches}
     found[f"joins_b{max(batches)}_tokens"] = _rate(lambda: _continuous(generator, request, max(batches)), seconds)
@@ -206,29 +205,13 @@ def electra_item(path: str, device: str, dtype: str, mode: str, batches: tuple[i
 
 
 def ctranslate2_item(path: str, workdir: Path, batches: tuple[int, ...], seconds: float) -> dict[str, Any]:
-    """CTranslate2 float16 on the GPU, the same prompt and forced length."""
-    import ctranslate2
-    from transformers import AutoTokenizer
+    """CTranslate2 float16 on the GPU: the bench's peer, on cuda."""
+    from t5electra.tools.bench.peers import ctranslate2_t5
 
-    from t5electra.tools.bench.peers import PEER_PROMPT
-
-    converted = workdir / f"ctranslate2-float16-{Path(path).name}"
-    if not (converted / "model.bin").exists():
-        ctranslate2.converters.TransformersConverter(path).convert(str(converted), quantization="float16", force=True)
-    translator = ctranslate2.Translator(str(converted), device="cuda", compute_type="float16")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    source = tokenizer.convert_ids_to_tokens(tokenizer.encode(PEER_PROMPT))
-
-    def batch(size: int) -> Callable[[], int]:
-        def work() -> int:
-            found = translator.translate_batch(
-                [source] * size, beam_size=1, max_decoding_length=NEW_TOKENS, min_decoding_length=NEW_TOKENS
-            )
-            return sum(len(r.hypotheses[0]) for r in found)
-
-        return work
-
-    return {f"b{size}_tokens": _rate(batch(size), seconds) for size in batches}
+    return {
+        f"b{size}_tokens": _rate(ctranslate2_t5(path, workdir, size, device="cuda", precision="float16"), seconds)
+        for size in batches
+    }
 
 
 def plan(run: Run, workdir: Path, *, dry_run: bool) -> None:

@@ -35,18 +35,21 @@ def available() -> str | None:
     return f"missing {', '.join(missing)}: pip install '.[peers]'" if missing else None
 
 
-def ctranslate2_t5(model: str, workdir: Path, batch_size: int, threads: int = 1) -> Callable[[], int]:
-    """One batch of CTranslate2 int8 greedy decoding of ``PEER_PROMPT``,
-    ``PEER_NEW_TOKENS`` new tokens forced, ``batch_size`` copies, tokenizing
-    and detokenizing counted as the engine's are; returns tokens made."""
+def ctranslate2_t5(
+    model: str, workdir: Path, batch_size: int, threads: int = 1, *, device: str = "cpu", precision: str = "int8"
+) -> Callable[[], int]:
+    """One batch of CTranslate2 greedy decoding (int8 on the CPU; the GPU run
+    asks for float16 on cuda) of ``PEER_PROMPT``, ``PEER_NEW_TOKENS`` new
+    tokens forced, ``batch_size`` copies, tokenizing and detokenizing counted
+    as the engine's are; returns tokens made."""
     import ctranslate2
     from transformers import AutoTokenizer
 
-    converted = workdir / f"ctranslate2-int8-{Path(model).name}"
+    converted = workdir / f"ctranslate2-{precision}-{Path(model).name}"
     if not (converted / "model.bin").exists():
-        ctranslate2.converters.TransformersConverter(model).convert(str(converted), quantization="int8", force=True)
+        ctranslate2.converters.TransformersConverter(model).convert(str(converted), quantization=precision, force=True)
     translator = ctranslate2.Translator(
-        str(converted), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+        str(converted), device=device, compute_type=precision, intra_threads=threads, inter_threads=1
     )
     tokenizer = AutoTokenizer.from_pretrained(model)
 
