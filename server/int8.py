@@ -79,7 +79,8 @@ class SharedQuantization:
     one: the attention's own code calls them one after another on one
     tensor it does not modify in between (inference tensors carry no
     version counter to check that), and holding the tensor keeps its
-    identity from passing to another one while it is remembered."""
+    identity from passing to another one while it is remembered. It also
+    keeps the siblings' fused weights (:meth:`fused`, for :func:`project`)."""
 
     def __init__(self) -> None:
         self._source: torch.Tensor | None = None
