@@ -77,4 +77,7 @@ def test_a_short_run_accounts_the_servers_cpu_and_profiles_each_process(
     for role in ("proxy", "ingress", "electra replica"):
         assert (profiles / "detect" / f"{role}.folded").stat().st_size > 0
         assert f"   {role}: " in printed
-    assert "ReplacementDetector.detect (server/detector.py)" in printed
+    # The replica's profile holds the engine's work; where it ranks among the
+    # replica's frames (the printed top 12) depends on the machine.
+    replica = dict(read_folded("electra replica", profiles / "detect" / "electra replica.folded").inclusive)
+    assert replica.get("ReplacementDetector.detect (server/detector.py)", 0) > 0, sorted(replica)[:40]

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +20,24 @@ import psutil
 
 from t5electra.deployments import names
 
+_GIVEN: set[int] = set()
+_GIVEN_LOCK = threading.Lock()
+
 
 def free_port() -> int:
-    """A TCP port nothing listens on now, on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port nothing listens on now, on 127.0.0.1, and that this process
+    has not handed out before: ports are often given out several at a time for
+    servers that bind them all later (one Ray node takes five), and the kernel
+    may offer the same free port to two probes in a row, which made a node
+    refuse to start with two of its components on one port."""
+    with _GIVEN_LOCK:
+        while True:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
 
 
 def _tree(root_pid: int) -> list[psutil.Process]:
