@@ -90,7 +90,9 @@ class TextGeneratorDeployment:
     def __init__(self, settings: T5Settings, limits: Limits) -> None:
         _set_threads(settings)
         sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
-        self._engine = T5Generator(settings.model, device=settings.device, dtype=settings.dtype, limits=limits)
+        self._engine = T5Generator(
+            settings.model, device=settings.device, dtype=settings.dtype, limits=limits, compile=settings.compile
+        )
         self._metrics = BatchMetrics(self._engine.name)
         self._stream_interval_s = settings.stream_interval_s
         self._loop = DecodeLoop(

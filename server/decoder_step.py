@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers.cache_utils import EncoderDecoderCache
 
-from .int8 import project
+from .compiling import compiled
+from .int8 import prepare_projection, project
+from .slot_cache import KeysValues, SlotCache, in_use, written
 
 
 def _clamp_half(hidden: torch.Tensor) -> torch.Tensor:
@@ -35,9 +36,12 @@ def _clamp_half(hidden: torch.Tensor) -> torch.Tensor:
 
 
 class DecoderStep:
-    """Logits of the next token for every row of a batch (see ``batch_state.py``)."""
+    """Logits of the next token for every row of a batch (see ``slot_cache.py``)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, *, compile: bool = False, precision: str = "float32") -> None:
+        """With ``compile``, the pass (all but the per-step bookkeeping of
+        :meth:`__call__`) runs compiled (``compiling.py``), which refuses
+        float32."""
         if model.config._attn_implementation != "sdpa":
             raise ValueError(
                 f"the decoder step mirrors SDPA attention; the model uses {model.config._attn_implementation}"
@@ -48,47 +52,89 @@ class DecoderStep:
         self._first = self._decoder.block[0].layer[0].SelfAttention
         self._heads = self._first.n_heads
         self._head_dim = self._first.key_value_proj_dim
+        self._dtype = self._decoder.embed_tokens.weight.dtype
+        self._min_width = 1
+        if compile:
+            for block in self._decoder.block:
+                attention = block.layer[0].SelfAttention
+                prepare_projection((attention.q, attention.k, attention.v))
+            self._pass = compiled(self._pass, precision)
+            # A width of one would be a graph of its own (torch specializes
+            # size 1); a masked second column has weight zero.
+            self._min_width = 2
 
-    def __call__(
+    def __call__(self, last_tokens: torch.Tensor, decoder_mask: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """``last_tokens`` (rows, 1) are the newest decoder ids, ``decoder_mask``
+        (rows, T) marks each row's real history (left-padded, the newest token
+        last), whose length less one is where the row writes in ``cache``,
+        which holds the rows' self-attention history and cross-attention keys
+        and values. Returns (rows, vocab) logits."""
+        positions = decoder_mask.sum(dim=1) - 1
+        columns = max(int(positions.max()) + 1, self._min_width)
+        source = max(int(cache.encoder_lengths.max()), self._min_width)
+        cache.reserve(columns)
+        self_mask, cross_mask = self._masks(positions, columns, cache.encoder_lengths, source)
+        history, cross = cache.layers()
+        # A fresh tensor made here, in inference mode like the step's others:
+        # a compiled pass's guards tell a view or a plain tensor apart.
+        tokens = last_tokens.reshape(-1, 1).clone()
+        hidden = self._pass(tokens, positions, self_mask, cross_mask, history, cross)
+        # The vocabulary head stays outside the compiled pass: its int8 weight
+        # is prepacked for oneDNN, which inductor takes only as a frozen constant.
+        return self._lm_head(hidden)[:, -1, :]
+
+    def _pass(
         self,
         last_tokens: torch.Tensor,
-        decoder_mask: torch.Tensor,
-        encoder_mask: torch.Tensor,
-        cache: EncoderDecoderCache,
+        positions: torch.Tensor,
+        self_mask: torch.Tensor,
+        cross_mask: torch.Tensor,
+        history: list[KeysValues],
+        cross: list[KeysValues],
     ) -> torch.Tensor:
-        """``last_tokens`` (rows, 1) are the newest decoder ids, ``decoder_mask``
-        (rows, T) marks real history (the newest token last), ``encoder_mask``
-        (rows, S) real prompt positions; ``cache`` holds T - 1 positions of
-        self-attention history, which this pass extends by one, and the
-        cross-attention keys and values. Returns (rows, vocab) logits."""
+        """The decoder's blocks over the rows, writing each row's new key and
+        value into ``history``; the masks' widths are the columns read.
+        Returns the final hidden states, (rows, 1, d_model)."""
+        rows, columns, source = last_tokens.size(0), self_mask.size(-1), cross_mask.size(-1)
         hidden = self._decoder.embed_tokens(last_tokens)
-        length = decoder_mask.size(1)
-        dtype = hidden.dtype
-        lowest = torch.finfo(dtype).min
-        bias = self._first.compute_bias(1, length, device=hidden.device, past_seen_tokens=length - 1)
-        self_mask = torch.where(decoder_mask.bool()[:, None, None, :], bias, lowest).contiguous()
-        no_bias = torch.zeros((1, self._heads, 1, encoder_mask.size(1)), device=hidden.device, dtype=dtype)
-        cross_mask = torch.where(encoder_mask.bool()[:, None, None, :], no_bias, lowest).contiguous()
-        history, cross = cache.self_attention_cache, cache.cross_attention_cache.layers
         for index, block in enumerate(self._decoder.block):
             layer = block.layer[0]
             attention = layer.SelfAttention
             normed = layer.layer_norm(hidden)
             query, key, value = project((attention.q, attention.k, attention.v), normed)
-            keys, values = history.update(self._heads_of(key), self._heads_of(value), index)
+            keys, values = written(history[index], positions, columns, self._heads_of(key), self._heads_of(value))
             hidden = hidden + self._attend(attention, query, keys, values, self_mask)
             hidden = _clamp_half(hidden)
             layer = block.layer[1]
             attention = layer.EncDecAttention
             normed = layer.layer_norm(hidden)
             query = attention.q(normed)
-            hidden = hidden + self._attend(attention, query, cross[index].keys, cross[index].values, cross_mask)
+            hidden = hidden + self._attend(attention, query, *in_use(cross[index], rows, source), cross_mask)
             hidden = _clamp_half(hidden)
             hidden = _clamp_half(block.layer[-1](hidden))
         hidden = self._decoder.final_layer_norm(hidden)
         if self._output_scale is not None:
             hidden = hidden * self._output_scale
-        return self._lm_head(hidden)[:, -1, :]
+        return hidden
+
+    def _masks(
+        self, positions: torch.Tensor, columns: int, encoder_lengths: torch.Tensor, source: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Additive attention masks: self-attention's carries T5's position
+        bias for each row's own distances, looked up in one table by distance
+        (the bias of the longest row, whose distances cover every row's), and
+        hides columns past each row's newest; cross-attention's hides columns
+        past each row's prompt."""
+        device, lowest = positions.device, torch.finfo(self._dtype).min
+        by_distance = self._first.compute_bias(1, columns, device=device, past_seen_tokens=columns - 1)[:, :, 0]
+        column = torch.arange(columns, device=device)
+        # Column j of a row at position p is distance j - p, entry j - p + columns - 1 of the table.
+        entry = (column[None, :] - positions[:, None] + columns - 1).clamp(max=columns - 1)
+        bias = by_distance[0][:, entry].transpose(0, 1)
+        self_mask = torch.where((column[None, :] <= positions[:, None])[:, None, None, :], bias[:, :, None], lowest)
+        no_bias = torch.zeros((1, self._heads, 1, source), device=device, dtype=self._dtype)
+        real = torch.arange(source, device=device)[None, :] < encoder_lengths[:, None]
+        return self_mask.contiguous(), torch.where(real[:, None, None, :], no_bias, lowest).contiguous()
 
     def _heads_of(self, projected: torch.Tensor) -> torch.Tensor:
         """(rows, 1, heads * d) as (rows, heads, 1, d)."""

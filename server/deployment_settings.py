@@ -148,6 +148,17 @@ class ModelSettings(DeploymentSettings):
         "is unset); past that Ray's router holds requests (up to max_queued_requests) and polls the replica "
         "with backoff, which is far slower",
     )
+    compile: bool = Field(
+        False,
+        description="int8/bfloat16: compile T5's decoder step or ELECTRA's forward (two graphs: 1 row, more) before "
+        "the replica reports ready (about a minute, less with inductor's disk cache); float32 stays eager",
+    )
+
+    @model_validator(mode="after")
+    def _compilable(self) -> ModelSettings:
+        if self.compile and self.dtype not in ("int8", "bfloat16"):
+            raise ValueError(f"compile needs dtype int8 or bfloat16 (float32 stays eager), got {self.dtype}")
+        return self
 
     def batches_at_once(self) -> int:
         return 1
@@ -175,14 +186,11 @@ class T5Settings(ModelSettings):
         "static: a batch decodes until its longest request ends before others join",
     )
 
-    # 50 ms (20 messages a second): smooth to a reader of streamed text, and
-    # several steps of a small model on a CPU, where each message costs the
-    # replica, the ingress and the proxy a Ray streaming item (one per token
-    # made streams cost 2.5x the server CPU of Generate). serving_cost.py
-    # --rpcs generate generate-stream --sizes small --dtype int8, c=16,
-    # alternating 0.02/0.05: GenerateStream 593/512 -> 615/684 tokens/s,
-    # server CPU 58.1/66.0 -> 52.7/47.7 ms a request (0.1: 696, 45.9 ms);
-    # before that 0 -> 0.02 (tiny): 997/921 -> 1265/1114 tokens/s.
+    # 50 ms (20 messages a second): smooth to a reader, and several steps of a small model on a CPU, where
+    # each message costs the replica, the ingress and the proxy a Ray streaming item (one per token made
+    # streams cost 2.5x the server CPU of Generate). serving_cost.py --rpcs generate generate-stream --sizes
+    # small --dtype int8, c=16, alternating 0.02/0.05: GenerateStream 593/512 -> 615/684 tokens/s, server
+    # CPU 58.1/66.0 -> 52.7/47.7 ms a request (0.1: 696, 45.9 ms); 0 -> 0.02 (tiny): 997/921 -> 1265/1114.
     stream_interval_s: float = Field(
         0.05,
         ge=0,
@@ -239,17 +247,8 @@ class ElectraSettings(ModelSettings):
         "count is fixed (min = max) and 0 when it autoscales",
     )
 
-    compile: bool = Field(
-        False,
-        description="int8/bfloat16: compile the discriminator's pass (two graphs: 1 row, more; electra-small int8, "
-        "1 thread: 1.7x at 1 text, 1.1x at 16) before the replica reports ready (about 70 s, 22 s with "
-        "inductor's disk cache warm); float32 stays eager",
-    )
-
     @model_validator(mode="after")
     def _checked(self) -> ElectraSettings:
-        if self.compile and self.dtype not in ("int8", "bfloat16"):
-            raise ValueError(f"electra.compile needs dtype int8 or bfloat16 (float32 stays eager), got {self.dtype}")
         # A generator must share the discriminator's vocabulary: the embedded
         # one goes with the embedded discriminator only, unless asked for.
         if self.generator_model == "auto":

@@ -43,10 +43,20 @@ T5_ARCHITECTURES = {"t5", "mt5"}
 
 class T5Generator:
     """Loads a T5-architecture checkpoint by hub id or path and generates for
-    batches. Other seq2seq families are refused at load time: rows join a
-    running batch left-padded, which only relative position biases ignore."""
+    batches. Other seq2seq families are refused at load time: the decoder
+    step is written out over T5's blocks (``decoder_step.py``)."""
 
-    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        limits: Limits | None = None,
+        compile: bool = False,
+    ) -> None:
+        """With ``compile``, the decoder step runs compiled (int8 and bfloat16
+        only, see ``compiling.py``); :meth:`warm_up` compiles it."""
         self.limits = limits or Limits()
         self._pretrained = load_pretrained(model, AutoModelForSeq2SeqLM, device=device, dtype=dtype)
         self.name, self.tokenizer, self.model, self.device, self.precision = self._pretrained
@@ -55,7 +65,8 @@ class T5Generator:
                 f"{model} is a {self.model.config.model_type!r} model; the T5 deployment serves the T5 "
                 f"architectures ({', '.join(sorted(T5_ARCHITECTURES))}: T5, Flan-T5, mT5)"
             )
-        self.decoder_step = DecoderStep(self.model)
+        self.decoder_step = DecoderStep(self.model, compile=compile, precision=self.precision)
+        self.compiled = compile
         config = self.model.generation_config
         eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=self.device)
@@ -122,8 +133,12 @@ class T5Generator:
         returns the seconds of its later, warm steps. A process's first torch
         calls are many times slower than the rest: paid on a caller's request,
         they slow it, and a step-time estimate made from them (admission's)
-        refuses work that would fit."""
+        refuses work that would fit. A compiled step is compiled here, for
+        one row and then for two (its two graphs), before the timed request."""
         parameters = GenerationParameters(min_new_tokens=steps, max_new_tokens=steps)
+        if self.compiled:
+            for rows in (1, 2):
+                self.generate([self.prepare(GenerationRequest("warm up", parameters)) for _ in range(rows)])
         session = self.session([self.prepare(GenerationRequest("warm up", parameters))])
         seconds = []
         while not session.done:

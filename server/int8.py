@@ -189,12 +189,24 @@ def project(linears: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]
     """Every layer of ``linears`` applied to ``x``: one fused product where
     they are int8 siblings (one :class:`SharedQuantization`), else each on
     its own (float32 layers run exactly as they would alone)."""
+    fused = _fused(linears)
+    return fused(x) if fused is not None else [linear(x) for linear in linears]
+
+
+def _fused(linears: Sequence[nn.Module]) -> FusedProjection | None:
+    """The siblings' fused projection; None where ``linears`` are not int8
+    siblings or cannot be fused."""
     group = getattr(linears[0], "_shared", None)
     if isinstance(group, SharedQuantization) and all(getattr(m, "_shared", None) is group for m in linears):
-        fused = group.fused(tuple(linears))  # type: ignore[arg-type]
-        if fused is not None:
-            return fused(x)
-    return [linear(x) for linear in linears]
+        return group.fused(tuple(linears))  # type: ignore[arg-type]
+    return None
+
+
+def prepare_projection(linears: Sequence[nn.Module]) -> None:
+    """Builds the fused weights :func:`project` would build on its first
+    call with ``linears``; a pass about to be compiled needs them built
+    beforehand, since tracing must not change what its guards read."""
+    _fused(linears)
 
 
 def quantize_linears(model: nn.Module) -> int:

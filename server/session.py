@@ -2,8 +2,8 @@
 leave it the step they finish or are cancelled.
 
 A joining request's encoder runs once, its cross-attention keys and values
-are computed from the encoder output, and its rows are concatenated with the
-running batch (:class:`~.batch_state.BatchState`) with a history of the
+are computed from the encoder output and written to its rows' slots after the
+running batch's (:class:`~.batch_state.BatchState`), with a history of the
 decoder start token alone, so its first token already comes from the shared
 decoder pass. A step is one decoder pass whoever joins, which matters because
 a pass costs nearly the same for one row as for sixteen on a CPU (t5-small,
@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from . import logits
-from .batch_state import BatchState, history_cache
+from .batch_state import BatchState
 from .domain import (
     FinishReason,
     GeneratedSequence,
@@ -38,6 +37,7 @@ from .domain import (
     StreamPiece,
     TokenLogprob,
 )
+from .slot_cache import SlotCache
 from .text_stream import TextStream
 
 if TYPE_CHECKING:
@@ -127,12 +127,13 @@ class GenerationSession:
         row a token, and brings joining requests in with their first token."""
         self._drop_cancelled()
         events = self._beam_group() if self._beams else []
-        parts = [self._batch] if self._batch is not None else []
         if self._joining:
-            parts.append(self._prefill(self._joining))
-            self._joining = []
-        if parts:
-            self._batch = BatchState.concatenate(parts)
+            joining, self._joining = self._prefill(self._joining), []
+            if self._batch is None:
+                self._batch = joining
+            else:
+                self._batch.join(joining)
+        if self._batch is not None:
             pieces: dict[int, str] = defaultdict(str)
             new_tokens: dict[int, list[TokenLogprob]] = defaultdict(list)
             self._advance(self._batch, pieces, new_tokens)
@@ -155,7 +156,10 @@ class GenerationSession:
         if self._batch is None or not keys.intersection(self._batch.keys):
             return
         keep = [row for row, key in enumerate(self._batch.keys) if key not in keys]
-        self._batch = self._batch.select(keep) if keep else None
+        if keep:
+            self._batch.keep(keep)
+        else:
+            self._batch = None
 
     def _beam_group(self) -> list[StepEvent]:
         """Beam search for the first waiting request and every other waiting
@@ -195,8 +199,7 @@ class GenerationSession:
             texts=[TextStream(g.decode, r.parameters.stop_sequences, lazy=not r.stream) for r in rows],
             top_logprobs=[r.parameters.top_logprobs if r.parameters.logprobs else -1 for r in rows],
             logprobs=[[] for _ in rows],
-            encoder_mask=mask.index_select(0, expand),
-            cache=EncoderDecoderCache(history_cache(), DynamicCache(g.cross_attention_states(hidden))),
+            cache=SlotCache(g.cross_attention_states(hidden), mask.sum(dim=1).index_select(0, expand)),
             start_id=g.start_id,
         )
 
@@ -206,7 +209,7 @@ class GenerationSession:
         log-probability to ``new_tokens`` when its request asked)."""
         g = self._g
         with torch.inference_mode():
-            step_logits = g.decoder_step(batch.tokens[:, -1:], batch.decoder_mask, batch.encoder_mask, batch.cache)
+            step_logits = g.decoder_step(batch.tokens[:, -1:], batch.decoder_mask, batch.cache)
             scores = logits.process(
                 step_logits.float(),
                 batch.params,

@@ -1,22 +1,34 @@
-"""The compiled ELECTRA pass (``electra.compile``): within int8's stated
-bounds of float32, close to the eager int8 pass, independent of the batch a
-text is scored in, and refused where it would not apply. Compiling takes
-tens of seconds, so this runs in the system tier."""
+"""The compiled passes (``t5.compile``, ``electra.compile``): ELECTRA's
+forward and T5's decoder step, within int8's stated bounds of float32,
+close to the eager int8 passes, independent of the batch a request is in
+(and, for T5, of when it joined), the same from inductor's disk cache, and
+refused where they would not apply. Compiling takes tens of seconds, so this
+runs in the system tier."""
 
 from __future__ import annotations
 
 import pytest
 
-from t5electra.server.deployment_settings import ElectraSettings
+from t5electra.server.deployment_settings import ElectraSettings, T5Settings
 from t5electra.server.detector import ReplacementDetector
-from t5electra.server.domain import DetectionRequest
-from t5electra.server.embedded import TINY_ELECTRA
+from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
+from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
+from t5electra.server.generator import T5Generator
 
-from support.reference import PADDING_SENTENCE, SENTENCES, assert_detection_ignores_company
+from support.reference import (
+    PADDING_SENTENCE,
+    PROMPTS,
+    SENTENCES,
+    assert_decoding_ignores_company,
+    assert_detection_ignores_company,
+)
 
 pytestmark = pytest.mark.system
 
-SCORE_TOLERANCE = 0.05  # int8 against float32, as docs/api.md states it (test_precisions.py)
+# int8 against float32, as docs/api.md states them (test_precisions.py): a
+# detection score, a generated token's log-probability (nats).
+SCORE_TOLERANCE = 0.05
+LOGPROB_TOLERANCE = 0.1
 
 
 def _scores(detector: ReplacementDetector, texts: list[str]) -> list[list[float]]:
@@ -48,12 +60,47 @@ def test_the_compiled_pass_stays_within_int8s_bounds(compiled_detector: Replacem
         assert max(abs(a - b) for a, b in zip(got, int8, strict=True)) <= SCORE_TOLERANCE / 5
 
 
+@pytest.fixture(scope="module")
+def compiled_generator() -> T5Generator:
+    generator = T5Generator(TINY_T5, dtype="int8", compile=True)
+    generator.warm_up()
+    return generator
+
+
+def test_a_compiled_step_decodes_alike_alone_and_joining_a_batch(compiled_generator: T5Generator) -> None:
+    assert_decoding_ignores_company(compiled_generator)
+
+
+def _logprobs(generator: T5Generator, prompts: list[str]) -> list[list[tuple[int, float]]]:
+    parameters = GenerationParameters(logprobs=True, max_new_tokens=16)
+    results = generator.generate([generator.prepare(GenerationRequest(p, parameters)) for p in prompts])
+    return [[(t.id, t.logprob) for t in result.sequences[0].tokens] for result in results]
+
+
+def test_the_compiled_step_stays_within_int8s_bounds(compiled_generator: T5Generator, generator) -> None:
+    """The eager int8 step's tokens with log-probabilities within a tenth of
+    int8's bound; against float32, that bound while both decode alike."""
+    eager = T5Generator(TINY_T5, dtype="int8")
+    prompts = list(PROMPTS)
+    runs = zip(
+        _logprobs(compiled_generator, prompts), _logprobs(generator, prompts), _logprobs(eager, prompts), strict=True
+    )
+    for got, exact, int8 in runs:
+        assert [i for i, _ in got] == [i for i, _ in int8]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(got, int8, strict=True)) <= LOGPROB_TOLERANCE / 10
+        agreed = [(a, b) for (i, a), (j, b) in zip(got, exact, strict=False) if i == j]
+        assert agreed and max(abs(a - b) for a, b in agreed) <= LOGPROB_TOLERANCE
+
+
 def test_float32_is_never_compiled() -> None:
-    with pytest.raises(ValueError, match="float32 stays eager"):
-        ElectraSettings(compile=True)
+    for settings in (ElectraSettings, T5Settings):
+        with pytest.raises(ValueError, match="float32 stays eager"):
+            settings(compile=True)
+        assert settings(compile=True, dtype="int8").compile
     with pytest.raises(ValueError, match="float32 equals transformers exactly"):
         ReplacementDetector(TINY_ELECTRA, dtype="float32", compile=True)
-    assert ElectraSettings(compile=True, dtype="int8").compile
+    with pytest.raises(ValueError, match="float32 equals transformers exactly"):
+        T5Generator(TINY_T5, dtype="float32", compile=True)
 
 
 SCORE_SCRIPT = """
@@ -67,10 +114,24 @@ texts = json.loads(sys.argv[1])
 found = detector.detect([detector.prepare(DetectionRequest(text)) for text in texts])
 print(json.dumps([[token.score for token in detection.tokens] for detection in found]))
 """
+LOGPROB_SCRIPT = """
+import json, sys
+from t5electra.server.domain import GenerationParameters, GenerationRequest
+from t5electra.server.embedded import TINY_T5
+from t5electra.server.generator import T5Generator
+generator = T5Generator(TINY_T5, dtype="int8", compile=True)
+generator.warm_up()
+parameters = GenerationParameters(logprobs=True, max_new_tokens=16)
+results = generator.generate([generator.prepare(GenerationRequest(p, parameters)) for p in json.loads(sys.argv[1])])
+print(json.dumps([[(t.id, t.logprob) for t in result.sequences[0].tokens] for result in results]))
+"""
 
 
-def test_a_second_start_reads_inductors_cache_and_scores_the_same(tmp_path) -> None:
-    """The second process finds the first one's kernels on disk; its scores
+@pytest.mark.parametrize(
+    ("script", "inputs"), [(SCORE_SCRIPT, SENTENCES), (LOGPROB_SCRIPT, PROMPTS)], ids=["electra", "t5"]
+)
+def test_a_second_start_reads_inductors_cache_and_answers_the_same(script: str, inputs: list[str], tmp_path) -> None:
+    """The second process finds the first one's kernels on disk; its answers
     must be the first one's (a cached graph once scored wrongly)."""
     import json
     import os
@@ -78,10 +139,13 @@ def test_a_second_start_reads_inductors_cache_and_scores_the_same(tmp_path) -> N
     import sys
 
     environment = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
-    texts = json.dumps(list(SENTENCES))
     runs = [
         subprocess.run(
-            [sys.executable, "-c", SCORE_SCRIPT, texts], env=environment, capture_output=True, text=True, timeout=600
+            [sys.executable, "-c", script, json.dumps(list(inputs))],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         for _ in range(2)
     ]

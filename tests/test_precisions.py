@@ -17,7 +17,13 @@ from t5electra.server.loading import cpu_has_bfloat16
 from t5electra.tools.training import electra, t5_tasks
 
 from support.quality import EVALUATION_SEED, Quality, measure
-from support.reference import PROMPTS, assert_detection_ignores_company, hf_generate, text_of
+from support.reference import (
+    PROMPTS,
+    assert_decoding_ignores_company,
+    assert_detection_ignores_company,
+    hf_generate,
+    text_of,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -55,32 +61,10 @@ def test_the_engines_report_their_precision(fast_generator: T5Generator, fast_de
 def test_greedy_tokens_do_not_depend_on_company_or_joining_time(fast_generator: T5Generator) -> None:
     """Requests joining a running batch at different steps decode the tokens
     they decode alone, and that ``model.generate`` gives at this precision."""
-    engine = fast_generator
-    requests = [
-        GenerationRequest(PROMPTS[4], GenerationParameters(min_new_tokens=24, max_new_tokens=24)),
-        GenerationRequest(PROMPTS[0]),
-        GenerationRequest(PROMPTS[2]),
-        GenerationRequest(PROMPTS[1], GenerationParameters(max_new_tokens=5)),
-        GenerationRequest(PROMPTS[3], GenerationParameters(repetition_penalty=1.9, min_new_tokens=6)),
-    ]
-    joins = {0: [0, 1], 3: [2, 3], 9: [4]}
-    session = engine.session()
-    keys: dict[int, int] = {}
-    results = {}
-    step = 0
-    while step <= max(joins) or not session.done:
-        for index in joins.get(step, []):
-            keys[session.add(engine.prepare(requests[index]))] = index
-        for event in session.step():
-            if event.result is not None:
-                results[keys[event.key]] = event.result.sequences[0].text
-        step += 1
-    for index, request in enumerate(requests):
-        alone = engine.generate([engine.prepare(request)])[0].sequences[0].text
-        assert results[index] == alone, index
-    p = requests[1].parameters
-    (reference,) = hf_generate(engine, [requests[1].text], max_new_tokens=p.max_new_tokens, do_sample=False)
-    assert results[1] == text_of(engine, reference)
+    results = assert_decoding_ignores_company(fast_generator)
+    default = GenerationParameters().max_new_tokens
+    (reference,) = hf_generate(fast_generator, [PROMPTS[0]], max_new_tokens=default, do_sample=False)
+    assert results[1] == text_of(fast_generator, reference)
 
 
 def test_detection_does_not_depend_on_company(fast_detector: ReplacementDetector) -> None:

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from t5electra.server.batch_state import BatchState
 from t5electra.server.domain import FinishReason, GenerationParameters, GenerationRequest, GenerationResult
 from t5electra.server.embedded import TINY_T5
 from t5electra.server.generator import T5Generator
 from t5electra.server.session import GenerationSession
+from t5electra.server.slot_cache import HEADROOM
 
 from support.reference import PROMPTS, hf_generate, text_of
 
@@ -185,9 +188,10 @@ def test_beam_search_shares_the_session_with_decoding_rows(generator: T5Generato
 
 
 @torch.inference_mode()
-def test_rows_keep_their_order_and_cache_through_select_and_concatenate(generator: T5Generator) -> None:
-    """Rows joined at different times carry caches of different lengths; the
-    concatenated batch pads them to one width and select trims it back."""
+def test_rows_keep_their_slots_and_histories_as_others_join_and_leave(generator: T5Generator) -> None:
+    """Rows joined at different times write their histories from their own
+    slot's first column; a row after one that leaves moves down with its
+    history, and the token padding no kept row needs is trimmed."""
     session = GenerationSession(generator)
     session.add(generator.prepare(GenerationRequest(PROMPTS[0], GenerationParameters(min_new_tokens=6))))
     for _ in range(4):
@@ -197,39 +201,89 @@ def test_rows_keep_their_order_and_cache_through_select_and_concatenate(generato
     batch = session._batch
     assert batch is not None and batch.keys == [0, 1]
     assert batch.decoder_mask.sum(dim=1).tolist() == [6, 2]
-    layer = batch.cache.self_attention_cache.layers[0]
-    assert layer.keys.size(2) == batch.tokens.size(1) - 1
-    alone = batch.select([1])
-    assert alone.tokens.size(1) == 2 and alone.cache.self_attention_cache.layers[0].keys.size(2) == 1
+    keys, _ = batch.cache._self[0]
+    history = keys[1, :, :1].clone()
+    batch.keep([1])
+    assert batch.keys == [1] and batch.tokens.size(1) == 2 and batch.cache.rows == 1
+    assert torch.equal(batch.cache._self[0][0][0, :, :1], history)
+
+
+@torch.inference_mode()
+def test_slots_grow_by_doubling_only_when_rows_or_columns_run_out(generator: T5Generator) -> None:
+    """A row joining at every step while others leave: the buffers hold no
+    more than twice the rows and columns in use (a spare column aside)."""
+    batch = _stepped(generator, [(step, step % len(PROMPTS)) for step in range(14)], 14)
+    keys, _ = batch.cache._self[0]
+    cross, _ = batch.cache._cross[0]
+    assert len(batch) >= 5
+    assert keys.size(0) <= 2 * len(batch) and keys.size(2) <= max(HEADROOM, 2 * batch.tokens.size(1) + 1)
+    assert cross.size(2) <= 2 * int(batch.cache.encoder_lengths.max()) + 1
+
+
+def _transformers_alone(engine: T5Generator, batch: BatchState, row: int) -> torch.Tensor:
+    """transformers' logits for one row of ``batch`` decoding alone, from a
+    cache holding that row's keys and values as its slots hold them."""
+    written = int(batch.decoder_mask[row].sum()) - 1
+    source = int(batch.cache.encoder_lengths[row])
+    history = [
+        (k[row : row + 1, :, :written].clone(), v[row : row + 1, :, :written].clone()) for k, v in batch.cache._self
+    ]
+    cross = [
+        (k[row : row + 1, :, :source].clone(), v[row : row + 1, :, :source].clone()) for k, v in batch.cache._cross
+    ]
+    # Cross-attention keys and values come from the cache, so the encoder
+    # states transformers is handed only give it the prompt's shape.
+    encoder_states = torch.zeros(1, source, engine.model.config.d_model)
+    return engine.model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
+        attention_mask=torch.ones(1, source, dtype=torch.long),
+        decoder_input_ids=batch.tokens[row : row + 1, -1:],
+        decoder_attention_mask=torch.ones(1, written + 1, dtype=torch.long),
+        cache=EncoderDecoderCache(DynamicCache(history), DynamicCache(cross)),
+        use_cache=True,
+    ).logits[0, -1, :]
+
+
+def _stepped(engine: T5Generator, joins: list[tuple[int, int]], steps: int) -> BatchState:
+    """A session's batch after ``steps`` steps, ``(step, prompt)`` joining
+    before their step with nine forced tokens each."""
+    session = GenerationSession(engine)
+    for step in range(steps):
+        for _, prompt in (j for j in joins if j[0] == step):
+            parameters = GenerationParameters(min_new_tokens=9)
+            session.add(engine.prepare(GenerationRequest(PROMPTS[prompt], parameters)))
+        session.step()
+    assert session._batch is not None
+    return session._batch
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])
 @torch.inference_mode()
 def test_the_decoder_step_is_transformers_forward_bit_for_bit(generator: T5Generator, precision: str) -> None:
-    """The written-out decoder pass against ``model(...)`` on the same rows:
-    left-padded histories of different lengths, right-padded prompts."""
+    """The written-out decoder pass against ``model(...)`` on one row with a
+    history, whose position bias is the table's own order."""
     engine = generator if precision == "float32" else T5Generator(TINY_T5, dtype=precision)
-    session = GenerationSession(engine)
-    session.add(engine.prepare(GenerationRequest(PROMPTS[4], GenerationParameters(min_new_tokens=9))))
-    for _ in range(5):
-        session.step()
-    session.add(engine.prepare(GenerationRequest(PROMPTS[3], GenerationParameters(min_new_tokens=9))))
-    session.step()
-    session.add(engine.prepare(GenerationRequest(PROMPTS[2], GenerationParameters(min_new_tokens=9))))
-    session.step()
-    batch = session._batch
-    assert batch is not None and len(set(batch.decoder_mask.sum(dim=1).tolist())) == 3
-    ours, theirs = batch.select(range(len(batch))), batch.select(range(len(batch)))
-    logits = engine.decoder_step(ours.tokens[:, -1:], ours.decoder_mask, ours.encoder_mask, ours.cache)
-    # Cross-attention keys and values come from the cache, so the encoder
-    # states transformers is handed only give it the prompt's shape.
-    encoder_states = torch.zeros(len(batch), batch.encoder_mask.size(1), engine.model.config.d_model)
-    expected = engine.model(
-        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
-        attention_mask=theirs.encoder_mask,
-        decoder_input_ids=theirs.tokens[:, -1:],
-        decoder_attention_mask=theirs.decoder_mask,
-        cache=theirs.cache,
-        use_cache=True,
-    ).logits[:, -1, :]
-    assert torch.equal(logits, expected)
+    batch = _stepped(engine, [(0, 4)], 5)
+    expected = _transformers_alone(engine, batch, 0)
+    logits = engine.decoder_step(batch.tokens[:, -1:], batch.decoder_mask, batch.cache)
+    assert torch.equal(logits[0], expected)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+@torch.inference_mode()
+def test_each_row_of_a_batch_is_transformers_forward_of_that_row_alone(generator: T5Generator, precision: str) -> None:
+    """Rows with histories and prompts of three lengths, after a row left:
+    each row's logits are transformers' for that row alone, bit for bit
+    where the linear layers' answer does not depend on the batch's size
+    (int8's integer products), and to float32's rounding otherwise."""
+    engine = generator if precision == "float32" else T5Generator(TINY_T5, dtype=precision)
+    batch = _stepped(engine, [(0, 0), (1, 4), (6, 3), (8, 2)], 10)
+    assert len(batch) == 3 and len(set(batch.decoder_mask.sum(dim=1).tolist())) == 3
+    assert len(set(batch.cache.encoder_lengths.tolist())) == 3
+    expected = torch.stack([_transformers_alone(engine, batch, row) for row in range(len(batch))])
+    logits = engine.decoder_step(batch.tokens[:, -1:], batch.decoder_mask, batch.cache)
+    if precision == "int8":
+        assert torch.equal(logits, expected)
+    else:
+        torch.testing.assert_close(logits, expected, rtol=0, atol=1e-4)
+        assert torch.equal(logits.argmax(dim=-1), expected.argmax(dim=-1))

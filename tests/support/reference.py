@@ -59,3 +59,35 @@ def assert_detection_ignores_company(detector) -> list:
         assert [t.replaced for t in alone.tokens] == [t.replaced for t in batched.tokens]
         assert [t.score for t in alone.tokens] == pytest.approx([t.score for t in batched.tokens], abs=1e-3)
     return together
+
+
+def assert_decoding_ignores_company(generator: T5Generator) -> dict[int, str]:
+    """Greedy requests joining a running batch at different steps, with
+    different lengths and parameters, decode the texts they decode alone.
+    Returns each request's text by its index (1: ``PROMPTS[0]`` with the
+    default parameters)."""
+    from t5electra.server.domain import GenerationParameters, GenerationRequest
+
+    requests = [
+        GenerationRequest(PROMPTS[4], GenerationParameters(min_new_tokens=24, max_new_tokens=24)),
+        GenerationRequest(PROMPTS[0]),
+        GenerationRequest(PROMPTS[2]),
+        GenerationRequest(PROMPTS[1], GenerationParameters(max_new_tokens=5)),
+        GenerationRequest(PROMPTS[3], GenerationParameters(repetition_penalty=1.9, min_new_tokens=6)),
+    ]
+    joins = {0: [0, 1], 3: [2, 3], 9: [4]}
+    session = generator.session()
+    keys: dict[int, int] = {}
+    results: dict[int, str] = {}
+    step = 0
+    while step <= max(joins) or not session.done:
+        for index in joins.get(step, []):
+            keys[session.add(generator.prepare(requests[index]))] = index
+        for event in session.step():
+            if event.result is not None:
+                results[keys[event.key]] = event.result.sequences[0].text
+        step += 1
+    for index, request in enumerate(requests):
+        alone = generator.generate([generator.prepare(request)])[0].sequences[0].text
+        assert results[index] == alone, index
+    return results

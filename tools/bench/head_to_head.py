@@ -48,26 +48,29 @@ class Contestant:
 def engine_contestants(t5: str, electra: str, precision: str) -> list[Contestant]:
     """This project's engines at ``precision``, at every batch size of the race."""
     from t5electra.server.detector import ReplacementDetector
-    from t5electra.server.domain import GenerationParameters, GenerationRequest
     from t5electra.server.generator import T5Generator
 
-    generator = T5Generator(t5, dtype=precision)
-    forced = GenerationParameters(max_new_tokens=peers.PEER_NEW_TOKENS, min_new_tokens=peers.PEER_NEW_TOKENS)
-
-    def generate(size: int) -> Callable[[], int]:
-        def work() -> int:
-            batch = [generator.prepare(GenerationRequest(peers.PEER_PROMPT, forced)) for _ in range(size)]
-            return sum(result.output_tokens for result in generator.generate(batch))
-
-        return work
-
     name = f"engine {precision}"
+    generator = T5Generator(t5, dtype=precision)
     detector = ReplacementDetector(electra, dtype=precision)
     return [
         contestant
         for size in peers.PEER_BATCHES
-        for contestant in (Contestant(name, "t5", size, generate(size)), detector_contestant(name, detector, size))
+        for contestant in (generator_contestant(name, generator, size), detector_contestant(name, detector, size))
     ]
+
+
+def generator_contestant(name: str, generator: Any, size: int) -> Contestant:
+    """One batch: ``size`` requests for the peers' prompt, each forced to the peers' length."""
+    from t5electra.server.domain import GenerationParameters, GenerationRequest
+
+    forced = GenerationParameters(max_new_tokens=peers.PEER_NEW_TOKENS, min_new_tokens=peers.PEER_NEW_TOKENS)
+
+    def work() -> int:
+        batch = [generator.prepare(GenerationRequest(peers.PEER_PROMPT, forced)) for _ in range(size)]
+        return sum(result.output_tokens for result in generator.generate(batch))
+
+    return Contestant(name, "t5", size, work)
 
 
 def detector_contestant(name: str, detector: Any, size: int) -> Contestant:
@@ -82,14 +85,24 @@ def detector_contestant(name: str, detector: Any, size: int) -> Contestant:
     return Contestant(name, "electra", size, work)
 
 
-def compiled_detector_contestants(electra: str, precision: str) -> tuple[list[Contestant], float]:
-    """The ELECTRA engine with ``electra.compile``, and its compile seconds."""
+def compiled_contestants(t5: str, electra: str, precision: str) -> tuple[list[Contestant], dict[str, float]]:
+    """Both engines compiled (``t5.compile``, ``electra.compile``), and each
+    one's seconds to compile and warm up."""
     from t5electra.server.detector import ReplacementDetector
+    from t5electra.server.generator import T5Generator
 
+    started = time.perf_counter()
+    generator = T5Generator(t5, dtype=precision, compile=True)
+    generator.warm_up()
+    seconds = {"t5": round(time.perf_counter() - started, 1)}
     detector = ReplacementDetector(electra, dtype=precision, compile=True)
-    seconds = detector.warm_up()
+    seconds["electra"] = round(detector.warm_up(), 1)
     name = f"engine {precision} compiled"
-    return [detector_contestant(name, detector, size) for size in peers.PEER_BATCHES], seconds
+    return [
+        contestant
+        for size in peers.PEER_BATCHES
+        for contestant in (generator_contestant(name, generator, size), detector_contestant(name, detector, size))
+    ], seconds
 
 
 def peer_contestants(t5: str, electra: str, workdir: Path, threads: int = 1) -> list[Contestant]:
@@ -170,6 +183,9 @@ def ratios(entries: list[dict[str, Any]]) -> dict[str, float | None]:
         out[f"electra_int8_over_onnxruntime_int8_b{batch}"] = divide(
             _median(entries, "engine int8", "electra", batch), _median(entries, "ONNX Runtime int8", "electra", batch)
         )
+        out[f"t5_int8_compiled_over_ctranslate2_int8_b{batch}"] = divide(
+            _median(entries, "engine int8 compiled", "t5", batch), _median(entries, "CTranslate2 int8", "t5", batch)
+        )
         out[f"electra_int8_compiled_over_onnxruntime_int8_b{batch}"] = divide(
             _median(entries, "engine int8 compiled", "electra", batch),
             _median(entries, "ONNX Runtime int8", "electra", batch),
@@ -191,18 +207,18 @@ def run(
     seconds: float = 2.0,
     min_batches: int = MIN_BATCHES,
     threads: int = 1,
-    compile_electra: bool = False,
+    compile: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The race with every precision's engines and both peers, as JSON;
-    with ``compile_electra``, ELECTRA int8 compiled too."""
+    with ``compile``, both engines at int8 compiled too."""
     import torch
 
     torch.set_num_threads(threads)
     contestants = [c for p in precisions for c in engine_contestants(t5, electra, p)]
     compile_s = None
-    if compile_electra:
-        compiled, compile_s = compiled_detector_contestants(electra, "int8")
+    if compile:
+        compiled, compile_s = compiled_contestants(t5, electra, "int8")
         contestants += compiled
     contestants += peer_contestants(t5, electra, workdir, threads)
     entries = race(contestants, rounds=rounds, seconds=seconds, min_batches=min_batches, say=say)
@@ -211,7 +227,7 @@ def run(
         "threads": threads,
         "rounds": rounds,
         "min_batches": min_batches,
-        "electra_compile_s": compile_s,
+        "compile_s": compile_s,
         "entries": entries,
         "ratios": ratios(entries),
     }
@@ -247,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--min-batches", type=int, default=MIN_BATCHES)
     parser.add_argument("--workdir", type=Path, default=Path("bench-work"))
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--compile-electra", action="store_true", help="ELECTRA int8 compiled (electra.compile) too")
+    parser.add_argument(
+        "--compile", action="store_true", help="both int8 engines compiled too (t5.compile, electra.compile)"
+    )
     args = parser.parse_args(argv)
     missing = peers.available()
     if missing:
@@ -257,15 +275,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     precisions = usable_precisions(tuple(args.precisions.split(",")))
     result = run(
         models.t5, models.electra, precisions, args.workdir,
-        rounds=args.rounds, seconds=args.seconds, min_batches=args.min_batches, compile_electra=args.compile_electra,
+        rounds=args.rounds, seconds=args.seconds, min_batches=args.min_batches, compile=args.compile,
     )  # fmt: skip
     table = [HEADER, *rows(result)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
     print(f"{models.size} shapes, {cpu.line(result['cpu'])}")
     for row in table:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
-    if result["electra_compile_s"] is not None:
-        print(f"electra int8 compile (first pass) s: {result['electra_compile_s']:.1f}")
+    for model, seconds in (result["compile_s"] or {}).items():
+        print(f"{model} int8 compile and warm-up s: {seconds:.1f}")
     for name, value in result["ratios"].items():
         print(f"{name}: {'n/a' if value is None else f'{value:.2f}'}")
     if args.json:
