@@ -1,6 +1,6 @@
 """The compiled passes (``t5.compile``, ``electra.compile``): ELECTRA's
-forward and T5's decoder step, within int8's stated bounds of float32,
-close to the eager int8 passes, independent of the batch a request is in
+forward and T5's decoder step at int8 and bfloat16, within the precision's
+stated bounds of float32, close to the eager passes, independent of the batch a request is in
 (and, for T5, of when it joined), the same from inductor's disk cache, and
 refused where they would not apply. Compiling takes tens of seconds, so this
 runs in the system tier."""
@@ -15,6 +15,7 @@ from t5electra.server.domain import DetectionRequest, GenerationParameters, Gene
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 from t5electra.server.generator import T5Generator
 
+from support.quality import LOGPROB_TOLERANCE, SCORE_TOLERANCE, faster_precisions
 from support.reference import (
     PADDING_SENTENCE,
     PROMPTS,
@@ -25,10 +26,10 @@ from support.reference import (
 
 pytestmark = pytest.mark.system
 
-# int8 against float32, as docs/api.md states them (test_precisions.py): a
-# detection score, a generated token's log-probability (nats).
-SCORE_TOLERANCE = 0.05
-LOGPROB_TOLERANCE = 0.1
+
+@pytest.fixture(scope="module", params=faster_precisions())
+def precision(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def _scores(detector: ReplacementDetector, texts: list[str]) -> list[list[float]]:
@@ -37,8 +38,8 @@ def _scores(detector: ReplacementDetector, texts: list[str]) -> list[list[float]
 
 
 @pytest.fixture(scope="module")
-def compiled_detector() -> ReplacementDetector:
-    detector = ReplacementDetector(TINY_ELECTRA, dtype="int8", compile=True)
+def compiled_detector(precision: str) -> ReplacementDetector:
+    detector = ReplacementDetector(TINY_ELECTRA, dtype=precision, compile=True)
     detector.warm_up()
     return detector
 
@@ -51,18 +52,22 @@ def test_a_text_scores_the_same_alone_and_in_any_batch(compiled_detector: Replac
     assert _scores(compiled_detector, texts[::-1]) == [[t.score for t in d.tokens] for d in together][::-1]
 
 
-def test_the_compiled_pass_stays_within_int8s_bounds(compiled_detector: ReplacementDetector, detector) -> None:
-    eager = ReplacementDetector(TINY_ELECTRA, dtype="int8")
+def test_the_compiled_pass_stays_within_the_stated_bounds(
+    compiled_detector: ReplacementDetector, detector: ReplacementDetector, precision: str
+) -> None:
+    """Within the precision's bound of float32, and a fifth of it of the eager pass."""
+    eager = ReplacementDetector(TINY_ELECTRA, dtype=precision)
     texts = list(SENTENCES)
     compared = zip(_scores(compiled_detector, texts), _scores(detector, texts), _scores(eager, texts), strict=True)
-    for got, exact, int8 in compared:
-        assert max(abs(a - b) for a, b in zip(got, exact, strict=True)) <= SCORE_TOLERANCE
-        assert max(abs(a - b) for a, b in zip(got, int8, strict=True)) <= SCORE_TOLERANCE / 5
+    bound = SCORE_TOLERANCE[precision]
+    for got, exact, same_precision in compared:
+        assert max(abs(a - b) for a, b in zip(got, exact, strict=True)) <= bound
+        assert max(abs(a - b) for a, b in zip(got, same_precision, strict=True)) <= bound / 5
 
 
 @pytest.fixture(scope="module")
-def compiled_generator() -> T5Generator:
-    generator = T5Generator(TINY_T5, dtype="int8", compile=True)
+def compiled_generator(precision: str) -> T5Generator:
+    generator = T5Generator(TINY_T5, dtype=precision, compile=True)
     generator.warm_up()
     return generator
 
@@ -77,19 +82,23 @@ def _logprobs(generator: T5Generator, prompts: list[str]) -> list[list[tuple[int
     return [[(t.id, t.logprob) for t in result.sequences[0].tokens] for result in results]
 
 
-def test_the_compiled_step_stays_within_int8s_bounds(compiled_generator: T5Generator, generator) -> None:
-    """The eager int8 step's tokens with log-probabilities within a tenth of
-    int8's bound; against float32, that bound while both decode alike."""
-    eager = T5Generator(TINY_T5, dtype="int8")
+def test_the_compiled_step_stays_within_the_stated_bounds(
+    compiled_generator: T5Generator, generator: T5Generator, precision: str
+) -> None:
+    """The eager step's tokens at this precision with log-probabilities within
+    a tenth of the precision's bound; against float32, that bound while both
+    decode alike."""
+    eager = T5Generator(TINY_T5, dtype=precision)
     prompts = list(PROMPTS)
     runs = zip(
         _logprobs(compiled_generator, prompts), _logprobs(generator, prompts), _logprobs(eager, prompts), strict=True
     )
-    for got, exact, int8 in runs:
-        assert [i for i, _ in got] == [i for i, _ in int8]
-        assert max(abs(a - b) for (_, a), (_, b) in zip(got, int8, strict=True)) <= LOGPROB_TOLERANCE / 10
+    bound = LOGPROB_TOLERANCE[precision]
+    for got, exact, same_precision in runs:
+        assert [i for i, _ in got] == [i for i, _ in same_precision]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(got, same_precision, strict=True)) <= bound / 10
         agreed = [(a, b) for (i, a), (j, b) in zip(got, exact, strict=False) if i == j]
-        assert agreed and max(abs(a - b) for a, b in agreed) <= LOGPROB_TOLERANCE
+        assert agreed and max(abs(a - b) for a, b in agreed) <= bound
 
 
 def test_float32_is_never_compiled() -> None:

@@ -13,10 +13,9 @@ from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5
 from t5electra.server.generator import T5Generator
-from t5electra.server.loading import cpu_has_bfloat16
 from t5electra.tools.training import electra, t5_tasks
 
-from support.quality import EVALUATION_SEED, Quality, measure
+from support.quality import EVALUATION_SEED, LOGPROB_TOLERANCE, SCORE_TOLERANCE, Quality, faster_precisions, measure
 from support.reference import (
     PROMPTS,
     assert_decoding_ignores_company,
@@ -27,19 +26,8 @@ from support.reference import (
 
 pytestmark = pytest.mark.unit
 
-PRECISIONS = [
-    "int8",
-    pytest.param(
-        "bfloat16", marks=pytest.mark.skipif(not cpu_has_bfloat16(), reason="this CPU has no native bfloat16")
-    ),
-]
-# Against float32, as docs/api.md states them: a generated token's
-# log-probability (nats) and a detection score.
-LOGPROB_TOLERANCE = {"int8": 0.1, "bfloat16": 0.25}
-SCORE_TOLERANCE = {"int8": 0.05, "bfloat16": 0.05}
 
-
-@pytest.fixture(scope="module", params=PRECISIONS)
+@pytest.fixture(scope="module", params=faster_precisions())
 def precision(request: pytest.FixtureRequest) -> str:
     return request.param
 

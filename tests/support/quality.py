@@ -13,6 +13,22 @@ from t5electra.tools.training import corpus, electra, t5, t5_tasks
 
 EVALUATION_SEED = 20261130
 
+# The faster precisions against float32, as docs/api.md states them: a
+# generated token's log-probability (nats) and a detection score.
+LOGPROB_TOLERANCE = {"int8": 0.1, "bfloat16": 0.25}
+SCORE_TOLERANCE = {"int8": 0.05, "bfloat16": 0.05}
+
+
+def faster_precisions() -> list:
+    """int8, and bfloat16 where this CPU computes it natively, as pytest
+    parameters."""
+    import pytest
+
+    from t5electra.server.loading import cpu_has_bfloat16
+
+    bfloat16_missing = pytest.mark.skipif(not cpu_has_bfloat16(), reason="this CPU has no native bfloat16")
+    return ["int8", pytest.param("bfloat16", marks=bfloat16_missing)]
+
 
 @dataclass
 class Quality:
