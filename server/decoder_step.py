@@ -55,6 +55,7 @@ class DecoderStep:
         self._dtype = self._decoder.embed_tokens.weight.dtype
         with torch.inference_mode():
             self._bias_table = self._first.compute_bias(1, HEADROOM, past_seen_tokens=HEADROOM - 1)[0, :, 0]
+        self.compiled = compile
         self._min_width = 1
         if compile:
             for block in self._decoder.block:

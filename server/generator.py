@@ -66,7 +66,6 @@ class T5Generator:
                 f"architectures ({', '.join(sorted(T5_ARCHITECTURES))}: T5, Flan-T5, mT5)"
             )
         self.decoder_step = DecoderStep(self.model, compile=compile, precision=self.precision)
-        self.compiled = compile
         config = self.model.generation_config
         eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=self.device)
@@ -136,7 +135,7 @@ class T5Generator:
         refuses work that would fit. A compiled step is compiled here, for
         one row and then for two (its two graphs), before the timed request."""
         parameters = GenerationParameters(min_new_tokens=steps, max_new_tokens=steps)
-        if self.compiled:
+        if self.decoder_step.compiled:
             for rows in (1, 2):
                 self.generate([self.prepare(GenerationRequest("warm up", parameters)) for _ in range(rows)])
         session = self.session([self.prepare(GenerationRequest("warm up", parameters))])
