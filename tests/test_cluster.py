@@ -181,6 +181,7 @@ def test_draining_a_node_under_load_loses_nothing(cluster: LocalCluster) -> None
     a third node to move to: Serve starts replacements there before the
     draining node's replicas stop."""
     draining = _node_id(cluster.status(), head=False)
+    node = next(node for node in cluster.nodes if node.name == "worker-2")
     cluster.add_worker("worker-3", {"zone_b": 1})
     cluster.wait_for(lambda s: sum(n["alive"] for n in s["nodes"]) == 3, "three nodes alive", timeout=120)
 
@@ -204,20 +205,25 @@ def test_draining_a_node_under_load_loses_nothing(cluster: LocalCluster) -> None
         finished = time.monotonic()
         time.sleep(3)
     figures = {"seconds": round(finished - started, 1), **calls.account(started, finished + 3)}
-    # Ray stops a drained node once nothing runs on it, or at the drain's
-    # deadline (120 s): the next test reads the cluster without it.
-    cluster.wait_for(
-        lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == draining), "drained node stopped", 180
-    )
-    figures["node_stopped_s"] = round(time.monotonic() - started, 1)
     print(f"\nnode drain: {json.dumps(figures)}")
     calls.check(figures)
+    # A preemption drain ends with the provider terminating the node at its
+    # deadline. Ray stops a drained node by itself once nothing runs there,
+    # but not always: on one CI machine it was alive minutes past the
+    # deadline with no replica on it. The test plays the provider (nothing to
+    # stop where Ray already has), so the next test reads the cluster
+    # without the node.
+    left = node.kill()
+    cluster.wait_for(
+        lambda s: not any(n["alive"] for n in s["nodes"] if n["node_id"] == draining), "drained node stopped"
+    )
+    print(f"drained node: {left} processes left for the provider to stop")
 
 
 def test_status_shows_placement_and_shutdown_removes_the_application(cluster: LocalCluster) -> None:
     text = cluster.t5electra("status", "--address", cluster.address)
     assert text.returncode == 0, text.stderr[-3000:]
-    # worker-1 was killed, worker-2 drained (Ray stops a drained node).
+    # worker-1 was killed, worker-2 drained and stopped.
     assert "2 of 4 nodes alive" in text.stdout
     assert f"application {APP} RUNNING" in text.stdout
     assert "TextGenerator  HEALTHY    2/2 replicas running" in text.stdout
