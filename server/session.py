@@ -21,13 +21,16 @@ call, and keeping that call's shape is what makes a seeded request reproduce
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from . import logits
 from .batch_state import BatchState
+from .decoder_step import DecoderStep
 from .domain import (
     FinishReason,
     GeneratedSequence,
@@ -39,9 +42,6 @@ from .domain import (
 )
 from .slot_cache import SlotCache
 from .text_stream import TextStream
-
-if TYPE_CHECKING:
-    from .generator import T5Generator
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,32 @@ class StepEvent:
     result: GenerationResult | None = None
 
 
+class DecodingModel(Protocol):
+    """What a session needs of the model it decodes with: a loaded T5
+    (``generator.T5Generator``), which builds sessions and so cannot be
+    imported here."""
+
+    model: Any
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    decoder_step: DecoderStep
+    eos_ids: torch.Tensor
+    pad_id: int
+    start_id: int
+
+    def encode_batch(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def cross_attention_states(self, hidden: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def beam_search(self, group: Sequence[PreparedGeneration]) -> list[GenerationResult]: ...
+
+
 class GenerationSession:
     """Decodes every request added to it, a token per :meth:`step`."""
 
-    def __init__(self, generator: T5Generator) -> None:
+    def __init__(self, generator: DecodingModel) -> None:
         self._g = generator
         self._requests: dict[int, PreparedGeneration] = {}
         self._rng: dict[int, torch.Generator] = {}

@@ -41,6 +41,13 @@ def describe() -> dict[str, Any]:
     }
 
 
+def usable_precisions(requested: tuple[str, ...]) -> tuple[str, ...]:
+    """``requested`` without bfloat16 where this CPU would emulate it."""
+    from t5electra.server.loading import cpu_has_bfloat16
+
+    return tuple(p for p in requested if p != "bfloat16" or cpu_has_bfloat16())
+
+
 def line(described: dict[str, Any]) -> str:
     """One line for a table's caption."""
     sets = ", ".join(described["instruction_sets"]) or "no VNNI, BF16 or AMX"

@@ -1,14 +1,14 @@
-"""The bench's ratios, made from its measured load points: how much of the
-engine's own speed serving keeps, what batching and the scheduler gain,
-and the overhead a request pays on its way through the server; and the
-targets they are judged by."""
+"""The bench's figures for one model size and the ratios made from its
+measured load points: how much of the engine's own speed serving keeps,
+what batching and the scheduler gain, and the overhead a request pays on
+its way through the server; and the targets they are judged by."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from .runner import SizeResult
+from .checkpoints import ModelPair
 
 REFERENCE_CONCURRENCY = 16
 """The concurrency at which served, plain and engine figures are compared."""
@@ -149,3 +149,33 @@ def scheduling_ratios(mixed: dict[str, dict[str, Any]]) -> dict[str, float | Non
             _at(mixed["continuous"], "mixed", "tokens_per_s"), _at(mixed["static"], "mixed", "tokens_per_s")
         )
     return out
+
+
+@dataclass
+class SizeResult:
+    """Every phase's load points for one model size, filled in as the
+    phases run; the ratios are made when it is written out."""
+
+    models: ModelPair
+    startup_s: float = 0.0
+    served: list[dict[str, Any]] = field(default_factory=list)
+    plain: list[dict[str, Any]] = field(default_factory=list)
+    engine: list[dict[str, Any]] = field(default_factory=list)
+    mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overload: dict[str, Any] = field(default_factory=dict)
+    peers: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.models.size,
+            "models": asdict(self.models),
+            "served_startup_s": round(self.startup_s, 1),
+            "served": self.served,
+            "plain": self.plain,
+            "engine": self.engine,
+            "mixed": self.mixed,
+            "overload": self.overload,
+            "ratios": ratios(self),
+            "scheduling": scheduling_ratios(self.mixed),
+            "peers": self.peers,
+        }

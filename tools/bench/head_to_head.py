@@ -253,7 +253,6 @@ HEADER = ["in-process, 1 thread", "model", "batch", "median", "rounds low–high
 
 def main(argv: Sequence[str] | None = None) -> None:
     from .checkpoints import small, tiny
-    from .precisions import usable_precisions
 
     parser = argparse.ArgumentParser(prog="python -m t5electra.tools.bench.head_to_head", description=__doc__)
     parser.add_argument("--sizes", choices=("tiny", "small"), default="small")
@@ -272,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"the peers are not installed ({missing})")
     args.workdir.mkdir(parents=True, exist_ok=True)
     models = tiny() if args.sizes == "tiny" else small(args.workdir)
-    precisions = usable_precisions(tuple(args.precisions.split(",")))
+    precisions = cpu.usable_precisions(tuple(args.precisions.split(",")))
     result = run(
         models.t5, models.electra, precisions, args.workdir,
         rounds=args.rounds, seconds=args.seconds, min_batches=args.min_batches, compile=args.compile,

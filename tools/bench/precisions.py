@@ -28,13 +28,6 @@ from .processes import replica_peak_rss_mb
 LONE_NEW_TOKENS = 16
 
 
-def usable_precisions(requested: tuple[str, ...]) -> tuple[str, ...]:
-    """``requested`` without bfloat16 where this CPU would emulate it."""
-    from t5electra.server.loading import cpu_has_bfloat16
-
-    return tuple(p for p in requested if p != "bfloat16" or cpu_has_bfloat16())
-
-
 def _exact(tokens: int) -> dict[str, int]:
     return {"max_new_tokens": tokens, "min_new_tokens": tokens}
 

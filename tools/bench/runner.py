@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,8 @@ from .figures import (
     OVERLOAD_DEADLINE_S,
     OVERLOAD_FACTOR,
     REFERENCE_CONCURRENCY,
+    SizeResult,
     formed_batch,
-    ratios,
-    scheduling_ratios,
 )
 from .points import closed_loop, load_point, served
 from .processes import free_port, replica_peak_rss_mb, started_process
@@ -83,33 +82,6 @@ class BenchConfig:
             "peers": False,
         }
         return cls(**{**defaults, **overrides})
-
-
-@dataclass
-class SizeResult:
-    models: ModelPair
-    startup_s: float = 0.0
-    served: list[dict[str, Any]] = field(default_factory=list)
-    plain: list[dict[str, Any]] = field(default_factory=list)
-    engine: list[dict[str, Any]] = field(default_factory=list)
-    mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    overload: dict[str, Any] = field(default_factory=dict)
-    peers: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "size": self.models.size,
-            "models": asdict(self.models),
-            "served_startup_s": round(self.startup_s, 1),
-            "served": self.served,
-            "plain": self.plain,
-            "engine": self.engine,
-            "mixed": self.mixed,
-            "overload": self.overload,
-            "ratios": ratios(self),
-            "scheduling": scheduling_ratios(self.mixed),
-            "peers": self.peers,
-        }
 
 
 def machine() -> dict[str, Any]:
@@ -261,7 +233,7 @@ def run_size(models: ModelPair, config: BenchConfig, workdir: Path, say: Callabl
         else:
             result.peers = precisions.run_phase(
                 models,
-                precisions.usable_precisions(config.precisions),
+                cpu.usable_precisions(config.precisions),
                 threads=config.torch_threads,
                 duration=config.duration,
                 warmup=config.warmup,

@@ -26,11 +26,11 @@ from t5electra.server.domain import GenerationParameters
 from t5electra.server.settings import REQUEST_PATH_SWITCHES
 
 from .checkpoints import small, tiny
-from .figures import REFERENCE_CONCURRENCY, ratios
+from .figures import REFERENCE_CONCURRENCY, SizeResult, ratios
 from .points import closed_loop, load_point, served
 from .processes import serving_processes
 from .profiles import Frames, read_folded, recording
-from .runner import RPCS, BenchConfig, SizeResult, engine_points
+from .runner import RPCS, BenchConfig, engine_points
 
 _TOKENS = 16
 """Generated tokens per request, forced: served and in-process do the same work."""
