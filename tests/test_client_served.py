@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from t5electra.clients import AsyncClient
-from t5electra.clients.load_report import write_json
-from t5electra.clients.loadtest import LoadConfig, run_load
+from t5electra.tools.load.report import write_json
+from t5electra.tools.load.run import run_load
+from t5electra.tools.load.workload import LoadConfig
 
 pytestmark = pytest.mark.serve
 
@@ -67,7 +68,7 @@ _UNTIL_EVERY_RPC = """
 import gevent
 from locust import events
 
-from t5electra.clients.locust_user import T5ElectraUser  # noqa: F401 - the user Locust runs
+from t5electra.tools.load.locust_user import T5ElectraUser  # noqa: F401 - the user Locust runs
 
 WANTED = {"Generate", "GenerateStream", "DetectReplacements"}
 seen = set()

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
-from t5electra.deployments.lifecycle import drain_budget_s
 from t5electra.server.settings import Settings
+from t5electra.tools.serving.lifecycle import drain_budget_s
 
 from support.served import serving
 from support.waiting import wait_for

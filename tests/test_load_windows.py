@@ -15,11 +15,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from t5electra.clients.load_report import MISSING, LoadReport, Sample
-from t5electra.clients.loadtest import LoadConfig, run_load
-from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
+from t5electra.protocol.v1 import generation_pb2, generation_pb2_grpc
 from t5electra.tools.bench import report
 from t5electra.tools.bench.figures import scheduling_ratios
+from t5electra.tools.load.report import MISSING, LoadReport, Sample
+from t5electra.tools.load.run import run_load
+from t5electra.tools.load.workload import LoadConfig
 
 pytestmark = pytest.mark.unit
 

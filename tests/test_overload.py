@@ -21,7 +21,8 @@ import asyncio
 
 import pytest
 
-from t5electra.clients.loadtest import LoadConfig, run_load
+from t5electra.tools.load.run import run_load
+from t5electra.tools.load.workload import LoadConfig
 
 from support.serving import ServerUnderTest
 

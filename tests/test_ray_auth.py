@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from t5electra.deployments import ray_auth
+from t5electra.tools.serving import ray_auth
 
 pytestmark = pytest.mark.unit
 

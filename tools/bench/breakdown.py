@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from t5electra.clients.load_report import shown
+from t5electra.tools.load.report import shown
 
 from .figures import REFERENCE_CONCURRENCY
 

@@ -28,7 +28,7 @@ class EnginePoint:
     ttfts: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        from t5electra.clients.load_report import percentile
+        from t5electra.tools.load.report import percentile
 
         figures: dict[str, Any] = {
             "rpc": self.rpc,

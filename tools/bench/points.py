@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.load_report import shown
-from t5electra.clients.loadtest import LoadConfig, run_load
+from t5electra.tools.load.report import shown
+from t5electra.tools.load.run import run_load
+from t5electra.tools.load.workload import LoadConfig
 
 from .checkpoints import ModelPair
 from .processes import SERVE_READY, Started, cpu_spent, free_port, started_process

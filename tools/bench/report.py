@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.load_report import shown
+from t5electra.tools.load.report import shown
 
 from . import cpu, head_to_head, peers
 from .breakdown import cpu_rows, hop_rows

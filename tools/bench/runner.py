@@ -16,9 +16,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS
 from t5electra.deployments.names import TEXT_GENERATOR
 from t5electra.server.domain import GenerationParameters
+from t5electra.tools.load.workload import DETECTION_TEXTS, GENERATION_PROMPTS
 
 from . import checkpoints, cpu, engine, peers, precisions
 from .checkpoints import ModelPair

@@ -1,5 +1,5 @@
 """``t5electra loadtest``: its flags beside the run that reads them. The
-load tester is ``clients/loadtest.py``, a client of the server like any
+load tester is ``tools/load/``, a client of the server like any
 other; this module only turns the flags into its ``LoadConfig``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from t5electra.clients.loadtest import RPCS
+    from t5electra.tools.load.workload import RPCS
 
     load = commands.add_parser(
         "loadtest",
@@ -63,8 +63,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _loadtest(args: argparse.Namespace) -> int:
     import asyncio
 
-    from t5electra.clients.load_report import write_json
-    from t5electra.clients.loadtest import LoadConfig, run_load
+    from t5electra.tools.load.report import write_json
+    from t5electra.tools.load.run import run_load
+    from t5electra.tools.load.workload import LoadConfig
 
     prompts: tuple[str, ...] = ()
     if args.prompts:

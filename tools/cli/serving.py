@@ -76,7 +76,7 @@ def _cluster_flags(command: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from t5electra.deployments import lifecycle
+    from t5electra.tools.serving import lifecycle
 
     overrides: dict[str, Any] = {"port": args.port, "front": args.front}
     if args.t5_model:
@@ -98,10 +98,10 @@ def _say(line: str) -> None:
 
 def _join_cluster(address: str) -> bool:
     """Joins the cluster at ``address``; False (and a message) when none answers."""
-    from t5electra.deployments.ray_auth import present_cluster_token
+    from t5electra.tools.serving.ray_auth import present_cluster_token
 
     present_cluster_token()
-    from t5electra.deployments import cluster
+    from t5electra.tools.serving import cluster
 
     try:
         cluster.connect(address)
@@ -115,7 +115,7 @@ def _status(args: argparse.Namespace) -> int:
     answer = _answer_only_on_stdout() if args.json else sys.stdout
     if not _join_cluster(args.address):
         return 2
-    from t5electra.deployments import cluster
+    from t5electra.tools.serving import cluster
 
     status = cluster.read_status(args.address)
     print(json.dumps(status.to_json(), indent=2) if args.json else status.table(), file=answer, flush=True)
@@ -137,7 +137,7 @@ def _shutdown(args: argparse.Namespace) -> int:
         return 2
     from ray.serve.exceptions import RayServeException
 
-    from t5electra.deployments import cluster
+    from t5electra.tools.serving import cluster
 
     try:
         removed = cluster.shutdown(None if args.all else args.app)

@@ -31,10 +31,10 @@ from typing import Any, TypeVar
 
 import psutil
 
+from t5electra.deployments.names import MODELS
 from t5electra.server.domain import ModelDescription
 from t5electra.server.settings import Settings
 
-from .names import MODELS
 from .ray_auth import present_cluster_token
 
 SERVER_CHILD = "T5ELECTRA_SERVER_CHILD"
@@ -156,8 +156,9 @@ def start(settings: Settings, address: str | None) -> str:
     import ray
     from ray import serve
 
+    from t5electra.deployments.app import build_app, configure_ray_environment, grpc_options
+
     from . import cluster
-    from .app import build_app, configure_ray_environment, grpc_options
 
     configure_ray_environment(settings)
     if address:

@@ -1,6 +1,6 @@
 """What a load run measured: every finished request (:class:`Sample`) and
 the figures made from them (:class:`LoadReport`), as a table, JSON or a
-plot. Conventions are the load tester's (see ``loadtest``)."""
+plot. Conventions are the load tester's (see ``run.py``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .loadtest import LoadConfig
+from .workload import LoadConfig
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """A Locust user for teams that already load-test with Locust.
 
-    locust -f clients/locust_user.py --host localhost:9000
+    locust -f tools/load/locust_user.py --host localhost:9000
 
-(or ``-f $(python -c "import t5electra.clients.locust_user as m; print(m.__file__)")``
+(or ``-f $(python -c "import t5electra.tools.load.locust_user as m; print(m.__file__)")``
 from an installed package). Each simulated user calls Generate, GenerateStream
 and DetectReplacements through :class:`~t5electra.clients.Client`, and every
 call is reported to Locust with its latency, response size and, for failures,
@@ -22,9 +22,9 @@ from locust import User, between, task
 
 # Absolute imports: Locust loads this file by path, outside its package.
 from t5electra.clients.client import Client
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS
 from t5electra.clients.options import NO_RETRY
 from t5electra.clients.results import T5ElectraError
+from t5electra.tools.load.workload import DETECTION_TEXTS, GENERATION_PROMPTS
 
 # Locust runs users as gevent greenlets; gRPC must cooperate with gevent's loop.
 grpc_gevent.init_gevent()

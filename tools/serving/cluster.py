@@ -111,7 +111,7 @@ class ClusterStatus:
 
 def connect(address: str) -> None:
     """Joins the cluster as a driver; call
-    :func:`~t5electra.deployments.ray_auth.present_cluster_token` before
+    :func:`~t5electra.tools.serving.ray_auth.present_cluster_token` before
     importing this module. An explicit address where nothing listens fails
     at once: Ray itself would retry it for minutes."""
     if address != "auto":
