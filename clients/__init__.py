@@ -5,9 +5,6 @@
 ...     print(client.generate("translate English to German: the cat sleeps").text)
 """
 
-from typing import Any
-
-from . import results
 from .aio import AsyncClient, AsyncGenerationStream
 from .client import Client, GenerationStream
 from .options import NO_RETRY, RetryPolicy
@@ -50,10 +47,3 @@ __all__ = [
     "TopToken",
     "Word",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """Old names that still import, with a warning (see ``results``)."""
-    if name == "Sequence":
-        return results.__getattr__(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

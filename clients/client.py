@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 import grpc
 
+from t5electra.protocol.v1 import generation_pb2
+
 from . import core
 from .options import ClientConfig, RetryPolicy, deadline_after, generate_request, pause_before_retry, remaining
 from .results import Detection, Generation, Inference, ModelInfo, StreamEnd, T5ElectraError, Tokenization, _metadata
-from .v1 import generation_pb2
 
 T = TypeVar("T")
 

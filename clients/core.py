@@ -11,10 +11,10 @@ from typing import Any, Generic, TypeVar
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from t5electra.protocol.inference import open_inference_pb2_grpc
+from t5electra.protocol.v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 
 from .options import ClientConfig, detect_request, generate_request, infer_request, tokenize_request
 from .results import Detection, Generation, Inference, ModelInfo, StreamEnd, Tokenization, TokenLogprob
-from .v1 import detection_pb2_grpc, generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 
 R = TypeVar("R")
 

@@ -16,9 +16,9 @@ import grpc
 
 from t5electra.protocol import SERVICE_NAMES, bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
+from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 
 from .results import T5ElectraError
-from .v1 import detection_pb2, generation_pb2, models_pb2
 
 # Large enough for a detection of a maximal text; keepalive pings spaced so
 # that servers with gRPC's default ping policy do not answer GOAWAY.
@@ -30,7 +30,6 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 0),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
-SERVICES = SERVICE_NAMES
 # gRPC clamps a retryPolicy's maxAttempts to 5; a policy that wants more
 # (riding over a replica restart) is carried out by the client itself.
 GRPC_MAX_ATTEMPTS = 5
@@ -59,7 +58,7 @@ class RetryPolicy:
         return {
             "methodConfig": [
                 {
-                    "name": [{"service": service} for service in SERVICES],
+                    "name": [{"service": service} for service in SERVICE_NAMES],
                     "retryPolicy": {
                         "maxAttempts": self.max_attempts,
                         "initialBackoff": f"{self.initial_backoff_s:g}s",

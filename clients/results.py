@@ -3,7 +3,6 @@ came from in ``.proto`` for callers that want every field."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +10,7 @@ import grpc
 
 from t5electra.protocol import bytes_tensor
 from t5electra.protocol.inference import open_inference_pb2 as oip
-
-from .v1 import detection_pb2, generation_pb2, models_pb2
+from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 
 
 class T5ElectraError(Exception):
@@ -235,15 +233,6 @@ class ModelInfo:
             )
             for m in message.models
         )
-
-
-def __getattr__(name: str) -> Any:
-    """``Sequence``, the old name of :class:`GeneratedText`, still imports
-    (it shadowed ``collections.abc.Sequence``), with a warning."""
-    if name == "Sequence":
-        warnings.warn("t5electra.clients.Sequence is now GeneratedText", DeprecationWarning, stacklevel=2)
-        return GeneratedText
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

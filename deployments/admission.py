@@ -43,8 +43,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from t5electra.server.domain import Horizon
-from t5electra.server.errors import DeadlineTooShort, Overloaded
+from .refusals import DeadlineTooShort, Overloaded
+from .replies import Horizon
 
 
 class Sized(Protocol):

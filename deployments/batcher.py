@@ -27,9 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from t5electra.server.errors import DeadlineExceeded
-
 from .mailbox import Letter, Mailbox
+from .refusals import DeadlineExceeded
 
 
 class Batchable(Protocol):

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
-from t5electra.server.errors import DeadlineExceeded
+from .refusals import DeadlineExceeded, DeadlineTooShort, Overloaded
+from .replies import Horizon, Reply
 
 T = TypeVar("T")
 
@@ -26,13 +27,14 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.time())
 
 
-def _refused(answer: Any, learn: Callable[[Any], None] | None = None) -> Any:
+def _refused(answer: Any, learn: Callable[[Horizon], None] | None = None) -> Any:
     """A model replica returns its refusals and expiries (``RETURNED``)
     instead of raising them, to keep them cheap, and a shared call
     (``hop.py``) each request's own failure: here they are raised.
     ``learn`` is given the admission horizon a refusal or a reply carries
     (T5's)."""
-    if learn is not None and (horizon := getattr(answer, "horizon", None)) is not None:
+    horizon = answer.horizon if isinstance(answer, (Reply, Overloaded, DeadlineTooShort)) else None
+    if learn is not None and horizon is not None:
         learn(horizon)
     if isinstance(answer, Exception):
         raise answer
@@ -40,7 +42,7 @@ def _refused(answer: Any, learn: Callable[[Any], None] | None = None) -> Any:
 
 
 async def answer(
-    response: DeploymentResponse, deadline: float | None, learn: Callable[[Any], None] | None = None
+    response: DeploymentResponse, deadline: float | None, learn: Callable[[Horizon], None] | None = None
 ) -> Any:
     """The deployment's answer, or :class:`DeadlineExceeded` at ``deadline``.
     Cancelling the wait cancels the call: awaiting a Ray response that is
@@ -83,7 +85,7 @@ async def together(waits: Iterable[Awaitable[T]]) -> list[T]:
 async def pieces(
     responses: DeploymentResponseGenerator,
     deadline: float | None,
-    learn: Callable[[Any], None] | None = None,
+    learn: Callable[[Horizon], None] | None = None,
 ) -> AsyncIterator[Any]:
     """The deployment's stream, each piece awaited until ``deadline`` at
     most. Left early (the caller went away), it cancels the model's stream:

@@ -15,9 +15,8 @@ import grpc
 from google.protobuf.message import Message
 from ray.serve.grpc_util import RayServegRPCContext
 
-from t5electra.server.domain import BatchTiming, Reply, Usage
-
 from .proxy_extension import DEADLINE_KEY
+from .replies import BatchTiming, Reply, Usage
 from .tracing import RpcSpan
 
 

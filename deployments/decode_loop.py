@@ -15,12 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
-from t5electra.server.domain import BatchTiming
-from t5electra.server.errors import DeadlineExceeded, DeadlineTooShort, Overloaded
-
-from .admission import Admission
+from .admission import Admission, Sized
 from .mailbox import Letter, Mailbox
-from .scheduler import Admissible, Delivery, Policy, Scheduler, StepReport, Ticket
+from .refusals import DeadlineExceeded, DeadlineTooShort, Overloaded
+from .replies import BatchTiming
+from .scheduler import Delivery, Policy, Scheduler, StepReport, Ticket
 
 _REPORTS_PER_FLUSH = 16
 
@@ -63,11 +62,11 @@ class DecodeLoop:
         self.scheduler = Scheduler(max_rows, policy, idle_wait_s)
         self.admission = Admission(admission_margin)
         self._collected = 0
-        self._mailbox: Mailbox[Admissible] = Mailbox()
+        self._mailbox: Mailbox[Sized] = Mailbox()
         self._on_steps = on_steps
         self._on_dropped = on_dropped or (lambda reason, count: None)
         self._reports: list[StepReport] = []
-        self._tickets: dict[Letter[Admissible], Ticket] = {}
+        self._tickets: dict[Letter[Sized], Ticket] = {}
         self._thread: threading.Thread | None = None
 
     @property
@@ -95,7 +94,7 @@ class DecodeLoop:
         self.scheduler.timed(steps)
         self.admission.publish(self.scheduler.backlog(self._collected))
 
-    async def stream(self, item: Admissible) -> AsyncIterator[list[tuple[Any, BatchTiming | None]]]:
+    async def stream(self, item: Sized) -> AsyncIterator[list[tuple[Any, BatchTiming | None]]]:
         """Queues ``item`` and yields its (event, timing) pairs, the last one
         with its timing, several at a time when the caller is slower than
         the steps. Leaving the iteration early cancels the request. Raises
@@ -106,14 +105,14 @@ class DecodeLoop:
         async for outputs in self._mailbox.stream(item):
             yield outputs
 
-    async def call(self, item: Admissible) -> tuple[Any, BatchTiming | None]:
+    async def call(self, item: Sized) -> tuple[Any, BatchTiming | None]:
         """Queues ``item`` and returns its last (event, timing): its result.
         Refuses it at once as :meth:`stream` does."""
         self._admit(item)
         self._start()
         return await self._mailbox.call(item)
 
-    def _admit(self, item: Admissible) -> None:
+    def _admit(self, item: Sized) -> None:
         try:
             self.admission.admit(item, time.time())
         except Overloaded:

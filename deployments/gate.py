@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from t5electra.server.domain import GenerationRequest, Horizon
+from t5electra.server.domain import GenerationRequest
 
 from .admission import Estimate, Sized, expected_steps, judge, least_steps
+from .replies import Horizon
 
 
 class Gate:

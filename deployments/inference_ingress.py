@@ -20,11 +20,11 @@ from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
 from t5electra.protocol.inference import open_inference_pb2 as oip
-from t5electra.server.domain import Reply
 
 from . import bounded, inference_wire, names
 from .calls import Call, answered, deadline, unary
 from .gate import Asked
+from .replies import Reply
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE
 from .status import to_status_code
 

@@ -25,17 +25,18 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 
 from t5electra.protocol import SERVICE_OF_RPC
 from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
-from t5electra.server.auth import TokenTable
-from t5electra.server.domain import Detection, DetectionRequest, Reply, Usage
+from t5electra.server.domain import Detection, DetectionRequest
 from t5electra.server.errors import ModelNotReady
 from t5electra.server.settings import Settings
 
 from . import bounded, names, wire
+from .auth import TokenTable
 from .calls import Call, answered, deadline, metadata_value, request_id, unary
 from .gate import Asked, Gate
 from .health import LIVENESS, REQUEST_MAX_AGE_S, Readiness
 from .hop import Hop
 from .inference_ingress import OpenInferenceMethods
+from .replies import Reply, Usage
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
 from .tracing import Carrier, Tracing

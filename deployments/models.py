@@ -25,25 +25,23 @@ from ray import serve
 from t5electra.server.deployment_settings import ElectraSettings, ModelSettings, T5Settings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import (
-    BatchTiming,
     Detection,
     DetectionRequest,
     GenerationRequest,
     GenerationResult,
     ModelDescription,
-    Reply,
     StreamPiece,
     Tokenization,
-    Usage,
 )
-from t5electra.server.errors import RETURNED, DeadlineExceeded, Overloaded
 from t5electra.server.generator import T5Generator
 from t5electra.server.settings import Limits
 
 from . import names
 from .batcher import Batcher, BatchPlanner
 from .decode_loop import DecodeLoop
+from .refusals import RETURNED, DeadlineExceeded, Overloaded
 from .replica_metrics import BatchMetrics
+from .replies import BatchTiming, Reply, Usage
 from .tracing import Carrier, ReplicaSpan, Tracing
 
 _GIL_SWITCH_INTERVAL_S = 0.0005

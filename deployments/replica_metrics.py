@@ -9,9 +9,8 @@ from typing import Any
 
 from ray.serve.metrics import Counter, Histogram
 
-from t5electra.server.domain import Usage
-
 from .batcher import Waiting
+from .replies import Usage
 from .scheduler import StepReport
 
 _MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]

@@ -26,15 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from t5electra.server.domain import BatchTiming
-
 from .admission import Backlog, Sized, StepTimes, expected_steps, place
+from .replies import BatchTiming
 
 Policy = Literal["continuous", "static"]
 
-
-Admissible = Sized
-"""What the scheduler needs of a request: its rows, its bounds on steps and its deadline."""
 
 _RECENT = 31
 """Answers whose median length admission expects (a median: a few very
@@ -62,7 +58,7 @@ class Ticket:
     """One request's life in the scheduler. ``letter`` is whatever the loop
     uses to answer its caller; the scheduler only hands it back."""
 
-    item: Admissible
+    item: Sized
     letter: Any
     arrived: float
     key: int | None = None

@@ -15,15 +15,15 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
 from t5electra.server.errors import (
-    DeadlineExceeded,
     InvalidInput,
     ModelNotReady,
     NotConfigured,
-    Overloaded,
     PermissionDenied,
     Unauthenticated,
     UnknownModel,
 )
+
+from .refusals import DeadlineExceeded, Overloaded
 
 RETRY_AFTER_MS = 200
 # A model with no running replica comes back when Serve has started one

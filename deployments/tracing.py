@@ -35,7 +35,7 @@ import grpc
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, format_trace_id, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from t5electra.server.domain import BatchTiming
+from .replies import BatchTiming
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

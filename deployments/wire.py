@@ -15,14 +15,13 @@ from t5electra.server.domain import (
     GenerationRequest,
     GenerationResult,
     ModelDescription,
-    Reply,
     StreamPiece,
     Tokenization,
     TokenLogprob,
-    Usage,
 )
 from t5electra.server.errors import InvalidInput
 
+from .replies import Reply, Usage
 from .servicers import Undecodable
 
 _DEFAULTS = GenerationParameters()

@@ -270,7 +270,6 @@ class ElectraSettings(ModelSettings):
         return self.max_concurrent_batches
 
 
-_LEGACY_INGRESS_SCALING = ("min_replicas", "max_replicas", "target_ongoing_requests")
 _INGRESS_SCALING_DEFAULTS = {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 128.0}
 
 
@@ -286,13 +285,7 @@ class IngressSettings(DeploymentSettings):
     @classmethod
     def _scaling(cls, values: Any) -> Any:
         """The ingress's own autoscaling defaults under whatever a config
-        sets; configs written before the ingress had an ``autoscaling``
-        section (``ingress.min_replicas`` and friends) keep working."""
-        if not isinstance(values, dict):
+        sets (the models' defaults differ)."""
+        if not isinstance(values, dict) or not isinstance(values.get("autoscaling"), dict):
             return values
-        values = dict(values)
-        legacy = {key: values.pop(key) for key in _LEGACY_INGRESS_SCALING if key in values}
-        given = values.get("autoscaling")
-        if legacy or isinstance(given, dict):
-            values["autoscaling"] = {**_INGRESS_SCALING_DEFAULTS, **(given or {}), **legacy}
-        return values
+        return {**values, "autoscaling": {**_INGRESS_SCALING_DEFAULTS, **values["autoscaling"]}}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
 
 
 class FinishReason(enum.IntEnum):
@@ -63,6 +62,38 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class PreparedGeneration:
+    """A validated request with its prompt tokenized and its seed fixed."""
+
+    request: GenerationRequest
+    input_ids: tuple[int, ...]
+    seed: int
+    stream: bool = False
+
+    @property
+    def parameters(self) -> GenerationParameters:
+        return self.request.parameters
+
+    @property
+    def rows(self) -> int:
+        """Rows of a decoding batch this request occupies."""
+        return self.parameters.num_return_sequences
+
+    @property
+    def min_steps(self) -> int:
+        """Decoding steps it takes at least: its forced length."""
+        return self.parameters.min_new_tokens
+
+    @property
+    def max_steps(self) -> int:
+        return self.parameters.max_new_tokens
+
+    @property
+    def deadline(self) -> float | None:
+        return self.request.deadline
+
+
+@dataclass(frozen=True)
 class TopToken:
     id: int
     token: str
@@ -90,25 +121,6 @@ class GeneratedSequence:
 
 
 @dataclass(frozen=True)
-class BatchTiming:
-    """Where a request's time went inside a model replica.
-
-    ``queue_ms`` is from arrival at the replica's batcher to the start of its
-    batch (T5: to the step it joined); ``inference_ms`` from that start to the
-    request's last token; ``replica_ms`` from the replica method's start to
-    its answer, preparation included. ``batch_size`` is the batch's requests
-    (T5: the mean rows of the steps that decoded the request); ``steps`` the
-    forward passes the request was in (T5: its decoding steps).
-    """
-
-    queue_ms: float = 0.0
-    inference_ms: float = 0.0
-    batch_size: int = 1
-    replica_ms: float = 0.0
-    steps: int = 1
-
-
-@dataclass(frozen=True)
 class GenerationResult:
     sequences: tuple[GeneratedSequence, ...]
     input_tokens: int
@@ -128,10 +140,6 @@ class StreamPiece:
     finish_reason: FinishReason | None = None
     input_tokens: int = 0
     tokens: tuple[TokenLogprob, ...] = ()
-
-    @property
-    def is_last(self) -> bool:
-        return self.finish_reason is not None
 
     @staticmethod
     def joined(pieces: Sequence[StreamPiece]) -> StreamPiece:
@@ -239,48 +247,3 @@ class ModelDescription:
     max_input_chars: int
     parameters_accepted: dict[str, str]
     suggestion_generator: str = ""
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens a request is billed for."""
-
-    input_tokens: int
-    output_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        """What several requests together are billed for (one ModelInfer of many texts)."""
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
-
-
-Payload = TypeVar("Payload")
-
-
-@dataclass(frozen=True)
-class Horizon:
-    """A T5 replica's admission as it stood when it answered: seconds until
-    a new request could start, a step's time at the load it would join and
-    a one-row step's time on an idle replica (the admission margin included
-    in both), the steps of a typical answer, and when (``time.time()``).
-    While it is fresh, the ingress refuses on it what the replica would
-    refuse, without the round trip."""
-
-    start_s: float
-    step_s: float
-    typical_steps: float | None
-    at: float
-    alone_step_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Reply(Generic[Payload]):
-    """What a model replica answers: the engine's result and what serving
-    knows of it, built once in the replica and read once in the ingress,
-    where the trailers, metrics and log line are written (and, for T5, the
-    replica's admission horizon, which the ingress refuses by)."""
-
-    payload: Payload
-    model: str
-    usage: Usage
-    timing: BatchTiming
-    horizon: Horizon | None = None

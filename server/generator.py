@@ -25,11 +25,12 @@ from .domain import (
     GenerationRequest,
     GenerationResult,
     ModelDescription,
+    PreparedGeneration,
     Tokenization,
 )
 from .errors import InvalidInput
 from .loading import load_pretrained
-from .session import GenerationSession, PreparedGeneration
+from .session import GenerationSession
 from .settings import Limits
 from .text_stream import TextStream
 from .tokenization import encode_untrusted, token_pieces

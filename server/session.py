@@ -34,46 +34,13 @@ from .decoder_step import DecoderStep
 from .domain import (
     FinishReason,
     GeneratedSequence,
-    GenerationParameters,
-    GenerationRequest,
     GenerationResult,
+    PreparedGeneration,
     StreamPiece,
     TokenLogprob,
 )
 from .slot_cache import SlotCache
 from .text_stream import TextStream
-
-
-@dataclass(frozen=True)
-class PreparedGeneration:
-    """A validated request with its prompt tokenized and its seed fixed."""
-
-    request: GenerationRequest
-    input_ids: tuple[int, ...]
-    seed: int
-    stream: bool = False
-
-    @property
-    def parameters(self) -> GenerationParameters:
-        return self.request.parameters
-
-    @property
-    def rows(self) -> int:
-        """Rows of a decoding batch this request occupies."""
-        return self.parameters.num_return_sequences
-
-    @property
-    def min_steps(self) -> int:
-        """Decoding steps it takes at least: its forced length."""
-        return self.parameters.min_new_tokens
-
-    @property
-    def max_steps(self) -> int:
-        return self.parameters.max_new_tokens
-
-    @property
-    def deadline(self) -> float | None:
-        return self.request.deadline
 
 
 @dataclass(frozen=True)

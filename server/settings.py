@@ -34,7 +34,7 @@ HAPROXY_SWITCHES = {
 
 
 class Auth(StrictModel):
-    """Where the ingress finds the bearer tokens it admits (see ``server/auth.py``
+    """Where the ingress finds the bearer tokens it admits (see ``deployments/auth.py``
     for the format). Neither set: authentication is off. The tokens themselves
     never pass through settings, which Ray shows in its status."""
 

@@ -10,7 +10,7 @@ import pytest
 
 from t5electra.deployments.admission import Admission, Backlog, StepTimes, expected_steps, place
 from t5electra.deployments.gate import Gate
-from t5electra.server.errors import DeadlineTooShort, Overloaded
+from t5electra.deployments.refusals import DeadlineTooShort, Overloaded
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
 from t5electra.clients import T5ElectraError
-from t5electra.clients.v1 import detection_pb2, generation_pb2, models_pb2, models_pb2_grpc
+from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2, models_pb2_grpc
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from t5electra.server.auth import TokenTable
+from t5electra.deployments.auth import TokenTable
 from t5electra.server.errors import PermissionDenied, Unauthenticated
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from t5electra.deployments.batcher import Batcher, BatchPlanner, Waiting
-from t5electra.server.errors import DeadlineExceeded
+from t5electra.deployments.refusals import DeadlineExceeded
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from t5electra.clients import NO_RETRY, AsyncClient, Client, RetryPolicy, T5ElectraError
-from t5electra.clients.load_report import percentile
-from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
+from t5electra.protocol.v1 import generation_pb2, generation_pb2_grpc
+from t5electra.tools.load.report import percentile
 
 from support.tls_relay import self_signed
 
@@ -182,13 +182,6 @@ def test_percentile_is_nearest_rank() -> None:
     values = list(range(1, 101))
     assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (50, 90, 99)
     assert percentile([], 50) is None
-
-
-def test_the_old_result_name_still_imports_with_a_warning() -> None:
-    import t5electra.clients as clients
-
-    with pytest.warns(DeprecationWarning, match="GeneratedText"):
-        assert clients.Sequence is clients.GeneratedText
 
 
 def test_the_published_service_config_is_the_clients_default_policy() -> None:

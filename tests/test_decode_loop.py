@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from t5electra.deployments.decode_loop import DecodeLoop
+from t5electra.deployments.refusals import DeadlineExceeded, DeadlineTooShort
 from t5electra.deployments.scheduler import StepReport
-from t5electra.server.errors import DeadlineExceeded, DeadlineTooShort
 
 from support.waiting import wait_for
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.deployments import wire
+from t5electra.protocol.v1 import detection_pb2, generation_pb2
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from t5electra.clients import Client
-from t5electra.clients.v1 import generation_pb2, generation_pb2_grpc
+from t5electra.protocol.v1 import generation_pb2, generation_pb2_grpc
 
 from support.reference import PROMPTS, SENTENCES
 from support.served import Served, serving

@@ -14,8 +14,9 @@ from ray.serve.exceptions import BackPressureError
 
 from t5electra.deployments import bounded
 from t5electra.deployments.hop import Hop
+from t5electra.deployments.refusals import DeadlineExceeded
 from t5electra.deployments.status import to_status_code
-from t5electra.server.errors import DeadlineExceeded, InvalidInput
+from t5electra.server.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
 

@@ -19,8 +19,9 @@ from t5electra import protocol
 from t5electra.deployments import bounded
 from t5electra.deployments.calls import Call, unary
 from t5electra.deployments.ingress import IngressDeployment
+from t5electra.deployments.refusals import DeadlineExceeded, DeadlineTooShort
 from t5electra.protocol.v1 import generation_pb2
-from t5electra.server.errors import DeadlineExceeded, DeadlineTooShort, InvalidInput
+from t5electra.server.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from t5electra.clients import T5ElectraError
-from t5electra.clients.v1 import generation_pb2
+from t5electra.protocol.v1 import generation_pb2
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.generator import T5Generator

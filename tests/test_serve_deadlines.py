@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from t5electra.clients.v1 import generation_pb2
 from t5electra.deployments.names import TEXT_GENERATOR
+from t5electra.protocol.v1 import generation_pb2
 
 from support.deadlines import decoding_takes_s, expiring_deadline_ms, expiring_stream, forced
 from support.reference import PROMPTS

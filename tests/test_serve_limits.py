@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from t5electra.clients import NO_RETRY, T5ElectraError
-from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.deployments.names import DETECTOR
+from t5electra.protocol.v1 import detection_pb2, generation_pb2
 
 from support.deadlines import expiring_deadline_ms, expiring_stream
 from support.reference import PROMPTS, SENTENCES

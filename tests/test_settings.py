@@ -161,10 +161,9 @@ def test_the_ingress_shares_detect_calls_only_where_autoscaling_cannot_miss_them
         Settings.load(electra={"ingress_calls_per_replica": -1})
 
 
-def test_flat_ingress_scaling_of_older_configs_still_applies() -> None:
-    old = Settings.load(yaml_args={"ingress": {"min_replicas": 2, "max_replicas": 4}})
-    assert (old.ingress.autoscaling.min_replicas, old.ingress.autoscaling.max_replicas) == (2, 4)
-    assert old.ingress.autoscaling.target_ongoing_requests == 128.0
+def test_ingress_scaling_keeps_its_own_defaults_under_what_a_config_sets() -> None:
+    with pytest.raises(ValidationError, match="min_replicas"):
+        Settings.load(yaml_args={"ingress": {"min_replicas": 2}})
     new = Settings.load(ingress={"autoscaling": {"max_replicas": 3}})
     assert (new.ingress.autoscaling.max_replicas, new.ingress.autoscaling.target_ongoing_requests) == (3, 128.0)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from t5electra.deployments.replies import BatchTiming
 from t5electra.deployments.tracing import OFF, Tracing, caller_trace_id
-from t5electra.server.domain import BatchTiming
 from t5electra.server.settings import TracingSettings
 from t5electra.tools.bench.otlp import ReceivedSpan, trace_receiver
 

@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from t5electra.clients.v1 import generation_pb2
+from t5electra.protocol.v1 import generation_pb2
 
 from support.reference import PROMPTS
 from support.serving import ServerUnderTest

@@ -29,8 +29,8 @@ from typing import Any
 
 import grpc
 
+from t5electra.deployments.replies import BatchTiming
 from t5electra.deployments.tracing import OFF, Carrier, Tracing
-from t5electra.server.domain import BatchTiming
 
 from .checkpoints import ModelPair, small, tiny
 from .otlp import counting_receiver, trace_receiver

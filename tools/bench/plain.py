@@ -16,9 +16,9 @@ from typing import TypeVar
 import grpc
 
 from t5electra.deployments import wire
+from t5electra.deployments.replies import BatchTiming, Reply, Usage
 from t5electra.protocol.v1 import detection_pb2, detection_pb2_grpc, generation_pb2, generation_pb2_grpc
 from t5electra.server.detector import ReplacementDetector
-from t5electra.server.domain import BatchTiming, Reply, Usage
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
 

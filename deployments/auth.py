@@ -26,11 +26,9 @@ from pathlib import Path
 import yaml
 
 from t5electra.protocol import RPC_NAMES
-
-from .errors import PermissionDenied, Unauthenticated
+from t5electra.server.errors import PermissionDenied, Unauthenticated
 
 ALL_RPCS = "*"
-KNOWN_RPCS = RPC_NAMES
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,8 @@ class TokenTable:
                 raise ValueError(f"{where}: name must be a non-empty string")
             if not isinstance(token, str) or len(token) < 16:
                 raise ValueError(f"{where} ({name}): token must be a string of at least 16 characters")
-            if not isinstance(rpcs, list) or set(map(str, rpcs)) - KNOWN_RPCS - {ALL_RPCS}:
-                raise ValueError(f"{where} ({name}): rpcs must list RPC names out of {sorted(KNOWN_RPCS)} or '*'")
+            if not isinstance(rpcs, list) or set(map(str, rpcs)) - RPC_NAMES - {ALL_RPCS}:
+                raise ValueError(f"{where} ({name}): rpcs must list RPC names out of {sorted(RPC_NAMES)} or '*'")
             digest = _digest(token)
             if digest in callers:
                 raise ValueError(f"{where} ({name}): the same token as {callers[digest].name}")
