@@ -1,14 +1,12 @@
-"""The application on a Ray cluster of two nodes, each a separate ``ray
-start`` on this machine: deployed by ``t5electra serve --address``,
-inspected with ``t5electra status``, a node killed under traffic, replaced,
-a node drained with Ray's drain API under traffic, the application and Serve
-removed with ``t5electra shutdown``; then the shipped CPU config, unchanged
-but for its ports, deployed, rolled out under traffic and removed by Ray's
-own ``serve deploy`` and ``serve shutdown``, and the GPU configs accepted by
-Ray's controller (their model replicas wait for GPUs).
-
-The tests run in file order on one cluster (each builds on the state the
-previous one left), through subprocesses and gRPC only.
+"""The application on a Ray cluster of separate ``ray start`` nodes on this
+machine: deployed by ``t5electra serve --address``, inspected with
+``t5electra status``, a node killed under traffic and replaced, a node
+drained with Ray's drain API under traffic, the application and Serve
+removed with ``t5electra shutdown``; then the shipped CPU config (its ports
+moved) deployed, rolled out under traffic and removed by Ray's own ``serve``
+CLI, and the GPU configs accepted by Ray's controller (their model replicas
+wait for GPUs). The tests run in file order on one cluster, each building on
+the state the previous one left, through subprocesses and gRPC only.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from t5electra.clients import NO_RETRY, Client, RetryPolicy, T5ElectraError
 from t5electra.deployments.names import INGRESS, MODELS, TEXT_GENERATOR
 from t5electra.tools.bench.processes import free_port
 
-from support.cluster import CPU_CONFIG, LocalCluster, deployment, running_nodes, serve_config
+from support.cluster import CPU_CONFIG, LocalCluster, deployment, node_id, running_nodes, serve_config, spread
 from support.traffic import traffic
 from support.waiting import wait_for
 
@@ -58,22 +56,6 @@ def cluster() -> Iterator[LocalCluster]:
             local.close()
 
 
-def _spread(status: dict, nodes: int) -> bool:
-    """Both models with two running replicas on ``nodes`` distinct live
-    nodes, and the ingress running on the head."""
-    alive = {n["node_id"] for n in status["nodes"] if n["alive"]}
-    head = {n["node_id"] for n in status["nodes"] if n["head"]}
-    for name in MODELS:
-        placed = running_nodes(status, APP, name)
-        if len(placed) != 2 or len(set(placed) & alive) != nodes:
-            return False
-    return bool(running_nodes(status, APP, INGRESS)) and set(running_nodes(status, APP, INGRESS)) <= head
-
-
-def _node_id(status: dict, head: bool) -> str:
-    return next(n["node_id"] for n in status["nodes"] if n["alive"] and n["head"] == head)
-
-
 def test_serve_address_deploys_onto_the_cluster_and_spreads_replicas(cluster: LocalCluster) -> None:
     config = serve_config(
         CPU_CONFIG,
@@ -96,8 +78,8 @@ def test_serve_address_deploys_onto_the_cluster_and_spreads_replicas(cluster: Lo
     assert result.returncode == 0, result.stderr[-3000:]
     assert "it keeps running after this command" in result.stdout
 
-    status = cluster.wait_for(lambda s: _spread(s, nodes=2), "spread over two nodes")
-    worker = _node_id(status, head=False)
+    status = cluster.wait_for(lambda s: spread(s, APP, nodes=2), "spread over two nodes")
+    worker = node_id(status, head=False)
     for name in MODELS:
         assert worker in running_nodes(status, APP, name)
 
@@ -107,26 +89,27 @@ def test_serve_address_deploys_onto_the_cluster_and_spreads_replicas(cluster: Lo
         assert client.detect_replacements("Return the value of the attribute.").tokens
 
 
+def _call_both_models(address: str, stop: threading.Event, answers: list[str]) -> None:
+    """Generate and DetectReplacements in turn until ``stop``, each answer
+    (or status code) appended to ``answers``."""
+    with Client(address, retry=PATIENT) as client:
+        while not stop.is_set():
+            try:
+                answers.append(client.generate(PROMPT, timeout=60).text)
+                detected = client.detect_replacements("The cat sat on the mat.", timeout=60).tokens
+                answers.append("detected" if detected else "")
+            except T5ElectraError as error:
+                answers.append(error.code.name)
+
+
 def test_losing_a_node_under_traffic_keeps_serving_and_replicas_come_back(cluster: LocalCluster) -> None:
     status = cluster.status()
-    worker_id = _node_id(status, head=False)
+    worker_id = node_id(status, head=False)
     worker = next(node for node in cluster.nodes if node.name == "worker-1")
     answers: list[str] = []
     stop = threading.Event()
-
-    def caller() -> None:
-        with Client(cluster.grpc_address, retry=PATIENT) as client:
-            while not stop.is_set():
-                try:
-                    answers.append(client.generate(PROMPT, timeout=60).text)
-                    answers.append(
-                        "detected" if client.detect_replacements("The cat sat on the mat.", timeout=60).tokens else ""
-                    )
-                except T5ElectraError as error:
-                    answers.append(error.code.name)
-
     with ThreadPoolExecutor(2) as pool:
-        callers = [pool.submit(caller) for _ in range(2)]
+        callers = [pool.submit(_call_both_models, cluster.grpc_address, stop, answers) for _ in range(2)]
         try:
             wait_for(lambda: len(answers) >= 2, what="answers to the callers before the kill", timeout=120)
             before = len(answers)
@@ -162,13 +145,13 @@ def test_losing_a_node_under_traffic_keeps_serving_and_replicas_come_back(cluste
     # A new node joins; Serve places the missing replicas there.
     joined = time.monotonic()
     cluster.add_worker("worker-2", {"zone_b": 1})
-    recovered = cluster.wait_for(lambda s: _spread(s, nodes=2), "recovered onto the new node")
+    recovered = cluster.wait_for(lambda s: spread(s, APP, nodes=2), "recovered onto the new node")
     print(
         f"\nnode loss: {killed} processes killed; {len(answers)} answers ({before} before the kill, "
         f"{len(answers) - killed_at} after), all correct; node seen dead after {seen_dead:.1f} s; "
         f"replicas back on the new node {time.monotonic() - joined:.1f} s after it was started"
     )
-    new_worker = _node_id(recovered, head=False)
+    new_worker = node_id(recovered, head=False)
     assert new_worker != worker_id
     for name in MODELS:
         assert new_worker in running_nodes(recovered, APP, name)
@@ -180,7 +163,7 @@ def test_draining_a_node_under_load_loses_nothing(cluster: LocalCluster) -> None
     """Ray's drain API on the worker that holds a replica of each model, with
     a third node to move to: Serve starts replacements there before the
     draining node's replicas stop."""
-    draining = _node_id(cluster.status(), head=False)
+    draining = node_id(cluster.status(), head=False)
     node = next(node for node in cluster.nodes if node.name == "worker-2")
     cluster.add_worker("worker-3", {"zone_b": 1})
     cluster.wait_for(lambda s: sum(n["alive"] for n in s["nodes"]) == 3, "three nodes alive", timeout=120)

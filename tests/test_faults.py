@@ -15,8 +15,8 @@ import pytest
 
 from t5electra.clients import NO_RETRY, RetryPolicy, T5ElectraError
 from t5electra.clients.options import SERVICE_CONFIG
-from t5electra.clients.v1 import detection_pb2, detection_pb2_grpc
 from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
+from t5electra.protocol.v1 import detection_pb2, detection_pb2_grpc
 
 from support.serving import ServerUnderTest
 from support.waiting import wait_for
@@ -35,6 +35,35 @@ KILL_BEFORE_STEP = 256
 PATIENT = RetryPolicy(max_attempts=12, initial_backoff_s=0.2, max_backoff_s=2.0)
 
 
+def _patient_caller(server: ServerUnderTest, stop: threading.Event, results: list[str]) -> None:
+    """Generate with retries until ``stop``, each answer or code appended to ``results``."""
+    with server.client(retry=PATIENT) as client:
+        while not stop.is_set():
+            try:
+                results.append(client.generate("reverse words: candle forest", timeout=60).text)
+            except T5ElectraError as error:
+                results.append(error.code.name)
+
+
+def _health_until_replaced(server: ServerUnderTest) -> list[str]:
+    """Health answers, polled until NOT_SERVING was seen and SERVING came back."""
+    health: list[str] = []
+    with server.client(retry=NO_RETRY) as probe:
+
+        def replaced() -> bool:
+            try:
+                health.append(probe.health(timeout=5))
+            except T5ElectraError as error:  # the proxy may fail a probe while Serve replaces the replica
+                health.append(f"error:{error.code.name}")
+            return health[-1] == "SERVING" and "NOT_SERVING" in health
+
+        try:
+            wait_for(replaced, what="health NOT_SERVING, then SERVING again", timeout=120, poll_s=0.1)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last answers: {health[-5:]}") from None
+    return health
+
+
 def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server: ServerUnderTest) -> None:
     server.wait_until_idle()
     info = server.t5_info()
@@ -50,14 +79,6 @@ def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server:
             except T5ElectraError as error:
                 return error.code.name
 
-    def patient_caller() -> None:
-        with server.client(retry=PATIENT) as client:
-            while not stop.is_set():
-                try:
-                    patient_results.append(client.generate("reverse words: candle forest", timeout=60).text)
-                except T5ElectraError as error:
-                    patient_results.append(error.code.name)
-
     with ThreadPoolExecutor(HELD + 1) as pool:
         held = [pool.submit(in_flight) for _ in range(HELD)]
 
@@ -69,7 +90,7 @@ def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server:
             return server.t5_info()["decoding"] >= HELD
 
         wait_for(all_held_decoding, what=f"{HELD} long requests decoding in the T5 replica", timeout=120)
-        patient = pool.submit(patient_caller)
+        patient = pool.submit(_patient_caller, server, stop, patient_results)
         # Each held request joined at a step after idle_at_step and ends 512
         # steps after it joined: none has ended while fewer have run since.
         ran = server.t5_info()["steps"] - idle_at_step
@@ -81,20 +102,7 @@ def test_killed_t5_replica_fails_in_flight_requests_fast_and_is_replaced(server:
         codes = [future.result(timeout=120) for future in held]
         failed_after = time.monotonic() - killed_at
 
-        health: list[str] = []
-        with server.client(retry=NO_RETRY) as probe:
-
-            def replaced() -> bool:
-                try:
-                    health.append(probe.health(timeout=5))
-                except T5ElectraError as error:  # the proxy may fail a probe while Serve replaces the replica
-                    health.append(f"error:{error.code.name}")
-                return health[-1] == "SERVING" and "NOT_SERVING" in health
-
-            try:
-                wait_for(replaced, what="health NOT_SERVING, then SERVING again", timeout=120, poll_s=0.1)
-            except AssertionError as error:
-                raise AssertionError(f"{error}; last answers: {health[-5:]}") from None
+        health = _health_until_replaced(server)
         answered = len(patient_results)
         wait_for(
             lambda: len(patient_results) > answered,

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from t5electra.clients.options import infer_request
-from t5electra.clients.v1 import detection_pb2, generation_pb2
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
 from t5electra.protocol.inference import open_inference_pb2_grpc
+from t5electra.protocol.v1 import detection_pb2, generation_pb2
 from t5electra.server.settings import TracingSettings
 from t5electra.tools.bench.otlp import ReceivedSpan, TraceReceiver, trace_receiver
 
@@ -76,6 +76,21 @@ def _check_chain(spans: list[ReceivedSpan], rpc_name: str, model_call: str, engi
     return rpc
 
 
+def _check_model_infer(infer_spans: list[ReceivedSpan], parent: str) -> None:
+    """ModelInfer of two texts: one call span, a replica span (with its
+    queue and decode) for each text."""
+    (rpc,) = [s for s in infer_spans if s.name == "inference.GRPCInferenceService/ModelInfer"]
+    (client,) = [s for s in infer_spans if s.kind == CLIENT]
+    replicas = [s for s in infer_spans if s.kind == SERVER and s.parent_span_id == client.span_id]
+    assert rpc.parent_span_id == parent and client.parent_span_id == rpc.span_id and len(replicas) == 2
+    assert sorted(s.name for s in infer_spans if s.parent_span_id in {r.span_id for r in replicas}) == [
+        "decode",
+        "decode",
+        "queue",
+        "queue",
+    ]
+
+
 def test_every_hop_continues_the_callers_trace(server: ServerUnderTest, traced: tuple[str, TraceReceiver]) -> None:
     name, receiver = traced
     ids = {rpc: f"{index + 1:032x}" for index, rpc in enumerate(("Generate", "GenerateStream", "DetectReplacements"))}
@@ -129,19 +144,7 @@ def test_every_hop_continues_the_callers_trace(server: ServerUnderTest, traced: 
     assert (
         next(s for s in _trace(spans, ids["DetectReplacements"]) if s.name == "forward").attributes["batch_size"] >= 1
     )
-    # ModelInfer of two texts: one call span, a replica span (with its queue
-    # and decode) for each text.
-    infer_spans = _trace(spans, INFER_TRACE)
-    (rpc,) = [s for s in infer_spans if s.name == "inference.GRPCInferenceService/ModelInfer"]
-    (client,) = [s for s in infer_spans if s.kind == CLIENT]
-    replicas = [s for s in infer_spans if s.kind == SERVER and s.parent_span_id == client.span_id]
-    assert rpc.parent_span_id == parent and client.parent_span_id == rpc.span_id and len(replicas) == 2
-    assert sorted(s.name for s in infer_spans if s.parent_span_id in {r.span_id for r in replicas}) == [
-        "decode",
-        "decode",
-        "queue",
-        "queue",
-    ]
+    _check_model_infer(_trace(spans, INFER_TRACE), parent)
     # Without a caller's traceparent, the ingress starts a trace of its own.
     (started,) = [s for s in spans if s.name.endswith("/Generate") and not s.parent_span_id]
     _check_chain(_trace(spans, started.trace_id), started.name, "TextGenerator.generate", "decode", "")

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 import yaml
 
+from t5electra.deployments.names import INGRESS, MODELS
 from t5electra.tools.bench.processes import free_port
 
 from . import REPOSITORY
@@ -232,3 +233,20 @@ def running_nodes(status: dict[str, Any], app: str, name: str) -> list[str]:
     """The nodes of the running replicas of a deployment, one entry per replica."""
     found = deployment(status, app, name)
     return [r["node_id"] for r in (found or {}).get("replicas", []) if r["state"] == "RUNNING"]
+
+
+def spread(status: dict, app: str, nodes: int) -> bool:
+    """Both models of ``app`` with two running replicas on ``nodes``
+    distinct live nodes, and its ingress running on the head."""
+    alive = {n["node_id"] for n in status["nodes"] if n["alive"]}
+    head = {n["node_id"] for n in status["nodes"] if n["head"]}
+    for name in MODELS:
+        placed = running_nodes(status, app, name)
+        if len(placed) != 2 or len(set(placed) & alive) != nodes:
+            return False
+    return bool(running_nodes(status, app, INGRESS)) and set(running_nodes(status, app, INGRESS)) <= head
+
+
+def node_id(status: dict, head: bool) -> str:
+    """The first live node's id, the head's or a worker's."""
+    return next(n["node_id"] for n in status["nodes"] if n["alive"] and n["head"] == head)

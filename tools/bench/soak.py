@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t5electra.clients.load_report import Sample, percentile, shown
-from t5electra.clients.loadtest import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig, send_one
 from t5electra.deployments.names import MODELS
+from t5electra.tools.load.report import Sample, percentile, shown
+from t5electra.tools.load.run import send_one
+from t5electra.tools.load.workload import DETECTION_TEXTS, GENERATION_PROMPTS, LoadConfig
 
 from .processes import SERVE_READY, free_port, serving_memory_mb, started_process
 
@@ -210,35 +211,43 @@ def run(config: SoakConfig, workdir: Path, say=print) -> dict[str, Any]:
                 thread.join(timeout=300)
             ray.shutdown()
         memory_end = serving_memory_mb(server.pid)
+    return _account(config, samples, killer.faults, (memory_start, memory_end))
+
+
+def _latency(chosen: list[Sample]) -> dict[str, float | None]:
+    values = [s.latency * 1000 for s in chosen]
+    p50, p99 = percentile(values, 50), percentile(values, 99)
+    return {
+        "requests": len(values),
+        "p50": None if p50 is None else round(p50, 1),
+        "p99": None if p99 is None else round(p99, 1),
+    }
+
+
+def _account(
+    config: SoakConfig, samples: list[Sample], faults: Faults, memory_mb: tuple[float, float]
+) -> dict[str, Any]:
+    """The soak's figures: every request by code, the faults made, latency
+    in and out of the bursts that followed them, memory at start and end."""
     codes = Counter(s.code for s in samples)
     lost = codes.get("DEADLINE_EXCEEDED", 0) + codes.get("NEVER_ANSWERED", 0)
     answered_ok = [s for s in samples if s.code == "OK"]
-
-    def latency(chosen: list[Sample]) -> dict[str, float | None]:
-        values = [s.latency * 1000 for s in chosen]
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        return {
-            "requests": len(values),
-            "p50": None if p50 is None else round(p50, 1),
-            "p99": None if p99 is None else round(p99, 1),
-        }
-
     return {
         "config": asdict(config),
         "requests": len(samples),
         "by_code": dict(sorted(codes.items())),
         "answered": len(samples) - lost,
         "lost": lost,
-        "replica_kills": killer.faults.kills,
-        "replica_kill_errors": killer.faults.kill_errors,
-        "rollouts": killer.faults.rollouts,
-        "replicas_restarted": sum(k["replaced_after_s"] is not None for k in killer.faults.kills),
-        "bursts": len(killer.faults.bursts),
+        "replica_kills": faults.kills,
+        "replica_kill_errors": faults.kill_errors,
+        "rollouts": faults.rollouts,
+        "replicas_restarted": sum(k["replaced_after_s"] is not None for k in faults.kills),
+        "bursts": len(faults.bursts),
         "ok_latency_ms": {
-            "steady": latency([s for s in answered_ok if not killer.faults.in_burst(s.sent)]),
-            "burst": latency([s for s in answered_ok if killer.faults.in_burst(s.sent)]),
+            "steady": _latency([s for s in answered_ok if not faults.in_burst(s.sent)]),
+            "burst": _latency([s for s in answered_ok if faults.in_burst(s.sent)]),
         },
-        "memory_mb": {"start": round(memory_start), "end": round(memory_end)},
+        "memory_mb": {"start": round(memory_mb[0]), "end": round(memory_mb[1])},
     }
 
 

@@ -17,6 +17,25 @@ OFFSET_UNITS = {"code-point": "code_point", "utf8": "utf8_byte", "utf16": "utf16
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    _register_generate(commands)
+    _register_detect(commands)
+
+    tokenize = commands.add_parser(
+        "tokenize",
+        help="call Tokenize: the tokens a model reads and bills",
+        description="Tokenizes TEXT with the served model's tokenizer exactly as its RPC would.",
+    )
+    tokenize.add_argument("text")
+    _client_flags(tokenize)
+    tokenize.add_argument("--model", choices=["t5", "electra"], default="t5")
+    tokenize.set_defaults(run=_tokenize)
+
+    models = commands.add_parser("models", help="call GetModelInfo: the served models and what they accept")
+    _client_flags(models)
+    models.set_defaults(run=_models)
+
+
+def _register_generate(commands: argparse._SubParsersAction) -> None:
     generate = commands.add_parser(
         "generate",
         help="call Generate (streams to the terminal)",
@@ -48,6 +67,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     generate.set_defaults(run=_generate)
 
+
+def _register_detect(commands: argparse._SubParsersAction) -> None:
     detect = commands.add_parser(
         "detect",
         help="call DetectReplacements and highlight replaced words",
@@ -67,20 +88,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--offsets", choices=list(OFFSET_UNITS), default="code-point", help="unit of offsets (code-point)"
     )
     detect.set_defaults(run=_detect)
-
-    tokenize = commands.add_parser(
-        "tokenize",
-        help="call Tokenize: the tokens a model reads and bills",
-        description="Tokenizes TEXT with the served model's tokenizer exactly as its RPC would.",
-    )
-    tokenize.add_argument("text")
-    _client_flags(tokenize)
-    tokenize.add_argument("--model", choices=["t5", "electra"], default="t5")
-    tokenize.set_defaults(run=_tokenize)
-
-    models = commands.add_parser("models", help="call GetModelInfo: the served models and what they accept")
-    _client_flags(models)
-    models.set_defaults(run=_models)
 
 
 def _client_flags(command: argparse.ArgumentParser) -> None:

@@ -194,6 +194,41 @@ def f1(
     }
 
 
+def _batches(
+    sentences: Sequence[str], tokenizer: Any, replacer: Replacer, batch_size: int, seed: int
+) -> Callable[[int], dict[str, torch.Tensor]]:
+    """A step's batch: its sentences corrupted afresh (the step seeds the
+    corruption), encoded, with a label per token (replaced or not)."""
+
+    def batch(step: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(f"{seed}/corrupt/{step}")
+        corrupted = [replacer.corrupt(s, rng) for s in step_sentences(sentences, batch_size, seed, step)]
+        encoded = encode(tokenizer, [c.text for c in corrupted])
+        encoded.pop("special_tokens_mask")
+        offsets = encoded.pop("offset_mapping").tolist()
+        labels = [token_labels(o, c.spans) for o, c in zip(offsets, corrupted, strict=True)]
+        return {**encoded, "labels": torch.tensor(labels)}
+
+    return batch
+
+
+def _predictor(model: Any, tokenizer: Any) -> Callable[[list[str]], list[list[tuple[int, int, bool]]]]:
+    """Each text's tokens as (start, end, replaced), special tokens and padding left out."""
+
+    def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
+        encoded = encode(tokenizer, texts)
+        offsets = encoded.pop("offset_mapping").tolist()
+        special = encoded.pop("special_tokens_mask").tolist()
+        with torch.inference_mode():
+            replaced = (model(**encoded).logits > 0).tolist()
+        return [
+            [(s, e, r) for (s, e), r, sp, m in zip(o, rep, spc, mask, strict=True) if not sp and m]
+            for o, rep, spc, mask in zip(offsets, replaced, special, encoded["attention_mask"].tolist(), strict=True)
+        ]
+
+    return predict
+
+
 def train(
     out_dir: Path,
     *,
@@ -214,22 +249,12 @@ def train(
     started = time.monotonic()
     sentences = mix.training_sentences()
     tokenizer = build_tokenizer(sorted(set(sentences)))
-    replacer = Replacer(sentences)
     model = build_model(len(tokenizer), seed)
-
-    def batch(step: int) -> dict[str, torch.Tensor]:
-        rng = random.Random(f"{seed}/corrupt/{step}")
-        corrupted = [replacer.corrupt(s, rng) for s in step_sentences(sentences, batch_size, seed, step)]
-        encoded = encode(tokenizer, [c.text for c in corrupted])
-        encoded.pop("special_tokens_mask")
-        offsets = encoded.pop("offset_mapping").tolist()
-        labels = [token_labels(o, c.spans) for o, c in zip(offsets, corrupted, strict=True)]
-        return {**encoded, "labels": torch.tensor(labels)}
 
     recipe = {"seed": seed, "batch_size": batch_size, "vocab": len(tokenizer), "sentences": len(sentences)}
     fit(
         model,
-        batch,
+        _batches(sentences, tokenizer, Replacer(sentences), batch_size, seed),
         cycles=cycles,
         learning_rate=learning_rate,
         log=log,
@@ -239,17 +264,7 @@ def train(
         recipe=recipe,
     )
 
-    def predict(texts: list[str]) -> list[list[tuple[int, int, bool]]]:
-        encoded = encode(tokenizer, texts)
-        offsets = encoded.pop("offset_mapping").tolist()
-        special = encoded.pop("special_tokens_mask").tolist()
-        with torch.inference_mode():
-            replaced = (model(**encoded).logits > 0).tolist()
-        return [
-            [(s, e, r) for (s, e), r, sp, m in zip(o, rep, spc, mask, strict=True) if not sp and m]
-            for o, rep, spc, mask in zip(offsets, replaced, special, encoded["attention_mask"].tolist(), strict=True)
-        ]
-
+    predict = _predictor(model, tokenizer)
     scores = {
         "docstrings": f1(predict, held_out(len(corpus.split()[1]), seed + 1)),
         "everyday_english": f1(predict, everyday_held_out()),

@@ -100,6 +100,23 @@ def word_accuracy(model: ElectraForMaskedLM, tokenizer: PreTrainedTokenizerBase,
     return {"top1": top1 / max(1, total), "top5": top5 / max(1, total), "words": total}
 
 
+def _batches(
+    sentences: Sequence[str], tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int
+) -> Callable[[int], dict[str, torch.Tensor]]:
+    """A step's batch: its sentences encoded with words masked (the step
+    seeds the masking) and the masked tokens as labels."""
+
+    def batch(step: int) -> dict[str, torch.Tensor]:
+        encoded = encode(tokenizer, step_sentences(sentences, batch_size, seed, step))
+        encoded.pop("offset_mapping")
+        special = encoded.pop("special_tokens_mask") | (encoded["attention_mask"] == 0)
+        masking = torch.Generator().manual_seed(zlib.crc32(f"{seed}/mask/{step}".encode()))
+        masked, labels = mask_tokens(encoded["input_ids"], special, tokenizer, masking)
+        return {"input_ids": masked, "attention_mask": encoded["attention_mask"], "labels": labels}
+
+    return batch
+
+
 def train(
     out_dir: Path,
     tokenizer_dir: Path,
@@ -122,18 +139,10 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = build_model(len(tokenizer), seed)
 
-    def batch(step: int) -> dict[str, torch.Tensor]:
-        encoded = encode(tokenizer, step_sentences(sentences, batch_size, seed, step))
-        encoded.pop("offset_mapping")
-        special = encoded.pop("special_tokens_mask") | (encoded["attention_mask"] == 0)
-        masking = torch.Generator().manual_seed(zlib.crc32(f"{seed}/mask/{step}".encode()))
-        masked, labels = mask_tokens(encoded["input_ids"], special, tokenizer, masking)
-        return {"input_ids": masked, "attention_mask": encoded["attention_mask"], "labels": labels}
-
     recipe = {"seed": seed, "batch_size": batch_size, "vocab": len(tokenizer), "sentences": len(sentences)}
     fit(
         model,
-        batch,
+        _batches(sentences, tokenizer, batch_size, seed),
         cycles=cycles,
         learning_rate=learning_rate,
         log=log,

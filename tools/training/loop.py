@@ -16,6 +16,22 @@ import torch
 STATE_FILE = "state.pt"
 
 
+def _schedule(cycles: Sequence[int]) -> Callable[[int], float]:
+    """The learning rate's factor at a step: each cycle a linear warm-up over
+    its first 5% of steps, then a cosine decay to zero."""
+    starts = [0, *itertools.accumulate(cycles)]
+
+    def schedule(step: int) -> float:
+        index = bisect.bisect_right(starts, step) - 1
+        into, length = step - starts[index], cycles[min(index, len(cycles) - 1)]
+        warmup = max(1, length // 20)
+        if into < warmup:
+            return (into + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (into - warmup) / max(1, length - warmup)))
+
+    return schedule
+
+
 def fit(
     model: torch.nn.Module,
     batch: Callable[[int], dict[str, Any]],
@@ -48,17 +64,8 @@ def fit(
     (by default, ``model(**batch).loss``).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    starts = [0, *itertools.accumulate(cycles)]
-    steps = starts[-1]
-
-    def schedule(step: int) -> float:
-        index = bisect.bisect_right(starts, step) - 1
-        into, length = step - starts[index], cycles[min(index, len(cycles) - 1)]
-        warmup = max(1, length // 20)
-        if into < warmup:
-            return (into + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (into - warmup) / max(1, length - warmup)))
-
+    steps = sum(cycles)
+    schedule = _schedule(cycles)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     recipe = {"name": name, "cycles": list(cycles), "learning_rate": learning_rate, **(recipe or {})}
     first = _resume(state_dir, recipe, model, optimizer, scheduler, log) if state_dir else 0
