@@ -40,7 +40,7 @@ import heapq
 import statistics
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .refusals import DeadlineTooShort, Overloaded
@@ -124,6 +124,45 @@ class StepTimes:
         if base < 0:  # through the origin instead
             return cls(0.0, sum(r * s for r, s in kept) / sum(r * r for r, _ in kept))
         return cls(base, per_row)
+
+
+_TIMED_STEPS = 64  # recent steps the step-time line is fitted to
+_REFIT_EVERY = 8  # steps between two fits of the line
+_RECENT_ANSWERS = 31  # answers whose median length is expected (few outliers move a median)
+
+
+@dataclass
+class Estimator:
+    """What admission estimates with, learnt from the decoding loop's step
+    reports: a step's time as a line in its rows (:class:`StepTimes`, refitted
+    every few steps over the recent ones) and the steps a typical answer
+    takes (the median of recent answers)."""
+
+    step_times: StepTimes | None = None
+    _steps: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=_TIMED_STEPS))
+    _answers: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT_ANSWERS))
+    _observed: int = 0
+
+    def timed(self, steps: Sequence[tuple[int, float]]) -> None:
+        """(rows, seconds) of steps run outside the loop (a warm-up), so that
+        admission knows a step's time before the first request's steps."""
+        self._steps.extend(steps)
+        self.step_times = StepTimes.fit(self._steps)
+
+    def observe(self, rows: int, seconds: float | None, answered_steps: Sequence[int] = ()) -> None:
+        """One step of ``rows`` rows that took ``seconds`` (None: not timed),
+        and the steps each request it completed took."""
+        if seconds is not None:
+            self._steps.append((rows, seconds))
+            if self._observed % _REFIT_EVERY == 0 or self.step_times is None:
+                self.step_times = StepTimes.fit(self._steps)
+        self._observed += 1
+        self._answers.extend(answered_steps)
+
+    @property
+    def typical_steps(self) -> float | None:
+        """Steps a recent answer took."""
+        return statistics.median(self._answers) if self._answers else None
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ray import serve
 from ray.serve import Application
 from ray.serve.config import gRPCOptions
 
 from t5electra.server.settings import Settings
 
+from . import names
+from .electra_replica import DetectorDeployment
 from .ingress import IngressDeployment
-from .models import DetectorDeployment, TextGeneratorDeployment
+from .t5_replica import TextGeneratorDeployment
 
 GRPC_SERVICER_FUNCTIONS = [
     "t5electra.deployments.servicers.add_text_generation",
@@ -44,15 +47,20 @@ def grpc_options(port: int) -> gRPCOptions:
 
 
 def build_app(settings: Settings) -> Application:
-    """The three deployments; every replica's environment carries Serve's
-    switches and the tracing configuration (``OTEL_*``), so that a cluster
-    started elsewhere traces as this process was told to."""
+    """The three deployments, each a plain class made a Serve deployment
+    here (so that tests construct the classes without Ray); every replica's
+    environment carries Serve's switches and the tracing configuration
+    (``OTEL_*``), so that a cluster started elsewhere traces as this process
+    was told to."""
     env = {**settings.serve_switches(), **settings.tracing.environment(os.environ)}
-    t5 = TextGeneratorDeployment.options(**settings.t5.deployment_options(env)).bind(settings.t5, settings.limits)
-    electra = DetectorDeployment.options(**settings.electra.deployment_options(env)).bind(
-        settings.electra, settings.limits
+    t5 = serve.deployment(TextGeneratorDeployment, name=names.TEXT_GENERATOR)
+    electra = serve.deployment(DetectorDeployment, name=names.DETECTOR)
+    ingress = serve.deployment(IngressDeployment, name=names.INGRESS)
+    return ingress.options(**settings.ingress.deployment_options(env)).bind(
+        t5.options(**settings.t5.deployment_options(env)).bind(settings.t5, settings.limits),
+        electra.options(**settings.electra.deployment_options(env)).bind(settings.electra, settings.limits),
+        settings,
     )
-    return IngressDeployment.options(**settings.ingress.deployment_options(env)).bind(t5, electra, settings)
 
 
 def build(args: dict[str, Any]) -> Application:

@@ -1,5 +1,6 @@
 """Dynamic batching for the ELECTRA replica: a pure planner that decides
-each batch, and worker threads that run them and answer through the mailbox.
+each batch, and worker threads that run them, on the skeleton the T5
+decoding loop shares (``model_thread.py``).
 
 Ray's ``@serve.batch`` forms a batch as soon as its first request has waited
 ``batch_wait_timeout_s`` and only then queues for one of the
@@ -20,15 +21,15 @@ whose deadlines passed never reach the model.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from .mailbox import Letter, Mailbox
-from .refusals import DeadlineExceeded
+from .model_thread import ModelThread, Turn
+from .records import Output, Request, Status
+from .replies import BatchTiming
 
 
 class Batchable(Protocol):
@@ -40,22 +41,13 @@ class Batchable(Protocol):
 T = TypeVar("T", bound=Batchable)
 
 
-@dataclass(eq=False)
-class Waiting(Generic[T]):
-    """A queued request: what the caller sent, its way back, its arrival."""
-
-    item: T
-    letter: Any
-    arrived: float
-
-
 @dataclass(frozen=True)
 class Take(Generic[T]):
     """The planner's answer: run ``batch`` now, fail ``expired`` with their
     deadline, or (``batch`` empty) wait ``wait_s`` seconds (None: no limit)."""
 
-    batch: tuple[Waiting[T], ...] = ()
-    expired: tuple[Waiting[T], ...] = ()
+    batch: tuple[Request[T], ...] = ()
+    expired: tuple[Request[T], ...] = ()
     wait_s: float | None = None
 
 
@@ -67,20 +59,22 @@ class BatchPlanner(Generic[T]):
     wait_timeout_s: float = 0.0
     cost: Callable[[T], int] | None = None
     max_batch_cost: int | None = None
-    queue: deque[Waiting[T]] = field(default_factory=deque)
+    queue: deque[Request[T]] = field(default_factory=deque)
 
-    def submit(self, waiting: Waiting[T]) -> None:
-        self.queue.append(waiting)
+    def submit(self, request: Request[T]) -> None:
+        self.queue.append(request)
 
-    def leave(self, letter: Any) -> None:
-        """The caller of ``letter`` left: its request never runs."""
-        self.queue = deque(w for w in self.queue if w.letter is not letter)
+    def leave(self, request: Request[T]) -> None:
+        """Its caller left: it never runs."""
+        if request.status is Status.WAITING:
+            self.queue = deque(r for r in self.queue if r.id != request.id)
+            request.status = Status.LEFT
 
     def next_batch(self, now: float, wall: float) -> Take[T]:
         """``now``: a monotonic clock, ``wall``: ``time.time()`` for deadlines."""
-        expired = tuple(w for w in self.queue if w.item.deadline is not None and wall > w.item.deadline)
+        expired = tuple(r for r in self.queue if r.item.deadline is not None and wall > r.item.deadline)
         if expired:
-            self.queue = deque(w for w in self.queue if w not in expired)
+            self.queue = deque(r for r in self.queue if r not in expired)
         if not self.queue:
             return Take(expired=expired)
         fits = self._fits()
@@ -88,26 +82,30 @@ class BatchPlanner(Generic[T]):
         remaining = self.queue[0].arrived + self.wait_timeout_s - now
         if not full and remaining > 0:
             return Take(expired=expired, wait_s=remaining)
-        return Take(tuple(self.queue.popleft() for _ in range(fits)), expired)
+        batch = tuple(self.queue.popleft() for _ in range(fits))
+        for request in batch:
+            request.status, request.admitted = Status.RUNNING, now
+        return Take(batch, expired)
 
     def _fits(self) -> int:
         """How many queued requests, from the oldest, the next batch takes:
         at most ``max_batch_size``, and within the cost budget (at least one)."""
         count, spent = 0, 0
-        for waiting in self.queue:
+        for request in self.queue:
             if count == self.max_batch_size:
                 break
             if self.cost is not None and self.max_batch_cost is not None:
-                spent += self.cost(waiting.item)
+                spent += self.cost(request.item)
                 if count and spent > self.max_batch_cost:
                     break
             count += 1
         return count
 
 
-class Batcher(Generic[T]):
+class Batcher(ModelThread[T, tuple[Request[T], ...]]):
     """Requests posted from the event loop, batched by the planner, run by
-    ``workers`` threads with ``run`` (results in the batch's order)."""
+    ``workers`` threads with ``run`` (results in the batch's order). Each
+    answer's timing has its queue time, its batch's run time and size."""
 
     def __init__(
         self,
@@ -115,62 +113,40 @@ class Batcher(Generic[T]):
         planner: BatchPlanner[T],
         *,
         workers: int = 1,
-        on_batch: Callable[[Sequence[Waiting[T]], float], None] | None = None,
+        on_batch: Callable[[Sequence[Request[T]], float], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
+        super().__init__("batch", workers=workers, on_dropped=on_dropped)
         self._run_batch = run
         self.planner = planner
-        self._workers = workers
         self._on_batch = on_batch
-        self._on_dropped = on_dropped or (lambda reason, count: None)
-        self._mailbox: Mailbox[T] = Mailbox()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
 
-    async def call(self, item: T) -> tuple[Any, Waiting[T], float, int]:
-        """Queues ``item``; returns its result, its queue entry, when its
-        batch started (``time.perf_counter()``) and the batch's size."""
-        if not self._threads:
-            self._threads = [
-                threading.Thread(target=self._work, name=f"batch-{i}", daemon=True) for i in range(self._workers)
-            ]
-            for thread in self._threads:
-                thread.start()
-        return await self._mailbox.call(item)
+    def _plan(self, arrived: list[Request[T]], departed: list[Request[T]], now: float, wall: float) -> Turn:
+        for request in arrived:
+            self.planner.submit(request)
+        for request in departed:
+            self.planner.leave(request)
+        take = self.planner.next_batch(now, wall)
+        return Turn(take.expired, take.batch or None, take.wait_s)
 
-    def _next(self) -> Take[T]:
-        """Under the lock: collects the mailbox into the planner and asks it."""
+    def _work(self, batch: tuple[Request[T], ...]) -> None:
+        started = time.perf_counter()
+        if self._on_batch is not None:
+            self._on_batch(batch, started)
+        try:
+            results = self._run_batch([r.item for r in batch])
+        except Exception as error:  # the callers get it; the replica keeps serving
+            self._fail(batch, error)
+            return
+        ran_ms = (time.perf_counter() - started) * 1000
+        outputs = [
+            (r, Output(result, BatchTiming((started - r.arrived) * 1000, ran_ms, len(batch))))
+            for r, result in zip(batch, results, strict=True)
+        ]
+        self._answer(outputs, ended=batch)
+
+    def _recover(self, error: Exception) -> None:
+        """Every queued request gets the fault."""
         with self._lock:
-            arrived, departed = self._mailbox.collect()
-            now = time.perf_counter()
-            for letter in arrived:
-                self.planner.submit(Waiting(letter.item, letter, now))
-            for letter in departed:
-                self.planner.leave(letter)
-            return self.planner.next_batch(now, time.time())
-
-    def _work(self) -> None:
-        while True:
-            take = self._next()
-            if take.expired:
-                self._on_dropped("expired", len(take.expired))
-            self._mailbox.send(
-                failed=[w.letter for w in take.expired], error=DeadlineExceeded("deadline exceeded while queued")
-            )
-            if not take.batch:
-                self._mailbox.wait(take.wait_s)
-                continue
-            started = time.perf_counter()
-            if self._on_batch is not None:
-                self._on_batch(take.batch, started)
-            letters: list[Letter[T]] = [w.letter for w in take.batch]
-            try:
-                results = self._run_batch([w.item for w in take.batch])
-            except Exception as error:  # the callers get it; the replica keeps serving
-                self._mailbox.send(failed=letters, error=error)
-                continue
-            size = len(take.batch)
-            self._mailbox.send(
-                ((w.letter, (result, w, started, size)) for w, result in zip(take.batch, results, strict=True)),
-                ended=letters,
-            )
+            dropped, self.planner.queue = list(self.planner.queue), deque()
+        self._fail(dropped, error)

@@ -1,6 +1,6 @@
 """The T5 replica's decoding thread: it steps one session for as long as
-there is work, doing what the scheduler (``scheduler.py``) decides, and
-answers callers through the mailbox (``mailbox.py``).
+there is work, doing what the scheduler (``scheduler.py``) decides, on the
+skeleton it shares with ELECTRA's batcher (``model_thread.py``).
 
 The loop runs in a thread of its own rather than as steps handed to an
 executor from the event loop: it never waits for the event loop between two
@@ -10,16 +10,15 @@ answers someone) and posts arrivals and departures.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .admission import Admission, Sized
-from .mailbox import Letter, Mailbox
-from .refusals import DeadlineExceeded, DeadlineTooShort, Overloaded
-from .replies import BatchTiming
-from .scheduler import Delivery, Policy, Scheduler, StepReport, Ticket
+from .model_thread import ModelThread, Turn
+from .records import Request
+from .refusals import DeadlineTooShort, Overloaded
+from .scheduler import Delivery, Policy, Scheduler, StepReport
 
 _REPORTS_PER_FLUSH = 16
 
@@ -33,14 +32,14 @@ class Session(Protocol):
     @property
     def rows(self) -> int: ...
 
-    def add(self, prepared: Any) -> int: ...
+    def add(self, prepared: Any, key: int) -> int: ...
 
     def cancel(self, key: int) -> None: ...
 
     def step(self) -> list[Any]: ...
 
 
-class DecodeLoop:
+class DecodeLoop(ModelThread[Sized, tuple[Request[Sized], ...]]):
     """Feeds requests to a session stepped by a thread of its own."""
 
     def __init__(
@@ -58,16 +57,14 @@ class DecodeLoop:
         of the work ahead (``overloaded``) or of their own size
         (``deadline_too_short``), or whose deadlines passed while queued or
         decoding (``expired``), for metrics; called on either thread."""
+        super().__init__("t5-decode", on_dropped=on_dropped)
         self._new_session = new_session
+        self._session: Session | None = None
         self.scheduler = Scheduler(max_rows, policy, idle_wait_s)
         self.admission = Admission(admission_margin)
         self._collected = 0
-        self._mailbox: Mailbox[Sized] = Mailbox()
         self._on_steps = on_steps
-        self._on_dropped = on_dropped or (lambda reason, count: None)
         self._reports: list[StepReport] = []
-        self._tickets: dict[Letter[Sized], Ticket] = {}
-        self._thread: threading.Thread | None = None
 
     @property
     def decoding(self) -> int:
@@ -91,28 +88,12 @@ class DecodeLoop:
         the engine's warm-up: admission estimates with them from the first
         request on, instead of letting it run to a deadline it cannot meet.
         Call before the first request."""
-        self.scheduler.timed(steps)
+        self.scheduler.estimator.timed(steps)
         self.admission.publish(self.scheduler.backlog(self._collected))
 
-    async def stream(self, item: Sized) -> AsyncIterator[list[tuple[Any, BatchTiming | None]]]:
-        """Queues ``item`` and yields its (event, timing) pairs, the last one
-        with its timing, several at a time when the caller is slower than
-        the steps. Leaving the iteration early cancels the request. Raises
-        :class:`Overloaded` or :class:`DeadlineTooShort` at once when ``item``
-        cannot be answered within its deadline (``admission.py``)."""
-        self._admit(item)
-        self._start()
-        async for outputs in self._mailbox.stream(item):
-            yield outputs
-
-    async def call(self, item: Sized) -> tuple[Any, BatchTiming | None]:
-        """Queues ``item`` and returns its last (event, timing): its result.
-        Refuses it at once as :meth:`stream` does."""
-        self._admit(item)
-        self._start()
-        return await self._mailbox.call(item)
-
-    def _admit(self, item: Sized) -> None:
+    def _accept(self, item: Sized) -> None:
+        """Raises :class:`Overloaded` or :class:`DeadlineTooShort` at once
+        when ``item`` cannot be answered within its deadline (``admission.py``)."""
         try:
             self.admission.admit(item, time.time())
         except Overloaded:
@@ -122,83 +103,71 @@ class DecodeLoop:
             self._on_dropped("deadline_too_short", 1)
             raise
 
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="t5-decode", daemon=True)
-            self._thread.start()
+    def _plan(
+        self, arrived: list[Request[Sized]], departed: list[Request[Sized]], now: float, wall: float
+    ) -> Turn[Sized, tuple[Request[Sized], ...]]:
+        session = self._current()
+        self._collected += len(arrived)
+        for request in arrived:
+            self.scheduler.submit(request)
+        for request in departed:
+            self.scheduler.leave(request)
+        plan = self.scheduler.schedule(now, wall, session.rows)
+        for key in plan.cancel:
+            session.cancel(key)
+        return Turn(plan.expired, None if plan.wait else plan.admit, plan.wait_s)
 
-    def _run(self) -> None:
-        session = self._new_session()
-        while True:
+    def _idle(self) -> None:
+        self.admission.publish(self.scheduler.backlog(self._collected))
+        self._flush_reports()
+
+    def _work(self, admit: tuple[Request[Sized], ...]) -> None:
+        """Adds ``admit`` to the session and steps it; a failed step fails
+        every live request and the loop goes on with a fresh session."""
+        session = self._current()
+        for index, request in enumerate(admit):
             try:
-                session = self._decode(session)
+                session.add(request.item, request.id)
             except Exception as error:
-                # A fault of the loop's own (not of a step) must not leave
-                # callers waiting for answers that never come: all of them
-                # get it, and the loop starts over with a fresh session.
-                self._fail(self.scheduler.drop_all(), error)
-                session = self._new_session()
+                self._fail(admit[index:], error)  # taken from the queue, not yet the session's
+                raise
+            self.scheduler.admitted(request)
+        self.admission.publish(self.scheduler.backlog(self._collected))
+        if session.done:
+            return
+        rows = session.rows
+        started = time.perf_counter()
+        try:
+            events = session.step()
+        except Exception as error:  # every live caller gets it; the replica keeps serving
+            self._fail(self.scheduler.drop_live(), error)
+            self._session = self._new_session()
+            return
+        now = time.perf_counter()
+        deliveries, report = self.scheduler.update_from_output(events, rows, now, now - started)
+        self._reports.append(report)
+        # Metrics go out in bulk, and before a request's last answer, so
+        # that a caller who has its answer finds its steps counted.
+        if len(self._reports) >= _REPORTS_PER_FLUSH or any(d.output.timing is not None for d in deliveries):
+            self._flush_reports()
+        self._deliver(deliveries)
 
-    def _decode(self, session: Session) -> Session:
-        """Steps ``session`` until something fails; returns a fresh session
-        after a failed step."""
-        while True:
-            arrived, departed = self._mailbox.collect()
-            now = time.perf_counter()
-            self._collected += len(arrived)
-            for letter in arrived:
-                self._tickets[letter] = ticket = Ticket(letter.item, letter, now)
-                self.scheduler.submit(ticket)
-            for letter in departed:
-                if (ticket := self._tickets.pop(letter, None)) is not None:
-                    self.scheduler.leave(ticket)
-            plan = self.scheduler.schedule(now, time.time(), session.rows)
-            for key in plan.cancel:
-                session.cancel(key)
-            if plan.expired:
-                self._on_dropped("expired", len(plan.expired))
-                late = DeadlineExceeded("the deadline passed, or left too little time to finish")
-                self._fail(list(plan.expired), late)
-            if plan.wait:
-                self.admission.publish(self.scheduler.backlog(self._collected))
-                self._flush_reports()
-                self._mailbox.wait(plan.wait_s)
-                continue
-            for index, ticket in enumerate(plan.admit):
-                try:
-                    self.scheduler.admitted(ticket, session.add(ticket.item))
-                except Exception as error:
-                    self._fail(list(plan.admit[index:]), error)  # taken from the queue, not yet the session's
-                    raise
-            self.admission.publish(self.scheduler.backlog(self._collected))
-            if session.done:
-                continue
-            rows = session.rows
-            started = time.perf_counter()
-            try:
-                events = session.step()
-            except Exception as error:  # every live caller gets it; the replica keeps serving
-                self._fail(self.scheduler.drop_live(), error)
-                return self._new_session()
-            now = time.perf_counter()
-            deliveries, report = self.scheduler.update_from_output(events, rows, now, now - started)
-            self._reports.append(report)
-            # Metrics go out in bulk, and before a request's last answer, so
-            # that a caller who has its answer finds its steps counted.
-            if len(self._reports) >= _REPORTS_PER_FLUSH or any(d.timing is not None for d in deliveries):
-                self._flush_reports()
-            self._answer(deliveries)
+    def _recover(self, error: Exception) -> None:
+        """Every request, admitted or waiting, gets the fault; the loop
+        starts over with a fresh session."""
+        with self._lock:
+            dropped = self.scheduler.drop_all()
+        self._fail(dropped, error)
+        self._session = self._new_session()
 
-    def _answer(self, deliveries: list[Delivery]) -> None:
-        ended = [d.ticket.letter for d in deliveries if d.timing is not None]
-        for letter in ended:
-            self._tickets.pop(letter, None)
-        self._mailbox.send(((d.ticket.letter, (d.event, d.timing)) for d in deliveries), ended=ended)
+    def _current(self) -> Session:
+        if self._session is None:
+            self._session = self._new_session()
+        return self._session
 
-    def _fail(self, tickets: list[Ticket], error: Exception) -> None:
-        for ticket in tickets:
-            self._tickets.pop(ticket.letter, None)
-        self._mailbox.send(failed=[t.letter for t in tickets], error=error)
+    def _deliver(self, deliveries: list[Delivery]) -> None:
+        ended = [d.request for d in deliveries if d.output.timing is not None]
+        self._answer(((d.request, d.output) for d in deliveries), ended=ended)
 
     def _flush_reports(self) -> None:
         if self._reports and self._on_steps is not None:

@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 
 import grpc
 from grpc_health.v1 import health_pb2
-from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Gauge, Histogram
@@ -36,7 +35,7 @@ from .gate import Asked, Gate
 from .health import LIVENESS, REQUEST_MAX_AGE_S, Readiness
 from .hop import Hop
 from .inference_ingress import OpenInferenceMethods
-from .replies import Reply, Usage
+from .replies import Reply
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
 from .status import retry_hint, to_status_code
 from .tracing import Carrier, Tracing
@@ -50,7 +49,6 @@ class StreamFailed(Exception):
     """Ends a stream whose status code is already set on the context."""
 
 
-@serve.deployment(name=names.INGRESS)
 class IngressDeployment(OpenInferenceMethods):
     def __init__(self, t5: DeploymentHandle, electra: DeploymentHandle, settings: Settings) -> None:
         self._t5 = t5
@@ -131,9 +129,9 @@ class IngressDeployment(OpenInferenceMethods):
         service, handle = (GENERATION_SERVICE, self._t5) if kind == "t5" else (DETECTION_SERVICE, self._electra)
         await self._require(service)
         with call.model_call():
-            tokenization = await handle.tokenize.remote(text)
-        call.usage, call.model = Usage(len(tokenization.tokens)), tokenization.model
-        return wire.tokenize_response(tokenization)
+            reply = await handle.tokenize.remote(text)
+        call.usage, call.model = reply.usage, reply.model
+        return wire.tokenize_response(reply)
 
     @unary(models_pb2.GetModelInfoResponse)
     async def GetModelInfo(

@@ -2,8 +2,8 @@
 model, in both directions, for the T5 decoding loop and the ELECTRA batch
 loop alike.
 
-The event loop posts a :class:`Letter` per request and awaits what comes
-back on it; the model thread collects arrivals and departures (callers that
+The event loop posts a request (its :class:`~.records.Request` record is
+made here) and awaits what comes back on it; the model thread collects arrivals and departures (callers that
 left), waits for them when it has nothing to do, and sends outputs, ends and
 failures back, each batch of them in one wake-up of the event loop: waking
 it costs the model thread the GIL for a moment.
@@ -15,8 +15,10 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from .records import Request
 
 T = TypeVar("T")
 
@@ -28,21 +30,13 @@ class _Failure:
     error: BaseException
 
 
-@dataclass(eq=False)
-class Letter(Generic[T]):
-    """One request in flight: what the caller sent and its way back."""
-
-    item: T
-    outputs: asyncio.Queue[Any] = field(default_factory=asyncio.Queue, repr=False)
-
-
 class Mailbox(Generic[T]):
     """Requests from the event loop to a model thread, answers back."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._arrived: deque[Letter[T]] = deque()
-        self._departed: deque[Letter[T]] = deque()
+        self._arrived: deque[Request[T]] = deque()
+        self._departed: deque[Request[T]] = deque()
         self._wake = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -53,13 +47,13 @@ class Mailbox(Generic[T]):
         since the caller last asked, so a slow caller gets fewer, larger
         answers instead of a backlog. A failure sent for it is raised.
         Leaving the iteration early tells the model thread the caller left."""
-        letter = self.post(item)
+        request = self.post(item)
         ended = False
         try:
             while True:
-                outputs = [await letter.outputs.get()]
-                while not letter.outputs.empty():
-                    outputs.append(letter.outputs.get_nowait())
+                outputs = [await request.outputs.get()]
+                while not request.outputs.empty():
+                    outputs.append(request.outputs.get_nowait())
                 for output in outputs:
                     if isinstance(output, _Failure):
                         ended = True
@@ -72,7 +66,7 @@ class Mailbox(Generic[T]):
                     return
         finally:
             if not ended:
-                self.depart(letter)
+                self.depart(request)
 
     async def call(self, item: T) -> Any:
         """Posts ``item`` and returns its last output."""
@@ -83,26 +77,26 @@ class Mailbox(Generic[T]):
             raise RuntimeError("the model thread ended a request without an answer")
         return last[-1]
 
-    def post(self, item: T) -> Letter[T]:
+    def post(self, item: T) -> Request[T]:
         if self._loop is None:
             # Known on first use: a replica's constructor may run outside the
             # event loop its requests arrive on.
             self._loop = asyncio.get_running_loop()
-        letter = Letter(item)
+        request = Request(item)
         with self._lock:
-            self._arrived.append(letter)
+            self._arrived.append(request)
         self._wake.set()
-        return letter
+        return request
 
-    def depart(self, letter: Letter[T]) -> None:
+    def depart(self, request: Request[T]) -> None:
         with self._lock:
-            self._departed.append(letter)
+            self._departed.append(request)
         self._wake.set()
 
     # The model thread's side.
 
-    def collect(self) -> tuple[list[Letter[T]], list[Letter[T]]]:
-        """Letters posted and letters whose callers left, since the last call."""
+    def collect(self) -> tuple[list[Request[T]], list[Request[T]]]:
+        """Requests posted and requests whose callers left, since the last call."""
         with self._lock:
             arrived, departed = list(self._arrived), list(self._departed)
             self._arrived.clear()
@@ -110,29 +104,29 @@ class Mailbox(Generic[T]):
         return arrived, departed
 
     def wait(self, timeout: float | None) -> None:
-        """Until a letter arrives or departs, or ``timeout`` seconds (None: no limit)."""
+        """Until a request arrives or departs, or ``timeout`` seconds (None: no limit)."""
         self._wake.wait(timeout)
         self._wake.clear()
 
     def send(
         self,
-        outputs: Iterable[tuple[Letter[T], Any]] = (),
+        outputs: Iterable[tuple[Request[T], Any]] = (),
         *,
-        ended: Iterable[Letter[T]] = (),
-        failed: Iterable[Letter[T]] = (),
+        ended: Iterable[Request[T]] = (),
+        failed: Iterable[Request[T]] = (),
         error: BaseException | None = None,
     ) -> None:
-        """Outputs to callers, then the end of ``ended`` letters and
+        """Outputs to callers, then the end of ``ended`` requests and
         ``error`` to ``failed`` ones, delivered in one wake-up of the event loop."""
-        batch: list[tuple[Letter[T], Any]] = list(outputs)
-        batch += [(letter, _END) for letter in ended]
+        batch: list[tuple[Request[T], Any]] = list(outputs)
+        batch += [(request, _END) for request in ended]
         if error is not None:
-            batch += [(letter, _Failure(error)) for letter in failed]
+            batch += [(request, _Failure(error)) for request in failed]
         if batch:
-            assert self._loop is not None, "nothing can be sent before a letter arrived"
+            assert self._loop is not None, "nothing can be sent before a request arrived"
             self._loop.call_soon_threadsafe(_deliver, batch)
 
 
-def _deliver(batch: list[tuple[Letter[Any], Any]]) -> None:
-    for letter, value in batch:
-        letter.outputs.put_nowait(value)
+def _deliver(batch: list[tuple[Request[Any], Any]]) -> None:
+    for request, value in batch:
+        request.outputs.put_nowait(value)

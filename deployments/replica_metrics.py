@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.serve.metrics import Counter, Histogram
 
-from .batcher import Waiting
+from .records import Request
 from .replies import Usage
 from .scheduler import StepReport
 
@@ -47,10 +47,10 @@ class BatchMetrics:
             for queue_ms in report.admitted_queue_ms:
                 self.queue_ms.observe(queue_ms)
 
-    def batch(self, batch: Sequence[Waiting[Any]], started: float) -> None:
+    def batch(self, batch: Sequence[Request[Any]], started: float) -> None:
         self.batch_size.observe(len(batch))
-        for waiting in batch:
-            self.queue_ms.observe((started - waiting.arrived) * 1000)
+        for request in batch:
+            self.queue_ms.observe((started - request.arrived) * 1000)
 
     def dropped(self, reason: str, count: int) -> None:
         self.dropped_requests.inc(count, tags={**self._tags, "reason": reason})

@@ -180,7 +180,8 @@ def detect_response(reply: Reply[Detection]) -> detection_pb2.DetectReplacements
     )
 
 
-def tokenize_response(tokenization: Tokenization) -> models_pb2.TokenizeResponse:
+def tokenize_response(reply: Reply[Tokenization]) -> models_pb2.TokenizeResponse:
+    tokenization = reply.payload
     return models_pb2.TokenizeResponse(
         tokens=[
             models_pb2.Token(id=t.id, token=t.token, start=t.start, end=t.end, special=t.special)
@@ -188,7 +189,7 @@ def tokenize_response(tokenization: Tokenization) -> models_pb2.TokenizeResponse
         ],
         count=len(tokenization.tokens),
         max_tokens=tokenization.max_tokens,
-        model=tokenization.model,
+        model=reply.model,
     )
 
 

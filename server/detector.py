@@ -172,7 +172,7 @@ class ReplacementDetector:
         frame each window and are neither scored nor counted."""
         check_text(text, self.limits)
         tokens = token_pieces(self.tokenizer, text, add_special_tokens=False)
-        return Tokenization(tokens, self.limits.max_detection_input_tokens, self.name)
+        return Tokenization(tokens, self.limits.max_detection_input_tokens)
 
     def describe(self) -> ModelDescription:
         return self._pretrained.describe(

@@ -230,7 +230,6 @@ class TokenPiece:
 class Tokenization:
     tokens: tuple[TokenPiece, ...]
     max_tokens: int
-    model: str
 
 
 @dataclass(frozen=True)

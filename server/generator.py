@@ -98,7 +98,7 @@ class T5Generator:
         sequence token the server adds included (as billed)."""
         check_text(text, self.limits)
         tokens = token_pieces(self.tokenizer, text, add_special_tokens=True)
-        return Tokenization(tokens, self.limits.max_generation_input_tokens, self.name)
+        return Tokenization(tokens, self.limits.max_generation_input_tokens)
 
     def describe(self) -> ModelDescription:
         return self._pretrained.describe(

@@ -98,10 +98,14 @@ class GenerationSession:
         """Rows taken by the requests in the session, running or about to join."""
         return sum(p.rows for p in self._requests.values())
 
-    def add(self, prepared: PreparedGeneration) -> int:
-        """Queues a request to join at the next step; returns its key."""
-        key = self._next_key
-        self._next_key += 1
+    def add(self, prepared: PreparedGeneration, key: int | None = None) -> int:
+        """Queues a request to join at the next step under ``key`` (a
+        replica's request id; by default the next unused number); returns it."""
+        if key is None:
+            key = self._next_key
+        if key in self._requests:
+            raise ValueError(f"a request with key {key} is already in the session")
+        self._next_key = max(self._next_key, key + 1)
         self._requests[key] = prepared
         (self._beams if prepared.parameters.is_beam_search else self._joining).append(key)
         return key

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.admission import Admission, Backlog, StepTimes, expected_steps, place
+from t5electra.deployments.admission import Admission, Backlog, Estimator, StepTimes, expected_steps, place
 from t5electra.deployments.gate import Gate
 from t5electra.deployments.refusals import DeadlineTooShort, Overloaded
 
@@ -175,3 +175,17 @@ def test_the_ingress_gate_refuses_as_the_replica_would_while_its_horizon_is_fres
     gate.check(Ask(16, deadline=4.0), wall=2.3)  # the horizon is stale: the replica decides
     gate.check(Ask(16), wall=2.1)  # no deadline: never refused
     gate.check(Ask(100_000, deadline=4.0), wall=2.1)  # out of bounds: the replica's validation answers
+
+
+def test_the_estimator_learns_a_steps_time_by_rows_and_a_typical_answer_from_step_reports() -> None:
+    estimator = Estimator()
+    estimator.timed([(1, 0.012)] * 4)  # a warm-up: one-row steps only, so one size's time for all
+    assert estimator.step_times is not None and estimator.step_times.at(16) == pytest.approx(0.012)
+    for step in range(16):
+        rows = 1 + step % 4
+        estimator.observe(rows, 0.01 + 0.002 * rows, answered_steps=(10,) if step % 2 else ())
+    assert estimator.step_times.base_s == pytest.approx(0.01)
+    assert estimator.step_times.per_row_s == pytest.approx(0.002)
+    assert estimator.typical_steps == 10
+    estimator.observe(4, None, answered_steps=(30, 30, 30, 30, 30, 30, 30, 30, 30))
+    assert estimator.typical_steps == 30, "the median of the recent answers"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from t5electra.deployments.batcher import Batcher, BatchPlanner, Waiting
+from t5electra.deployments.batcher import Batcher, BatchPlanner
+from t5electra.deployments.records import Request
 from t5electra.deployments.refusals import DeadlineExceeded
 
 pytestmark = pytest.mark.unit
@@ -23,13 +24,17 @@ class Item:
     deadline: float | None = None
 
 
-def queued(planner: BatchPlanner[Item], *values: int, at: float = 0.0, deadline: float | None = None) -> None:
-    for value in values:
-        planner.submit(Waiting(Item(value, deadline), letter=value, arrived=at))
+def queued(
+    planner: BatchPlanner[Item], *values: int, at: float = 0.0, deadline: float | None = None
+) -> list[Request[Item]]:
+    requests = [Request(Item(value, deadline), arrived=at) for value in values]
+    for request in requests:
+        planner.submit(request)
+    return requests
 
 
 def taken(planner: BatchPlanner[Item], now: float = 0.0, wall: float = 0.0) -> list[int]:
-    return [w.item.value for w in planner.next_batch(now, wall).batch]
+    return [r.item.value for r in planner.next_batch(now, wall).batch]
 
 
 def test_batches_never_exceed_the_maximum_and_keep_arrival_order() -> None:
@@ -59,11 +64,11 @@ def test_a_cost_budget_cuts_batches_and_an_oversized_request_runs_alone() -> Non
 
 def test_callers_that_left_and_requests_past_their_deadline_never_run() -> None:
     planner: BatchPlanner[Item] = BatchPlanner(max_batch_size=8)
-    queued(planner, 1, 2)
+    _, leaver = queued(planner, 1, 2)
     queued(planner, 3, deadline=50.0)
-    planner.leave(2)
+    planner.leave(leaver)
     take = planner.next_batch(now=0.0, wall=60.0)
-    assert [w.item.value for w in take.batch] == [1] and [w.item.value for w in take.expired] == [3]
+    assert [r.item.value for r in take.batch] == [1] and [r.item.value for r in take.expired] == [3]
 
 
 class Gate:
@@ -106,7 +111,7 @@ def test_requests_that_arrive_while_the_model_is_busy_share_the_next_batch() -> 
         rest = [asyncio.ensure_future(batcher.call(Item(v))) for v in range(2, 10)]
         await asyncio.sleep(0)  # the posts reach the mailbox
         gate.release.set()
-        return [r[0] for r in await asyncio.gather(first, *rest)]
+        return [output.payload for output in await asyncio.gather(first, *rest)]
 
     assert asyncio.run(main()) == [2 * v for v in range(1, 10)]
     assert gate.batches == [[1], list(range(2, 10))]
@@ -138,8 +143,8 @@ def test_a_failing_batch_fails_its_callers_and_the_next_batch_runs() -> None:
         gate.release.set()
         failed = await doomed
         await busy
-        result, _, _, _ = await batcher.call(Item(5))
-        return [type(f) for f in failed], result
+        later = await batcher.call(Item(5))
+        return [type(f) for f in failed], later.payload
 
     failed, later = asyncio.run(main())
     assert failed == [ValueError, ValueError] and later == 10
@@ -158,7 +163,7 @@ def test_a_caller_that_leaves_before_its_batch_starts_is_dropped() -> None:
         leaver.cancel()
         await asyncio.gather(leaver, return_exceptions=True)
         gate.release.set()
-        return [(await busy)[0], (await stayer)[0]]
+        return [(await busy).payload, (await stayer).payload]
 
     assert asyncio.run(main()) == [2, 6]
     assert gate.batches == [[1], [3]]

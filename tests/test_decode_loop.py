@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from t5electra.deployments.decode_loop import DecodeLoop
+from t5electra.deployments.records import Output
 from t5electra.deployments.refusals import DeadlineExceeded, DeadlineTooShort
 from t5electra.deployments.scheduler import StepReport
 
@@ -59,7 +60,6 @@ class CountingSession:
         self.cancelled: list[str] = []
         self.fail_at_step = fail_at_step
         self.refuse = refuse
-        self._next = 0
         self._lock = threading.Lock()
 
     @property
@@ -70,10 +70,9 @@ class CountingSession:
     def rows(self) -> int:
         return sum(job.rows for job, _ in self.jobs.values())
 
-    def add(self, job: Job) -> int:
+    def add(self, job: Job, key: int) -> int:
         if job.name == self.refuse:
             raise ValueError(f"cannot add {job.name}")
-        key, self._next = self._next, self._next + 1
         self.jobs[key] = [job, 0]
         return key
 
@@ -101,13 +100,14 @@ def test_calls_and_streams_get_their_answers_with_timing() -> None:
     session = CountingSession()
     loop = DecodeLoop(lambda: session, max_rows=4, policy="continuous", idle_wait_s=0.0, on_steps=reports.extend)
 
-    async def main() -> tuple[tuple, list[str]]:
+    async def main() -> tuple[Output[Event], list[str]]:
         unary = asyncio.ensure_future(loop.call(Job("u", 3)))
-        pieces = [event.piece async for outputs in loop.stream(Job("s", 5)) for event, _ in outputs]
+        pieces = [output.payload.piece async for outputs in loop.stream(Job("s", 5)) for output in outputs]
         return await unary, pieces
 
-    (event, timing), pieces = asyncio.run(main())
-    assert event.result == "u done" and timing is not None and timing.inference_ms > 0
+    answer, pieces = asyncio.run(main())
+    timing = answer.timing
+    assert answer.payload.result == "u done" and timing is not None and timing.inference_ms > 0
     assert pieces == [f"s{i}" for i in range(1, 6)]
     assert [r.rows for r in reports] == [len(names) for names in session.steps]
 
@@ -122,8 +122,7 @@ def test_a_caller_that_leaves_is_cancelled_and_the_next_one_is_served() -> None:
         async with contextlib.aclosing(loop.stream(Job("gone", None))) as pieces:
             async for _ in pieces:
                 break  # the caller leaves after its first piece
-        event, _ = await loop.call(Job("next", 2))
-        return event.result
+        return (await loop.call(Job("next", 2))).payload.result
 
     assert asyncio.run(main()) == "next done"
     # The decoding thread hands the departure to the session; wait for that
@@ -143,8 +142,7 @@ def test_a_failing_step_fails_its_callers_and_the_loop_goes_on() -> None:
     async def main() -> str:
         with pytest.raises(RuntimeError, match="model failed"):
             await loop.call(Job("unlucky", 5))
-        event, _ = await loop.call(Job("later", 2))
-        return event.result
+        return (await loop.call(Job("later", 2))).payload.result
 
     assert asyncio.run(main()) == "later done"
     assert len(sessions) == 2
@@ -162,8 +160,7 @@ def test_a_fault_outside_the_step_fails_every_caller_instead_of_hanging() -> Non
     async def main() -> str:
         with pytest.raises(ValueError, match="cannot add broken"):
             await loop.call(Job("broken", 2))
-        event, _ = await loop.call(Job("later", 2))
-        return event.result
+        return (await loop.call(Job("later", 2))).payload.result
 
     assert asyncio.run(main()) == "later done"
     assert len(sessions) == 2

@@ -66,7 +66,7 @@ def test_a_failed_unary_body_answers_the_rpcs_empty_response() -> None:
 
 
 def test_every_unary_rpc_of_the_ingress_is_built_by_unary_with_its_response_type() -> None:
-    ingress = IngressDeployment.func_or_class
+    ingress = IngressDeployment
     services = (*protocol.SERVICES, protocol.INFERENCE)
     for method in (m for s in services for m in s.methods if not m.client_streaming and not m.server_streaming):
         if method.name in PROBES:

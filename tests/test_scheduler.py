@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from t5electra.deployments.scheduler import Delivery, Scheduler, StepReport, Ticket
+from t5electra.deployments.records import Request
+from t5electra.deployments.scheduler import Delivery, Scheduler, StepReport
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +46,7 @@ class Run:
     """A scheduler and a pretend session of :class:`Job`s, stepped by hand."""
 
     scheduler: Scheduler
-    made: dict[int, int] = field(default_factory=dict)  # session key -> tokens made
+    made: dict[int, int] = field(default_factory=dict)  # request id (the session key) -> tokens made
     jobs: dict[int, Job] = field(default_factory=dict)
     steps: list[set[str]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
@@ -53,12 +54,11 @@ class Run:
     answers: dict[str, Delivery] = field(default_factory=dict)
     reports: list[StepReport] = field(default_factory=list)
     clock: float = 0.0
-    next_key: int = 0
 
-    def submit(self, job: Job) -> Ticket:
-        ticket = Ticket(job, letter=job.name, arrived=self.clock)
-        self.scheduler.submit(ticket)
-        return ticket
+    def submit(self, job: Job) -> Request[Job]:
+        request = Request(job, arrived=self.clock)
+        self.scheduler.submit(request)
+        return request
 
     def step(self, wall: float = 0.0) -> bool:
         """One turn of the loop; False when the scheduler says to wait."""
@@ -67,13 +67,12 @@ class Run:
         for key in plan.cancel:
             self.cancelled.append(self.jobs[key].name)
             del self.made[key]
-        self.expired += [t.letter for t in plan.expired]
+        self.expired += [r.item.name for r in plan.expired]
         if plan.wait:
             return False
-        for ticket in plan.admit:
-            key, self.next_key = self.next_key, self.next_key + 1
-            self.jobs[key], self.made[key] = ticket.item, 0
-            self.scheduler.admitted(ticket, key)
+        for request in plan.admit:
+            self.jobs[request.id], self.made[request.id] = request.item, 0
+            self.scheduler.admitted(request)
         self.clock += 1.0  # a step takes a second of made-up time
         rows = sum(self.jobs[k].rows for k in self.made)
         self.steps.append({self.jobs[k].name for k in self.made})
@@ -86,7 +85,7 @@ class Run:
                 del self.made[key]
         deliveries, report = self.scheduler.update_from_output(events, rows, self.clock, 1.0)
         self.reports.append(report)
-        self.answers.update({d.ticket.letter: d for d in deliveries if d.timing is not None})
+        self.answers.update({d.request.item.name: d for d in deliveries if d.output.timing is not None})
         return True
 
     def run(self, steps: int = 1000) -> None:
@@ -104,7 +103,7 @@ def test_continuous_admits_at_the_next_step_and_a_short_request_leaves_when_done
     run.run()
     assert run.steps[2] == {"long", "short"} and run.steps[3] == {"long", "short"}
     assert all(names == {"long"} for names in run.steps[4:]) and len(run.steps) == 10
-    assert run.answers["short"].event.result == "short done"
+    assert run.answers["short"].output.payload.result == "short done"
 
 
 def test_static_admits_only_into_an_empty_batch() -> None:
@@ -166,13 +165,13 @@ def test_requests_past_their_deadline_leave_the_queue_and_the_batch() -> None:
 
 def test_an_idle_replica_waits_for_company_until_the_batch_fills_or_the_wait_ends() -> None:
     scheduler = Scheduler(max_rows=3, policy="continuous", idle_wait_s=0.5)
-    scheduler.submit(Ticket(Job("a", 1), "a", arrived=10.0))
+    scheduler.submit(Request(Job("a", 1), arrived=10.0))
     plan = scheduler.schedule(now=10.1, wall=0.0, session_rows=0)
     assert plan.wait and plan.wait_s == pytest.approx(0.4)
-    assert [t.letter for t in scheduler.schedule(now=10.6, wall=0.0, session_rows=0).admit] == ["a"]
+    assert [r.item.name for r in scheduler.schedule(now=10.6, wall=0.0, session_rows=0).admit] == ["a"]
     for name in "bcd":
-        scheduler.submit(Ticket(Job(name, 1), name, arrived=20.0))
-    assert [t.letter for t in scheduler.schedule(now=20.0, wall=0.0, session_rows=0).admit] == ["b", "c", "d"]
+        scheduler.submit(Request(Job(name, 1), arrived=20.0))
+    assert [r.item.name for r in scheduler.schedule(now=20.0, wall=0.0, session_rows=0).admit] == ["b", "c", "d"]
 
 
 def test_each_step_is_reported_with_its_rows_queue_times_and_answers_with_timing() -> None:
@@ -184,7 +183,7 @@ def test_each_step_is_reported_with_its_rows_queue_times_and_answers_with_timing
     run.run()
     assert [r.rows for r in run.reports] == [1, 3, 3, 2]
     assert [r.admitted_queue_ms for r in run.reports] == [(2000.0,), (0.0,), (), ()]
-    a, b = run.answers["a"].timing, run.answers["b"].timing
+    a, b = run.answers["a"].output.timing, run.answers["b"].output.timing
     assert a is not None and (a.queue_ms, a.inference_ms, a.batch_size) == (2000.0, 3000.0, 2)
     assert b is not None and (b.queue_ms, b.inference_ms, b.batch_size) == (0.0, 3000.0, 3)
     assert run.scheduler.steps == 4 and run.scheduler.decoding == 0
@@ -195,9 +194,9 @@ def test_a_failed_step_drops_the_admitted_requests_and_keeps_the_waiting_ones() 
     run.submit(Job("running", 5))
     run.step()
     run.submit(Job("waiting", 1))
-    assert [t.letter for t in run.scheduler.drop_live()] == ["running"]
-    assert [t.letter for t in run.scheduler.waiting] == ["waiting"]
-    assert [t.letter for t in run.scheduler.drop_all()] == ["waiting"]
+    assert [r.item.name for r in run.scheduler.drop_live()] == ["running"]
+    assert [r.item.name for r in run.scheduler.waiting] == ["waiting"]
+    assert [r.item.name for r in run.scheduler.drop_all()] == ["waiting"]
 
 
 def test_a_waiting_request_that_cannot_finish_by_its_deadline_expires_instead_of_taking_a_row() -> None:
