@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ray import serve
@@ -53,9 +54,12 @@ class Snapshot:
 
 
 class Readiness:
-    def __init__(self, app_name: str, services: dict[str, str]) -> None:
+    def __init__(self, app_name: str, services: dict[str, str], read: Callable[[], Snapshot] | None = None) -> None:
+        """``read``: where a snapshot comes from (Serve's status API unless
+        given; tests give a fixed one)."""
         self._app = app_name
         self._services = services
+        self._read_snapshot = read or self._read
         self._cached: tuple[float, Snapshot] | None = None
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
@@ -67,7 +71,7 @@ class Readiness:
         if self._cached is None:
             async with self._lock:
                 if self._cached is None:
-                    self._cached = (time.monotonic(), await asyncio.to_thread(self._read))
+                    self._cached = (time.monotonic(), await asyncio.to_thread(self._read_snapshot))
         elif time.monotonic() - self._cached[0] > max_age_s and self._refreshing is None:
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return self._cached[1]
@@ -79,7 +83,7 @@ class Readiness:
 
     async def _refresh(self) -> None:
         try:
-            self._cached = (time.monotonic(), await asyncio.to_thread(self._read))
+            self._cached = (time.monotonic(), await asyncio.to_thread(self._read_snapshot))
         except Exception:  # keep the last answer; the next call tries again
             logger.warning("could not read Serve's status; health answers from the last reading", exc_info=True)
         finally:

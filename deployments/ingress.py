@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 
 import grpc
@@ -32,7 +32,7 @@ from . import bounded, names, wire
 from .auth import TokenTable
 from .calls import Call, answered, deadline, metadata_value, request_id, unary
 from .gate import Asked, Gate
-from .health import LIVENESS, REQUEST_MAX_AGE_S, Readiness
+from .health import LIVENESS, REQUEST_MAX_AGE_S, Readiness, Snapshot
 from .hop import Hop
 from .inference_ingress import OpenInferenceMethods
 from .replies import Reply
@@ -50,12 +50,25 @@ class StreamFailed(Exception):
 
 
 class IngressDeployment(OpenInferenceMethods):
-    def __init__(self, t5: DeploymentHandle, electra: DeploymentHandle, settings: Settings) -> None:
+    """Proto in, domain request out to a model deployment, its Reply back
+    into the proto. A plain class, made a Serve deployment by ``app.py``;
+    ``read_status`` (Serve's status API unless given) says which models
+    have running replicas, so that tests run it without Ray."""
+
+    def __init__(
+        self,
+        t5: DeploymentHandle,
+        electra: DeploymentHandle,
+        settings: Settings,
+        read_status: Callable[[], Snapshot] | None = None,
+    ) -> None:
         self._t5 = t5
         self._electra = electra
         self._tokens = TokenTable.load(settings.auth.tokens_file, settings.auth.tokens_env)
         self._readiness = Readiness(
-            settings.app_name, {GENERATION_SERVICE: names.TEXT_GENERATOR, DETECTION_SERVICE: names.DETECTOR}
+            settings.app_name,
+            {GENERATION_SERVICE: names.TEXT_GENERATOR, DETECTION_SERVICE: names.DETECTOR},
+            read_status,
         )
         self._scales_to_zero = {
             service
