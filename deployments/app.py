@@ -15,11 +15,10 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import gRPCOptions
 
-from t5electra.server.settings import Settings
-
 from . import names
 from .electra_replica import DetectorDeployment
 from .ingress import IngressDeployment
+from .settings import Settings
 from .t5_replica import TextGeneratorDeployment
 
 GRPC_SERVICER_FUNCTIONS = [

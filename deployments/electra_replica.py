@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from t5electra.server.deployment_settings import ElectraSettings
 from t5electra.server.detector import PreparedDetection, ReplacementDetector
 from t5electra.server.domain import Detection, DetectionRequest, ModelDescription, Tokenization
-from t5electra.server.settings import Limits
+from t5electra.server.limits import Limits
 
 from . import names
 from .batcher import Batcher, BatchPlanner
+from .deployment_settings import ElectraSettings
 from .refusals import DeadlineExceeded
 from .replica_common import replica_info, set_threads, since
 from .replica_metrics import BatchMetrics

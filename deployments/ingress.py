@@ -26,7 +26,6 @@ from t5electra.protocol import SERVICE_OF_RPC
 from t5electra.protocol.v1 import detection_pb2, generation_pb2, models_pb2
 from t5electra.server.domain import Detection, DetectionRequest
 from t5electra.server.errors import ModelNotReady
-from t5electra.server.settings import Settings
 
 from . import bounded, names, wire
 from .auth import TokenTable
@@ -37,6 +36,7 @@ from .hop import Hop
 from .inference_ingress import OpenInferenceMethods
 from .replies import Reply
 from .servicers import DETECTION_SERVICE, GENERATION_SERVICE, MODELS_SERVICE
+from .settings import Settings
 from .status import retry_hint, to_status_code
 from .tracing import Carrier, Tracing
 

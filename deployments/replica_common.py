@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 
-from t5electra.server.deployment_settings import ModelSettings
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.generator import T5Generator
+
+from .deployment_settings import ModelSettings
 
 
 def replica_info(engine: T5Generator | ReplacementDetector) -> dict[str, Any]:

@@ -17,14 +17,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from t5electra.server.deployment_settings import T5Settings
 from t5electra.server.domain import GenerationRequest, GenerationResult, ModelDescription, StreamPiece, Tokenization
 from t5electra.server.generator import T5Generator
+from t5electra.server.limits import Limits
 from t5electra.server.session import StepEvent
-from t5electra.server.settings import Limits
 
 from . import names
 from .decode_loop import DecodeLoop
+from .deployment_settings import T5Settings
 from .records import Output
 from .refusals import RETURNED, DeadlineExceeded, Overloaded
 from .replica_common import replica_info, set_threads, since

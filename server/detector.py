@@ -20,9 +20,9 @@ from .compiling import compiled
 from .discriminator_pass import DiscriminatorPass, supported
 from .domain import Detection, DetectionRequest, ModelDescription, Tokenization, TokenScore
 from .errors import InvalidInput, NotConfigured
+from .limits import Limits
 from .loading import load_pretrained
 from .offsets import converter
-from .settings import Limits
 from .suggestions import SuggestionGenerator
 from .tokenization import encode_untrusted, token_pieces
 from .validation import check_detection, check_text, detection_fields

@@ -29,9 +29,9 @@ from .domain import (
     Tokenization,
 )
 from .errors import InvalidInput
+from .limits import Limits
 from .loading import load_pretrained
 from .session import GenerationSession
-from .settings import Limits
 from .text_stream import TextStream
 from .tokenization import encode_untrusted, token_pieces
 from .validation import check_generation, check_text, generation_fields

@@ -12,7 +12,7 @@ import unicodedata
 
 from .domain import OFFSET_UNITS, WORD_SCORINGS, DetectionRequest, GenerationParameters, GenerationRequest
 from .errors import InvalidInput
-from .settings import Limits
+from .limits import Limits
 
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 

@@ -11,7 +11,7 @@ from itertools import takewhile
 
 import pytest
 
-from t5electra.server.deployment_settings import ElectraSettings, T5Settings
+from t5electra.deployments.deployment_settings import ElectraSettings, T5Settings
 from t5electra.server.detector import ReplacementDetector
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.embedded import TINY_ELECTRA, TINY_T5

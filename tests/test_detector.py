@@ -9,7 +9,7 @@ from t5electra.server.detector import ReplacementDetector, best_window, window_s
 from t5electra.server.domain import DetectionRequest
 from t5electra.server.embedded import TINY_ELECTRA
 from t5electra.server.errors import InvalidInput
-from t5electra.server.settings import Limits
+from t5electra.server.limits import Limits
 
 pytestmark = pytest.mark.unit
 

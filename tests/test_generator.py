@@ -8,7 +8,7 @@ from t5electra.server.domain import FinishReason, GenerationParameters, Generati
 from t5electra.server.embedded import TINY_T5
 from t5electra.server.errors import InvalidInput
 from t5electra.server.generator import T5Generator
-from t5electra.server.settings import Limits
+from t5electra.server.limits import Limits
 
 from support.reference import PROMPTS, hf_generate, text_of
 

@@ -21,10 +21,10 @@ from t5electra.deployments.names import DETECTOR, TEXT_GENERATOR
 from t5electra.deployments.refusals import Overloaded
 from t5electra.deployments.replies import BatchTiming, Horizon, Reply, Usage
 from t5electra.deployments.servicers import DETECTION_SERVICE, GENERATION_SERVICE
+from t5electra.deployments.settings import Settings
 from t5electra.protocol.v1 import generation_pb2
 from t5electra.server.domain import FinishReason, GeneratedSequence, GenerationRequest, GenerationResult
 from t5electra.server.errors import InvalidInput
-from t5electra.server.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
-from t5electra.server.settings import Settings
+from t5electra.deployments.settings import Settings
 from t5electra.tools.serving.lifecycle import drain_budget_s
 
 from support.served import serving

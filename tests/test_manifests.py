@@ -19,7 +19,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from t5electra.deployments.health import LIVENESS
-from t5electra.server.settings import Settings, args_from_serve_config
+from t5electra.deployments.settings import Settings, args_from_serve_config
 
 from support import REPOSITORY
 

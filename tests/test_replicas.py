@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from t5electra.deployments.deployment_settings import ElectraSettings, T5Settings
 from t5electra.deployments.electra_replica import DetectorDeployment
 from t5electra.deployments.refusals import DeadlineTooShort
 from t5electra.deployments.replies import Reply, Usage
 from t5electra.deployments.t5_replica import TextGeneratorDeployment
-from t5electra.server.deployment_settings import ElectraSettings, T5Settings
 from t5electra.server.detector import PreparedDetection
 from t5electra.server.domain import (
     Detection,
@@ -37,8 +37,8 @@ from t5electra.server.domain import (
     Tokenization,
     TokenPiece,
 )
+from t5electra.server.limits import Limits
 from t5electra.server.session import StepEvent
-from t5electra.server.settings import Limits
 
 from support.waiting import wait_for
 

@@ -12,9 +12,9 @@ import pytest
 
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
+from t5electra.deployments.settings import Auth
 from t5electra.protocol.inference import open_inference_pb2 as oip
 from t5electra.protocol.inference import open_inference_pb2_grpc
-from t5electra.server.settings import Auth
 
 from support.serving import ServerUnderTest
 from support.tls_relay import TlsRelay, self_signed

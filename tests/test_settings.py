@@ -11,8 +11,8 @@ from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
 from t5electra.deployments.app import GRPC_SERVICER_FUNCTIONS, build
+from t5electra.deployments.settings import Settings
 from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
-from t5electra.server.settings import Settings
 
 from support import REPOSITORY
 

@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from t5electra.deployments.replies import BatchTiming
+from t5electra.deployments.settings import TracingSettings
 from t5electra.deployments.tracing import OFF, Tracing, caller_trace_id
-from t5electra.server.settings import TracingSettings
 from t5electra.tools.bench.otlp import ReceivedSpan, trace_receiver
 
 pytestmark = pytest.mark.unit

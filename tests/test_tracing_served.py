@@ -12,9 +12,9 @@ import pytest
 
 from t5electra.clients.options import infer_request
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
+from t5electra.deployments.settings import TracingSettings
 from t5electra.protocol.inference import open_inference_pb2_grpc
 from t5electra.protocol.v1 import detection_pb2, generation_pb2
-from t5electra.server.settings import TracingSettings
 from t5electra.tools.bench.otlp import ReceivedSpan, TraceReceiver, trace_receiver
 
 from support.serving import ServerUnderTest

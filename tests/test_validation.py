@@ -9,7 +9,7 @@ import pytest
 
 from t5electra.server.domain import DetectionRequest, GenerationParameters, GenerationRequest
 from t5electra.server.errors import InvalidInput
-from t5electra.server.settings import Limits
+from t5electra.server.limits import Limits
 from t5electra.server.validation import check_detection, check_generation
 
 pytestmark = pytest.mark.unit

@@ -25,8 +25,8 @@ from ray.serve.api import RunTarget
 from t5electra.clients import NO_RETRY, Client, T5ElectraError
 from t5electra.deployments.app import build_app, configure_ray_environment, grpc_options
 from t5electra.deployments.names import DETECTOR, INGRESS, TEXT_GENERATOR
+from t5electra.deployments.settings import Settings
 from t5electra.protocol.v1 import detection_pb2_grpc, generation_pb2_grpc
-from t5electra.server.settings import Settings
 from t5electra.tools.bench.processes import free_port
 
 from .waiting import wait_for

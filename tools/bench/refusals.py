@@ -17,8 +17,8 @@ from pathlib import Path
 
 import grpc
 
+from t5electra.deployments.settings import Settings
 from t5electra.protocol.v1 import generation_pb2, generation_pb2_grpc
-from t5electra.server.settings import Settings
 
 from .processes import SERVE_READY, free_port, started_process
 

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from t5electra.deployments.settings import REQUEST_PATH_SWITCHES
 from t5electra.server.domain import GenerationParameters
-from t5electra.server.settings import REQUEST_PATH_SWITCHES
 
 from .checkpoints import small, tiny
 from .figures import REFERENCE_CONCURRENCY, SizeResult, ratios

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from t5electra.server.settings import Settings
+from t5electra.deployments.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:

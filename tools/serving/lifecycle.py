@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 import psutil
 
 from t5electra.deployments.names import MODELS
+from t5electra.deployments.settings import Settings
 from t5electra.server.domain import ModelDescription
-from t5electra.server.settings import Settings
 
 from .ray_auth import present_cluster_token
 

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from .embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
-
-
-class StrictModel(BaseModel):
-    """A settings section that rejects unknown keys (a typo in a YAML fails loudly)."""
-
-    model_config = ConfigDict(extra="forbid")
+from t5electra.server.embedded import TINY_ELECTRA, TINY_ELECTRA_GENERATOR, TINY_T5
+from t5electra.server.limits import StrictModel
 
 
 class Autoscaling(StrictModel):

@@ -1,4 +1,6 @@
-"""Every knob of the server in one typed object.
+"""Every knob of the server in one typed object: the engines' limits
+(``server/limits.py``), each deployment's section (``deployment_settings.py``)
+and what serving itself needs (ports, auth, tracing, Serve's switches).
 
 Values come from, in rising precedence: the defaults below (right for a
 2-core laptop), the ``args`` of a Serve config YAML, environment variables
@@ -16,7 +18,9 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .deployment_settings import ElectraSettings, IngressSettings, StrictModel, T5Settings
+from t5electra.server.limits import Limits, StrictModel
+
+from .deployment_settings import ElectraSettings, IngressSettings, T5Settings
 
 # Measured on a 2-core machine with the t5-small and electra-small shapes
 # (docs/benchmarks.md): with both, Generate p50 at concurrency 1 fell from
@@ -42,27 +46,6 @@ class Auth(StrictModel):
     tokens_env: str = Field(
         "T5ELECTRA_AUTH_TOKENS", description="environment variable of the ingress holding the same YAML"
     )
-
-
-class Limits(StrictModel):
-    """Bounds on what one request may ask for; violations are INVALID_ARGUMENT."""
-
-    max_request_bytes: int = Field(
-        4 * 1024 * 1024,
-        ge=64 * 1024,
-        description="largest request (and response) message Ray's gRPC proxy accepts; larger ones get "
-        "RESOURCE_EXHAUSTED from gRPC before they are read",
-    )
-    max_input_chars: int = Field(20_000, ge=1, description="characters of request text")
-    max_generation_input_tokens: int = Field(512, ge=1, description="prompt tokens for Generate")
-    max_detection_input_tokens: int = Field(4096, ge=1, description="tokens for DetectReplacements, over all windows")
-    max_new_tokens: int = Field(512, ge=1)
-    max_num_beams: int = Field(8, ge=1)
-    max_num_return_sequences: int = Field(8, ge=1)
-    max_stop_sequences: int = Field(8, ge=0)
-    max_stop_sequence_chars: int = Field(64, ge=1)
-    max_top_logprobs: int = Field(10, ge=0, le=10, description="alternatives per generated token")
-    max_suggestions: int = Field(10, ge=0, le=10, description="suggestions per replaced word")
 
 
 class OpenInferenceSettings(StrictModel):
