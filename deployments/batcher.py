@@ -75,6 +75,8 @@ class BatchPlanner(Generic[T]):
         expired = tuple(r for r in self.queue if r.item.deadline is not None and wall > r.item.deadline)
         if expired:
             self.queue = deque(r for r in self.queue if r not in expired)
+            for request in expired:
+                request.status = Status.EXPIRED
         if not self.queue:
             return Take(expired=expired)
         fits = self._fits()
@@ -84,7 +86,7 @@ class BatchPlanner(Generic[T]):
             return Take(expired=expired, wait_s=remaining)
         batch = tuple(self.queue.popleft() for _ in range(fits))
         for request in batch:
-            request.status, request.admitted = Status.RUNNING, now
+            request.status = Status.RUNNING
         return Take(batch, expired)
 
     def _fits(self) -> int:

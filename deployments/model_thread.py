@@ -94,8 +94,6 @@ class ModelThread(ABC, Generic[T, W]):
             turn = self._plan(arrived, departed, now, time.time())
         if turn.expired:
             self._on_dropped("expired", len(turn.expired))
-            for request in turn.expired:
-                request.status = Status.EXPIRED
             late = DeadlineExceeded("the deadline passed, or left too little time to finish")
             self._mailbox.send(failed=turn.expired, error=late)
         if turn.work is None:

@@ -50,10 +50,6 @@ class Request(Generic[T]):
     steps_at_admission: int = 0
     rows_at_admission: int = 0
 
-    @property
-    def ended(self) -> bool:
-        return self.status not in (Status.WAITING, Status.RUNNING)
-
 
 @dataclass(frozen=True)
 class Output(Generic[P]):

@@ -214,7 +214,6 @@ class Scheduler:
             timing = None
             if event.result is not None:
                 del self.live[event.key]
-                request.status = Status.FINISHED
                 steps = self.steps - request.steps_at_admission
                 answered.append(steps)
                 mean_rows = (self.rows_stepped - request.rows_at_admission) / max(1, steps)

@@ -131,8 +131,11 @@ def test_a_field_the_replica_refuses_is_invalid_argument_naming_it_with_an_empty
 
 def test_a_replicas_refusal_is_resource_exhausted_with_pushback_and_the_ingress_learns_from_it() -> None:
     def refuse(request: GenerationRequest) -> Overloaded:
-        # An idle-looking replica would start it in 60 s: no deadline under that can wait.
-        return Overloaded("the work queued ahead", 60_000, Horizon(60.0, 0.01, 8.0, time.time(), 0.01))
+        # It could start in 60 s: no deadline under that can wait. Stamped a
+        # minute ahead (a replica clock ahead of the ingress's), so that the
+        # horizon is still fresh however slowly this machine reaches the
+        # second request.
+        return Overloaded("the work queued ahead", 60_000, Horizon(60.0, 0.01, 8.0, time.time() + 60, 0.01))
 
     ingress, t5 = _ingress(refuse)
     _, first = _generate(ingress, "hallo", timeout_ms=5_000)
